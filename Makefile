@@ -1,0 +1,103 @@
+# cardgw — build, run, test, lint, fuzz and bench targets. `make run` and `make test` are the
+# two commands a new user needs (README.md); both install missing Debian packages first.
+
+PKGS    := libwebsockets libuv hiredis msgpack jansson libcrypto
+CC      ?= cc
+CLANG   ?= clang
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CSTD    := -std=gnu11 -D_GNU_SOURCE
+INC     := -Iinclude -Ibuild/gen
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+CFLAGS  ?= -O2 -g
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRCS      := $(wildcard gateway/*.c) $(wildcard protocol/*.c)
+LIB_SRCS  := $(filter-out gateway/main.c,$(SRCS))
+OBJS      := $(SRCS:%.c=build/obj/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=build/obj/%.o)
+ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%)
+FUZZ_SRCS := $(filter-out gateway/%,$(LIB_SRCS)) gateway/common.c
+
+FUZZ_SECONDS ?= 45
+STAMP := build/.deps-ok
+
+.PHONY: all deps run test unit integration lint format fuzz fuzz-ci clean check-config bench
+all: build/cardgw
+
+# install-deps.sh is a fast no-op when everything is present; the stamp avoids even that
+# within one checkout.
+deps: $(STAMP)
+$(STAMP): scripts/install-deps.sh
+	@scripts/install-deps.sh
+	@mkdir -p build && touch $@
+
+GEN := build/gen/publish_lua.h
+# scripts/publish.lua is the single source of the publish script; the node embeds it.
+$(GEN): scripts/publish.lua
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from scripts/publish.lua by the Makefile: do not edit */'; \
+	   printf 'static const char gw_publish_lua[] =\n'; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; \
+	   echo ';'; } > $@
+
+build/obj/%.o: %.c $(STAMP) $(GEN) $(wildcard include/cardgw/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(INC) $(PKG_CFLAGS) -c $< -o $@
+
+build/asan/%.o: %.c $(STAMP) $(GEN) $(wildcard include/cardgw/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $(PKG_CFLAGS) -c $< -o $@
+
+build/cardgw: $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $(OBJS) $(PKG_LIBS) -lm
+
+# The same node built with AddressSanitizer + UBSan + LeakSanitizer: integration tests run it,
+# so every test that stops a node checks the shutdown path frees everything.
+build/cardgw-asan: build/asan/gateway/main.o $(ASAN_LIB_OBJS)
+	$(CC) $(SAN) -o $@ $^ $(PKG_LIBS) -lm
+
+build/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS) tests/unit/testlib.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $(PKG_CFLAGS) $< $(ASAN_LIB_OBJS) \
+	    -o $@ $(PKG_LIBS) -lm
+
+build/fuzz_decode: tests/fuzz/fuzz_decode.c $(FUZZ_SRCS) $(STAMP) $(wildcard include/cardgw/*.h)
+	$(CLANG) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(INC) $(PKG_CFLAGS) \
+	    tests/fuzz/fuzz_decode.c $(FUZZ_SRCS) -o $@ $(PKG_LIBS) -lm
+
+run: deps build/cardgw
+	@scripts/run-local.sh
+
+check-config: build/cardgw
+	@build/cardgw --config config.example --check-config
+
+unit: $(UNIT_BINS)
+	@scripts/test.sh unit
+
+integration: build/cardgw-asan build/cardgw
+	@scripts/test.sh integration
+
+fuzz: build/fuzz_decode
+	@mkdir -p build/fuzz-corpus
+	build/fuzz_decode -max_total_time=$${FUZZ_SECONDS:-300} -max_len=4096 \
+	    build/fuzz-corpus tests/fuzz/corpus
+
+fuzz-ci: build/fuzz_decode
+	@scripts/test.sh fuzz $(FUZZ_SECONDS)
+
+lint: deps
+	@scripts/lint.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# Everything a change must pass: lint, C unit tests under ASan/UBSan, a bounded fuzz run and
+# the integration tests against real redis-server and node processes. One summary line.
+test: deps build/cardgw build/cardgw-asan $(UNIT_BINS) build/fuzz_decode
+	@scripts/test.sh all $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build

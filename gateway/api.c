@@ -1,0 +1,309 @@
+/* api.c — the server API beside the WebSocket endpoint: POST /api/v1/publish, broadcast,
+ * disconnect and unsubscribe, GET /api/v1/position; JSON in and out, api_key required. */
+#include "cardgw/api.h"
+#include "cardgw/auth.h"
+#include "cardgw/broker.h"
+#include "cardgw/hub.h"
+#include "cardgw/log.h"
+#include "cardgw/metrics.h"
+#include "cardgw/node.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+#include <stdlib.h>
+
+#define GW_API_MAX_BODY      (1024 * 1024)
+#define GW_API_MAX_BROADCAST 1000
+
+typedef struct {
+    gw_http_req_t *r;
+    int outstanding; /* publishes not answered yet (broadcast) */
+    json_t *results; /* broadcast: one entry per channel */
+    size_t idx;
+} gw_api_op_t;
+
+typedef struct {
+    gw_api_op_t *op;
+    size_t idx;
+} gw_api_slot_t;
+
+/* ---- responses --------------------------------------------------------------------------- */
+
+/* Sends a JSON response (takes the reference to body) unless the client already went away, in
+ * which case the request is freed here. */
+static void gw_api_reply(gw_http_req_t *r, unsigned status, json_t *body)
+{
+    r->pending = 0;
+    if (status >= 400)
+        gw_metrics.api_errors++;
+    if (!r->wsi) {
+        json_decref(body);
+        gw_http_req_free(r);
+        return;
+    }
+    char *s = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(body);
+    gw_buf_reset(&r->body);
+    gw_buf_append_str(&r->body, s ? s : "{}");
+    gw_buf_append(&r->body, "\n", 1);
+    free(s);
+    if (gw_http_respond(r, status, "application/json") != 0 && r->wsi)
+        lws_callback_on_writable(r->wsi);
+}
+
+static void gw_api_error(gw_http_req_t *r, unsigned status, const char *msg)
+{
+    gw_api_reply(r, status, json_pack("{s:s}", "error", msg));
+}
+
+static unsigned gw_api_status_for(int err)
+{
+    switch (err) {
+    case GW_ERR_UNAVAILABLE:
+        return 503;
+    case GW_ERR_UNKNOWN_NAMESPACE:
+        return 404;
+    default:
+        return 400;
+    }
+}
+
+static const char *gw_api_msg_for(int err)
+{
+    switch (err) {
+    case GW_ERR_UNAVAILABLE:
+        return "redis unavailable: nothing was published";
+    case GW_ERR_UNKNOWN_NAMESPACE:
+        return "unknown namespace";
+    case GW_ERR_BAD_CHANNEL:
+        return "bad channel name";
+    default:
+        return "bad request";
+    }
+}
+
+/* ---- authentication ------------------------------------------------------------------------ */
+
+static int gw_api_authorized(gw_node_t *node, gw_http_req_t *r)
+{
+    char h[512];
+    const char *key = node->cfg->api_key;
+    if (!key[0] || lws_hdr_copy(r->wsi, h, sizeof(h), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
+        return 0;
+    const char *given = NULL;
+    if (strncmp(h, "apikey ", 7) == 0)
+        given = h + 7;
+    else if (strncmp(h, "Bearer ", 7) == 0)
+        given = h + 7;
+    return given && strlen(given) == strlen(key) && CRYPTO_memcmp(given, key, strlen(key)) == 0;
+}
+
+/* ---- publish and broadcast ------------------------------------------------------------------ */
+
+static void gw_api_op_finish(gw_api_op_t *op)
+{
+    if (--op->outstanding > 0)
+        return;
+    json_t *res = op->results;
+    gw_http_req_t *r = op->r;
+    free(op);
+    if (json_array_size(res) == 1 && strcmp(r->path, "/api/v1/publish") == 0) {
+        json_t *one = json_incref(json_array_get(res, 0));
+        json_decref(res);
+        json_t *e = json_object_get(one, "error");
+        unsigned st = e ? (unsigned)json_integer_value(json_object_get(one, "status")) : 200;
+        json_object_del(one, "status");
+        gw_api_reply(r, st, one);
+        return;
+    }
+    gw_api_reply(r, 200, json_pack("{s:o}", "results", res));
+}
+
+static void gw_api_on_published(void *priv, int err, const char *epoch, uint64_t offset)
+{
+    gw_api_slot_t *slot = priv;
+    gw_api_op_t *op = slot->op;
+    json_t *entry = err ? json_pack("{s:s,s:i}", "error", gw_api_msg_for(err), "status",
+                                    (int)gw_api_status_for(err))
+                        : json_pack("{s:I,s:s}", "offset", (json_int_t)offset, "epoch", epoch);
+    json_array_set_new(op->results, slot->idx, entry);
+    free(slot);
+    gw_api_op_finish(op);
+}
+
+static void gw_api_publish(gw_node_t *node, gw_http_req_t *r, json_t *body, int broadcast)
+{
+    json_t *data = json_object_get(body, "data");
+    json_t *chans;
+    if (broadcast) {
+        chans = json_incref(json_object_get(body, "channels"));
+    } else {
+        chans = json_array();
+        if (json_is_string(json_object_get(body, "channel")))
+            json_array_append(chans, json_object_get(body, "channel"));
+    }
+    size_t n = json_array_size(chans);
+    if (!data || !json_is_array(chans) || n == 0 || n > GW_API_MAX_BROADCAST) {
+        json_decref(chans);
+        gw_api_error(r, 400,
+                     broadcast ? "want {\"channels\": [..], \"data\": ..}"
+                               : "want {\"channel\": \"ns:id\", \"data\": ..}");
+        return;
+    }
+    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    gw_api_op_t *op = gw_calloc(1, sizeof(*op));
+    op->r = r;
+    op->results = json_array();
+    op->outstanding = 1; /* held until every publish is issued */
+    r->pending = 1;
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(op->results, json_null());
+    for (size_t i = 0; i < n; i++) {
+        const char *ch = json_string_value(json_array_get(chans, i));
+        int err = GW_ERR_BAD_CHANNEL;
+        gw_api_slot_t *slot = gw_malloc(sizeof(*slot));
+        *slot = (gw_api_slot_t){op, i};
+        op->outstanding++;
+        if (ch)
+            err = gw_hub_publish(node->hub, ch, strlen(ch),
+                                 (gw_data_t){GW_DATA_JSON, (const uint8_t *)text, strlen(text)},
+                                 NULL, gw_api_on_published, slot);
+        if (err)
+            gw_api_on_published(slot, err, NULL, 0);
+    }
+    free(text);
+    json_decref(chans);
+    gw_api_op_finish(op);
+}
+
+/* ---- disconnect, unsubscribe (control messages to every node) ------------------------------ */
+
+static void gw_api_on_control(void *priv, int err, const char *epoch, uint64_t nodes)
+{
+    gw_http_req_t *r = priv;
+    (void)epoch;
+    if (err)
+        gw_api_error(r, 503, "redis unavailable: nothing was sent");
+    else
+        gw_api_reply(r, 200, json_pack("{s:I}", "nodes", (json_int_t)nodes));
+}
+
+static void gw_api_control(gw_node_t *node, gw_http_req_t *r, json_t *body, int unsubscribe)
+{
+    const char *uid = json_string_value(json_object_get(body, "uid"));
+    const char *ch = json_string_value(json_object_get(body, "channel"));
+    size_t nslen;
+    if (!uid || !gw_auth_uid_valid(uid, strlen(uid)) ||
+        (unsubscribe && (!ch || !gw_proto_channel_valid(ch, strlen(ch), &nslen)))) {
+        gw_api_error(r, 400,
+                     unsubscribe ? "want {\"uid\": .., \"channel\": ..}" : "want {\"uid\": ..}");
+        return;
+    }
+    char msg[512];
+    int n = unsubscribe ? snprintf(msg, sizeof(msg), "unsubscribe\n%s\n%s", uid, ch)
+                        : snprintf(msg, sizeof(msg), "disconnect\n%s", uid);
+    r->pending = 1;
+    if (gw_hub_control(node->hub, msg, (size_t)n, gw_api_on_control, r) != 0)
+        gw_api_on_control(r, GW_ERR_UNAVAILABLE, NULL, 0);
+}
+
+/* ---- position ---------------------------------------------------------------------------------
+ */
+
+static void gw_api_on_position(void *priv, redisReply *rep)
+{
+    gw_http_req_t *r = priv;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+        gw_api_error(r, 503, "redis unavailable");
+        return;
+    }
+    const char *e = rep->element[0]->type == REDIS_REPLY_STRING ? rep->element[0]->str : "";
+    uint64_t s =
+        rep->element[1]->type == REDIS_REPLY_STRING ? strtoull(rep->element[1]->str, NULL, 10) : 0;
+    gw_api_reply(r, 200, json_pack("{s:s,s:I}", "epoch", e, "offset", (json_int_t)s));
+}
+
+static void gw_api_position(gw_node_t *node, gw_http_req_t *r)
+{
+    char ch[GW_PROTO_MAX_CHANNEL + 1], key[GW_PROTO_MAX_CHANNEL + 16];
+    size_t nslen;
+    if (lws_get_urlarg_by_name(r->wsi, "channel=", ch, sizeof(ch)) == NULL ||
+        !gw_proto_channel_valid(ch, strlen(ch), &nslen)) {
+        gw_api_error(r, 400, "want ?channel=ns:id");
+        return;
+    }
+    int kn = snprintf(key, sizeof(key), "cardgw:{%s}:m", ch);
+    const char *argv[] = {"HMGET", key, "e", "s"};
+    size_t argvlen[] = {5, (size_t)kn, 1, 1};
+    r->pending = 1;
+    if (gw_broker_command_argv(node->broker, gw_api_on_position, r, 4, argv, argvlen) != 0)
+        gw_api_on_position(r, NULL);
+}
+
+/* ---- entry points -----------------------------------------------------------------------------
+ */
+
+int gw_api_begin(gw_node_t *node, gw_http_req_t *r, const char *path)
+{
+    gw_metrics.api_requests++;
+    snprintf(r->path, sizeof(r->path), "%s", path);
+    if (!node->cfg->api_key[0]) {
+        gw_api_error(r, 404, "server API disabled (set api_key)");
+        return 0;
+    }
+    if (!gw_api_authorized(node, r)) {
+        gw_api_error(r, 401, "missing or wrong API key (Authorization: apikey <key>)");
+        return 0;
+    }
+    if (strcmp(path, "/api/v1/position") == 0 && !r->is_post) {
+        gw_api_position(node, r);
+        return 0;
+    }
+    if (!r->is_post) {
+        gw_api_error(r, strncmp(path, "/api/v1/", 8) == 0 ? 405 : 404, "not found or not GET");
+        return 0;
+    }
+    return 0; /* the body follows */
+}
+
+int gw_api_body(gw_node_t *node, gw_http_req_t *r, const void *in, size_t len)
+{
+    (void)node;
+    if (r->reqbody.len + len > GW_API_MAX_BODY)
+        return -1;
+    gw_buf_append(&r->reqbody, in, len);
+    return 0;
+}
+
+int gw_api_body_done(gw_node_t *node, gw_http_req_t *r)
+{
+    if (r->responded || r->pending)
+        return 0; /* already answered at the headers (bad key, ...) */
+    json_error_t jerr;
+    json_t *body = json_loadb((const char *)gw_buf_data(&r->reqbody), r->reqbody.len,
+                              JSON_REJECT_DUPLICATES, &jerr);
+    if (!body || !json_is_object(body)) {
+        json_decref(body);
+        gw_api_error(r, 400, "body is not a JSON object");
+        return 0;
+    }
+    if (strcmp(r->path, "/api/v1/publish") == 0)
+        gw_api_publish(node, r, body, 0);
+    else if (strcmp(r->path, "/api/v1/broadcast") == 0)
+        gw_api_publish(node, r, body, 1);
+    else if (strcmp(r->path, "/api/v1/disconnect") == 0)
+        gw_api_control(node, r, body, 0);
+    else if (strcmp(r->path, "/api/v1/unsubscribe") == 0)
+        gw_api_control(node, r, body, 1);
+    else
+        gw_api_error(r, 404, "no such API");
+    json_decref(body);
+    return 0;
+}
+
+int gw_api_detach(gw_http_req_t *r)
+{
+    return r->pending;
+}

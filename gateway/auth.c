@@ -1,0 +1,316 @@
+/* auth.c — where a connection is authenticated: the connect and refresh commands, opaque session
+ * tokens in Redis (any node serves any user), HS256 JWTs checked without a Redis round trip. */
+#include "cardgw/auth.h"
+#include "cardgw/broker.h"
+#include "cardgw/hub.h"
+#include "cardgw/log.h"
+#include "cardgw/node.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdlib.h>
+
+/* ---- identities ------------------------------------------------------------------------------ */
+
+int gw_auth_uid_valid(const char *uid, size_t n)
+{
+    if (n == 0 || n > 127)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = uid[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              strchr("_.@=+,;-", ch)))
+            return 0;
+    }
+    return 1;
+}
+
+/* ---- HS256 JWT
+ * ------------------------------------------------------------------------------------ */
+
+/* Decodes base64url without padding into out (capacity cap). Returns the length or -1. */
+static long gw_b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v;
+        char ch = s[i];
+        if (ch >= 'A' && ch <= 'Z')
+            v = ch - 'A';
+        else if (ch >= 'a' && ch <= 'z')
+            v = ch - 'a' + 26;
+        else if (ch >= '0' && ch <= '9')
+            v = ch - '0' + 52;
+        else if (ch == '-')
+            v = 62;
+        else if (ch == '_')
+            v = 63;
+        else if (ch == '=' && i + 2 >= n)
+            break;
+        else
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o == cap)
+                return -1;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    return (long)o;
+}
+
+static json_t *gw_jwt_part(const char *s, size_t n)
+{
+    uint8_t buf[4096];
+    long len = gw_b64url_decode(s, n, buf, sizeof(buf));
+    if (len < 0)
+        return NULL;
+    json_t *j = json_loadb((const char *)buf, (size_t)len, JSON_REJECT_DUPLICATES, NULL);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
+}
+
+int gw_auth_jwt_verify(const char *token, size_t n, const char *secret, uint64_t now_ms,
+                       gw_identity_t *id)
+{
+    const char *d1 = memchr(token, '.', n);
+    const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - token)) : NULL;
+    json_t *hdr = NULL, *claims = NULL;
+    int rc = GW_ERR_UNAUTHORIZED;
+    if (!d2 || !secret[0])
+        return rc;
+    uint8_t sig[64], mac[EVP_MAX_MD_SIZE];
+    unsigned maclen = 0;
+    long siglen = gw_b64url_decode(d2 + 1, n - (size_t)(d2 + 1 - token), sig, sizeof(sig));
+    if (siglen != 32)
+        return rc;
+    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const uint8_t *)token,
+              (size_t)(d2 - token), mac, &maclen) ||
+        maclen != 32 || CRYPTO_memcmp(mac, sig, 32) != 0)
+        return rc;
+    hdr = gw_jwt_part(token, (size_t)(d1 - token));
+    claims = gw_jwt_part(d1 + 1, (size_t)(d2 - d1 - 1));
+    if (!hdr || !claims)
+        goto out;
+    const char *alg = json_string_value(json_object_get(hdr, "alg"));
+    if (!alg || strcmp(alg, "HS256") != 0)
+        goto out;
+    const char *sub = json_string_value(json_object_get(claims, "sub"));
+    if (!sub || !gw_auth_uid_valid(sub, strlen(sub)))
+        goto out;
+    json_t *exp = json_object_get(claims, "exp");
+    id->expires_at_ms = 0;
+    if (exp) {
+        if (!json_is_number(exp))
+            goto out;
+        double e = json_number_value(exp);
+        if (e * 1000.0 <= (double)now_ms) {
+            rc = GW_ERR_TOKEN_EXPIRED;
+            goto out;
+        }
+        id->expires_at_ms = (uint64_t)(e * 1000.0);
+    }
+    snprintf(id->uid, sizeof(id->uid), "%s", sub);
+    rc = 0;
+out:
+    json_decref(hdr);
+    json_decref(claims);
+    return rc;
+}
+
+static int gw_token_is_jwt(const gw_slice_t *t)
+{
+    const char *d = memchr(t->p, '.', t->n);
+    return d && memchr(d + 1, '.', t->n - (size_t)(d + 1 - t->p)) != NULL;
+}
+
+/* ---- connect / refresh
+ * ------------------------------------------------------------------------------ */
+
+typedef struct {
+    gw_conn_t *c; /* held */
+    uint32_t id;
+    int refresh;
+} gw_auth_op_t;
+
+/* Arms the connection's lws timer for the next token deadline (refresh advice, then expiry). */
+static void gw_auth_arm(gw_conn_t *c)
+{
+    if (!c->wsi)
+        return;
+    if (c->expires_at_ms == 0) {
+        lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
+        return;
+    }
+    uint64_t now = gw_wall_ms(), before = (uint64_t)c->node->cfg->token_refresh_before_s * 1000;
+    uint64_t at = c->expires_at_ms;
+    if (!c->refresh_sent && c->expires_at_ms > before)
+        at = c->expires_at_ms - before;
+    lws_set_timer_usecs(c->wsi, (lws_usec_t)(at > now ? at - now : 1) * 1000);
+}
+
+static void gw_auth_fail(gw_conn_t *c, uint32_t id, int code, int refresh)
+{
+    gw_conn_reply_error(c, id, code,
+                        code == GW_ERR_TOKEN_EXPIRED ? "token expired" : "invalid token");
+    /* a failed connect closes the connection once the error is out; a failed refresh leaves
+     * the old expiry in force */
+    if (!refresh)
+        gw_conn_close(c, code == GW_ERR_TOKEN_EXPIRED ? GW_CLOSE_EXPIRED : GW_CLOSE_UNAUTHORIZED,
+                      0);
+}
+
+static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *ident, int refresh)
+{
+    gw_node_t *node = c->node;
+    if (refresh) {
+        if (strcmp(ident->uid, c->uid) != 0) {
+            gw_conn_reply_error(c, id, GW_ERR_UNAUTHORIZED, "token is for another user");
+            return;
+        }
+        c->expires_at_ms = ident->expires_at_ms;
+        c->refresh_sent = 0;
+        gw_auth_arm(c);
+        gw_conn_reply_ok(c, id);
+        return;
+    }
+    c->uid = gw_strdup(ident->uid);
+    c->expires_at_ms = ident->expires_at_ms;
+    c->state = GW_CONN_READY;
+    gw_hub_conn_authenticated(node->hub, c);
+    gw_auth_arm(c);
+    uint64_t now = gw_wall_ms();
+    uint32_t expires_in =
+        c->expires_at_ms ? (uint32_t)((c->expires_at_ms > now ? c->expires_at_ms - now : 0) / 1000)
+                         : 0;
+    gw_buf_t b;
+    gw_buf_init(&b, GW_FRAME_HEADROOM);
+    gw_proto_enc_connect_ok(&b, c->enc, id, (gw_slice_t){c->cid, strlen(c->cid)},
+                            (gw_slice_t){c->uid, strlen(c->uid)},
+                            (gw_slice_t){node->node_id, strlen(node->node_id)},
+                            (uint32_t)node->cfg->ping_interval_s, expires_in);
+    gw_conn_send_buf(c, &b);
+    gw_debug("auth", "%s connected as %s", c->cid, c->uid);
+}
+
+/* HGETALL cardgw:session:<token> answered: fields uid (required), expires_at (unix seconds). */
+static void gw_auth_on_session(void *priv, redisReply *r)
+{
+    gw_auth_op_t *op = priv;
+    gw_conn_t *c = op->c;
+    gw_identity_t ident = {{0}, 0};
+    const char *uid = NULL;
+    size_t uidlen = 0;
+    double exp = 0;
+    if (!c->wsi)
+        goto done;
+    if (c->state == GW_CONN_AUTHING)
+        c->state = GW_CONN_NEW;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        gw_conn_reply_error(c, op->id, GW_ERR_UNAVAILABLE, "session store unavailable, retry");
+        goto done;
+    }
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        redisReply *k = r->element[i], *v = r->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (strcmp(k->str, "uid") == 0) {
+            uid = v->str;
+            uidlen = v->len;
+        } else if (strcmp(k->str, "expires_at") == 0) {
+            exp = strtod(v->str, NULL);
+        }
+    }
+    if (!uid || !gw_auth_uid_valid(uid, uidlen)) {
+        gw_auth_fail(c, op->id, GW_ERR_UNAUTHORIZED, op->refresh);
+        goto done;
+    }
+    if (exp > 0 && exp * 1000.0 <= (double)gw_wall_ms()) {
+        gw_auth_fail(c, op->id, GW_ERR_TOKEN_EXPIRED, op->refresh);
+        goto done;
+    }
+    memcpy(ident.uid, uid, uidlen);
+    ident.expires_at_ms = exp > 0 ? (uint64_t)(exp * 1000.0) : 0;
+    gw_auth_succeed(c, op->id, &ident, op->refresh);
+done:
+    gw_conn_release(c);
+    free(op);
+}
+
+static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh)
+{
+    gw_node_t *node = c->node;
+    if (gw_token_is_jwt(&cmd->token)) {
+        gw_identity_t ident;
+        int rc = gw_auth_jwt_verify(cmd->token.p, cmd->token.n, node->cfg->jwt_secret, gw_wall_ms(),
+                                    &ident);
+        if (rc)
+            gw_auth_fail(c, cmd->id, rc, refresh);
+        else
+            gw_auth_succeed(c, cmd->id, &ident, refresh);
+        return;
+    }
+    char key[GW_PROTO_MAX_TOKEN + 32];
+    int kn = snprintf(key, sizeof(key), "cardgw:session:%.*s", (int)cmd->token.n, cmd->token.p);
+    const char *argv[] = {"HGETALL", key};
+    size_t argvlen[] = {7, (size_t)kn};
+    gw_auth_op_t *op = gw_malloc(sizeof(*op));
+    op->c = c;
+    op->id = cmd->id;
+    op->refresh = refresh;
+    gw_conn_hold(c);
+    if (gw_broker_command_argv(node->broker, gw_auth_on_session, op, 2, argv, argvlen) != 0) {
+        gw_conn_release(c);
+        free(op);
+        gw_conn_reply_error(c, cmd->id, GW_ERR_UNAVAILABLE, "session store unavailable, retry");
+        return;
+    }
+    if (!refresh)
+        c->state = GW_CONN_AUTHING;
+}
+
+void gw_auth_connect(gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    if (c->state == GW_CONN_AUTHING) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_ALREADY_CONNECTED, "connect already in progress");
+        return;
+    }
+    gw_auth_check(c, cmd, 0);
+}
+
+void gw_auth_refresh(gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    gw_auth_check(c, cmd, 1);
+}
+
+int gw_auth_on_timer(gw_conn_t *c)
+{
+    uint64_t now = gw_wall_ms();
+    if (c->expires_at_ms == 0)
+        return 0;
+    if (now >= c->expires_at_ms) {
+        gw_conn_close(c, GW_CLOSE_EXPIRED, 0);
+        return 0;
+    }
+    if (!c->refresh_sent) {
+        gw_buf_t b;
+        gw_buf_init(&b, GW_FRAME_HEADROOM);
+        gw_proto_enc_refresh(&b, c->enc, (uint32_t)((c->expires_at_ms - now + 999) / 1000));
+        gw_conn_send_buf(c, &b);
+        c->refresh_sent = 1;
+    }
+    gw_auth_arm(c);
+    return 0;
+}

@@ -1,0 +1,530 @@
+/* broker.c — hiredis 0.14 async contexts on the node's libuv loop: our own small libuv adapter
+ * (hiredis's ignores poll errors), reconnect with backoff and jitter, batched (un)subscribes, and
+ * a canary PUBLISH/receive round trip that decides readiness and detects a wedged connection. */
+#include "cardgw/broker.h"
+#include "cardgw/common.h"
+#include "cardgw/log.h"
+#include "cardgw/metrics.h"
+
+#include <errno.h>
+#include <hiredis/async.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define GW_SUB_BATCH 256 /* channels per SUBSCRIBE/UNSUBSCRIBE command */
+
+typedef struct gw_redis_conn {
+    gw_broker_t *b;
+    const char *name; /* "pubsub" or "command" */
+    int is_sub;
+    redisAsyncContext *ac; /* NULL while down */
+    int connected;
+    int attempt;      /* failed attempts since the last success */
+    uv_timer_t timer; /* connect timeout, then reconnect backoff */
+    uint64_t connected_ms;
+} gw_redis_conn_t;
+
+typedef struct {
+    int subscribe;
+    char *channel;
+    size_t n;
+} gw_sub_op_t;
+
+struct gw_broker {
+    uv_loop_t *loop;
+    const gw_config_t *cfg;
+    gw_redis_addr_t addr;
+    gw_broker_handlers_t h;
+    gw_redis_conn_t sub, cmd;
+    int stopping;
+
+    /* batched (un)subscribes */
+    gw_sub_op_t *ops;
+    size_t nops, capops;
+    uv_timer_t flush_timer;
+
+    /* canary */
+    uv_timer_t canary_timer;
+    char probe_channel[160];
+    int probe_subscribed;
+    uint64_t canary_seq;
+    uint64_t canary_rx_ms; /* when the last canary came back; 0 = not since (re)connect */
+    int ready;
+};
+
+/* ---- libuv adapter for hiredis ------------------------------------------------------------- */
+
+typedef struct {
+    redisAsyncContext *ac; /* NULL once hiredis cleaned up */
+    uv_poll_t poll;
+    int events;
+} gw_redis_io_t;
+
+static void gw_io_on_poll(uv_poll_t *h, int status, int events)
+{
+    gw_redis_io_t *io = h->data;
+    /* hiredis's adapter ignores status < 0, so a refused connect is never reported; we hand
+     * errors to hiredis as readiness and let it find the socket error itself. */
+    if (status < 0)
+        events = UV_READABLE | UV_WRITABLE;
+    if (io->ac && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(io->ac);
+    if (io->ac && (events & UV_READABLE))
+        redisAsyncHandleRead(io->ac);
+}
+
+static void gw_io_update(gw_redis_io_t *io, int add, int ev)
+{
+    int nev = add ? (io->events | ev) : (io->events & ~ev);
+    if (nev == io->events)
+        return;
+    io->events = nev;
+    if (nev)
+        uv_poll_start(&io->poll, nev, gw_io_on_poll);
+    else
+        uv_poll_stop(&io->poll);
+}
+
+static void gw_io_add_read(void *p)
+{
+    gw_io_update(p, 1, UV_READABLE);
+}
+static void gw_io_del_read(void *p)
+{
+    gw_io_update(p, 0, UV_READABLE);
+}
+static void gw_io_add_write(void *p)
+{
+    gw_io_update(p, 1, UV_WRITABLE);
+}
+static void gw_io_del_write(void *p)
+{
+    gw_io_update(p, 0, UV_WRITABLE);
+}
+
+static void gw_io_on_close(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* hiredis calls this when it frees the context: the poll handle is libuv's until its close
+ * callback runs, so it is freed there. */
+static void gw_io_cleanup(void *p)
+{
+    gw_redis_io_t *io = p;
+    io->ac = NULL;
+    uv_poll_stop(&io->poll);
+    uv_close((uv_handle_t *)&io->poll, gw_io_on_close);
+}
+
+static int gw_io_attach(uv_loop_t *loop, redisAsyncContext *ac)
+{
+    gw_redis_io_t *io = gw_calloc(1, sizeof(*io));
+    if (uv_poll_init(loop, &io->poll, ac->c.fd) != 0) {
+        free(io);
+        return -EINVAL;
+    }
+    io->ac = ac;
+    io->poll.data = io;
+    ac->ev.addRead = gw_io_add_read;
+    ac->ev.delRead = gw_io_del_read;
+    ac->ev.addWrite = gw_io_add_write;
+    ac->ev.delWrite = gw_io_del_write;
+    ac->ev.cleanup = gw_io_cleanup;
+    ac->ev.data = io;
+    return 0;
+}
+
+/* ---- connection life cycle ----------------------------------------------------------------- */
+
+static void gw_conn_connect(gw_redis_conn_t *c);
+static void gw_conn_on_timer(uv_timer_t *t);
+static void gw_flush_ops(uv_timer_t *t);
+static void gw_broker_set_ready(gw_broker_t *b, int ready);
+static void gw_on_sub_reply(redisAsyncContext *ac, void *r, void *priv);
+
+static void gw_conn_schedule_retry(gw_redis_conn_t *c)
+{
+    gw_broker_t *b = c->b;
+    if (b->stopping)
+        return;
+    /* exponential backoff with jitter: a random delay in [d/2, d] */
+    uint64_t d = (uint64_t)b->cfg->redis_backoff_min_ms << GW_MIN(c->attempt, 20);
+    if (d > (uint64_t)b->cfg->redis_backoff_max_ms)
+        d = (uint64_t)b->cfg->redis_backoff_max_ms;
+    uint64_t delay = d / 2 + gw_random_u32() % (d / 2 + 1);
+    c->attempt++;
+    gw_debug("redis", "%s: reconnect in %" PRIu64 " ms (attempt %d)", c->name, delay, c->attempt);
+    uv_timer_start(&c->timer, gw_conn_on_timer, delay, 0);
+}
+
+static void gw_conn_down(gw_redis_conn_t *c, const char *why)
+{
+    gw_broker_t *b = c->b;
+    int was = c->connected;
+    c->ac = NULL;
+    c->connected = 0;
+    if (c->is_sub) {
+        gw_metrics.redis_connected_sub = 0;
+        b->probe_subscribed = 0;
+    } else {
+        gw_metrics.redis_connected_cmd = 0;
+    }
+    if (!b->stopping)
+        gw_log(was ? GW_LOG_WARN : GW_LOG_DEBUG, "redis", "%s connection to %s:%d down: %s",
+               c->name, b->addr.host, b->addr.port, why);
+    gw_broker_set_ready(b, 0);
+    if (c->is_sub && was && b->h.on_event)
+        b->h.on_event(b->h.ud, GW_BROKER_SUB_DOWN);
+    gw_conn_schedule_retry(c);
+}
+
+static void gw_on_connect(const redisAsyncContext *ac, int status)
+{
+    gw_redis_conn_t *c = ac->data;
+    if (c->ac != ac)
+        return;
+    if (status != REDIS_OK) {
+        gw_conn_down(c, ac->errstr[0] ? ac->errstr : "connect failed");
+        return;
+    }
+    gw_broker_t *b = c->b;
+    uv_timer_stop(&c->timer);
+    if (c->attempt > 0 || c->connected_ms)
+        gw_metrics.redis_reconnects++;
+    c->connected = 1;
+    c->attempt = 0;
+    c->connected_ms = gw_now_ms();
+    b->canary_rx_ms = 0;
+    gw_info("redis", "%s connection to %s:%d up", c->name, b->addr.host, b->addr.port);
+    if (c->is_sub) {
+        gw_metrics.redis_connected_sub = 1;
+        redisAsyncCommand(c->ac, gw_on_sub_reply, b, "SUBSCRIBE %s", b->probe_channel);
+        if (b->h.on_event)
+            b->h.on_event(b->h.ud, GW_BROKER_SUB_UP);
+    } else {
+        gw_metrics.redis_connected_cmd = 1;
+    }
+}
+
+static void gw_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    gw_redis_conn_t *c = ac->data;
+    if (c->ac != ac)
+        return;
+    gw_conn_down(c, status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "error"));
+}
+
+static void gw_on_auth_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+    gw_redis_conn_t *c = priv;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        gw_err("redis", "%s: %s rejected: %.*s", c->name, c->is_sub ? "AUTH" : "AUTH/SELECT",
+               (int)reply->len, reply->str);
+        redisAsyncDisconnect(ac);
+    }
+}
+
+static void gw_conn_connect(gw_redis_conn_t *c)
+{
+    gw_broker_t *b = c->b;
+    redisAsyncContext *ac = redisAsyncConnect(b->addr.host, b->addr.port);
+    if (ac == NULL || ac->err) {
+        gw_debug("redis", "%s: connect: %s", c->name, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        gw_conn_schedule_retry(c);
+        return;
+    }
+    if (gw_io_attach(b->loop, ac) != 0) {
+        redisAsyncFree(ac);
+        gw_conn_schedule_retry(c);
+        return;
+    }
+    ac->data = c;
+    c->ac = ac;
+    redisAsyncSetConnectCallback(ac, gw_on_connect);
+    redisAsyncSetDisconnectCallback(ac, gw_on_disconnect);
+    /* queued now, written as soon as the socket connects */
+    if (b->addr.password[0])
+        redisAsyncCommand(ac, gw_on_auth_reply, c, "AUTH %s", b->addr.password);
+    if (!c->is_sub && b->addr.db)
+        redisAsyncCommand(ac, gw_on_auth_reply, c, "SELECT %d", b->addr.db);
+    uv_timer_start(&c->timer, gw_conn_on_timer, (uint64_t)b->cfg->redis_connect_timeout_ms, 0);
+}
+
+/* One timer per connection: while connecting it is the connect timeout; while down, the
+ * backoff before the next attempt. */
+static void gw_conn_on_timer(uv_timer_t *t)
+{
+    gw_redis_conn_t *c = t->data;
+    if (c->b->stopping)
+        return;
+    if (c->ac && !c->connected) {
+        redisAsyncContext *ac = c->ac;
+        c->ac = NULL; /* callbacks run by the free below must not use it */
+        redisAsyncFree(ac);
+        gw_conn_down(c, "connect timeout");
+        return;
+    }
+    if (!c->ac)
+        gw_conn_connect(c);
+}
+
+/* Drops a connection that looks up but does not answer; hiredis fails its pending callbacks. */
+static void gw_conn_force_reconnect(gw_redis_conn_t *c)
+{
+    if (c->ac && c->connected)
+        redisAsyncDisconnect(c->ac);
+}
+
+/* ---- pub/sub --------------------------------------------------------------------------------- */
+
+static void gw_on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    gw_broker_t *b = priv;
+    redisReply *reply = r;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+        return;
+    redisReply *kind = reply->element[0], *ch = reply->element[1], *arg = reply->element[2];
+    if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING)
+        return;
+    int is_probe =
+        ch->len == strlen(b->probe_channel) && memcmp(ch->str, b->probe_channel, ch->len) == 0;
+    if (strcmp(kind->str, "message") == 0 && arg->type == REDIS_REPLY_STRING) {
+        if (is_probe) {
+            b->canary_rx_ms = gw_now_ms();
+            gw_broker_set_ready(b, b->cmd.connected && b->sub.connected);
+        } else if (b->h.on_message) {
+            b->h.on_message(b->h.ud, ch->str, ch->len, arg->str, arg->len);
+        }
+    } else if (strcmp(kind->str, "subscribe") == 0 || strcmp(kind->str, "unsubscribe") == 0) {
+        int sub = kind->str[0] == 's';
+        if (is_probe)
+            b->probe_subscribed = sub;
+        else if (b->h.on_subscription)
+            b->h.on_subscription(b->h.ud, ch->str, ch->len, sub);
+    }
+}
+
+static void gw_queue_op(gw_broker_t *b, int subscribe, const char *ch, size_t n)
+{
+    if (!b->sub.connected || b->stopping)
+        return;
+    if (b->nops == b->capops) {
+        b->capops = b->capops ? b->capops * 2 : 64;
+        b->ops = gw_realloc(b->ops, b->capops * sizeof(*b->ops));
+    }
+    b->ops[b->nops++] = (gw_sub_op_t){subscribe, gw_strndup(ch, n), n};
+    if (!uv_is_active((uv_handle_t *)&b->flush_timer))
+        uv_timer_start(&b->flush_timer, gw_flush_ops, 0, 0);
+}
+
+void gw_broker_subscribe(gw_broker_t *b, const char *channel, size_t n)
+{
+    gw_queue_op(b, 1, channel, n);
+}
+
+void gw_broker_unsubscribe(gw_broker_t *b, const char *channel, size_t n)
+{
+    gw_queue_op(b, 0, channel, n);
+}
+
+static void gw_clear_ops(gw_broker_t *b)
+{
+    for (size_t i = 0; i < b->nops; i++)
+        free(b->ops[i].channel);
+    b->nops = 0;
+}
+
+/* Sends the queued requests: each run of the same kind becomes commands of up to GW_SUB_BATCH
+ * channels, all pipelined in one write. */
+static void gw_flush_ops(uv_timer_t *t)
+{
+    gw_broker_t *b = t->data;
+    const char *argv[GW_SUB_BATCH + 1];
+    size_t argvlen[GW_SUB_BATCH + 1];
+    size_t i = 0;
+    while (b->sub.connected && i < b->nops) {
+        int sub = b->ops[i].subscribe;
+        int argc = 0;
+        argv[argc] = sub ? "SUBSCRIBE" : "UNSUBSCRIBE";
+        argvlen[argc++] = strlen(argv[0]);
+        while (i < b->nops && b->ops[i].subscribe == sub && argc <= GW_SUB_BATCH) {
+            argv[argc] = b->ops[i].channel;
+            argvlen[argc++] = b->ops[i].n;
+            i++;
+        }
+        redisAsyncCommandArgv(b->sub.ac, gw_on_sub_reply, b, argc, argv, argvlen);
+    }
+    gw_clear_ops(b);
+}
+
+/* ---- canary and readiness ----------------------------------------------------------------------
+ */
+
+static void gw_broker_set_ready(gw_broker_t *b, int ready)
+{
+    if (b->ready == ready)
+        return;
+    b->ready = ready;
+    gw_metrics.redis_ready = (uint64_t)ready;
+    gw_log(ready ? GW_LOG_INFO : GW_LOG_WARN, "redis", "relay %s", ready ? "ready" : "not ready");
+    if (b->h.on_event)
+        b->h.on_event(b->h.ud, ready ? GW_BROKER_READY : GW_BROKER_NOT_READY);
+}
+
+static void gw_on_canary_reply(void *priv, redisReply *reply)
+{
+    (void)priv;
+    (void)reply; /* the answer that matters arrives on the pub/sub connection */
+}
+
+static void gw_canary_tick(uv_timer_t *t)
+{
+    gw_broker_t *b = t->data;
+    uint64_t now = gw_now_ms(), iv = (uint64_t)b->cfg->redis_canary_interval_ms;
+    if (!b->sub.connected || !b->cmd.connected)
+        return;
+    /* readiness lapses when the canary has not come back for three intervals */
+    if (b->ready && now - b->canary_rx_ms > 3 * iv)
+        gw_broker_set_ready(b, 0);
+    /* wedged: connected, but nothing came back for the command timeout */
+    uint64_t since =
+        b->canary_rx_ms ? b->canary_rx_ms : GW_MAX(b->sub.connected_ms, b->cmd.connected_ms);
+    if (now - since > (uint64_t)b->cfg->redis_command_timeout_ms) {
+        gw_warn("redis", "no canary for %" PRIu64 " ms: reconnecting both connections",
+                now - since);
+        b->canary_rx_ms = 0;
+        gw_conn_force_reconnect(&b->sub);
+        gw_conn_force_reconnect(&b->cmd);
+        return;
+    }
+    if (!b->probe_subscribed)
+        return;
+    char seq[32];
+    snprintf(seq, sizeof(seq), "%" PRIu64, ++b->canary_seq);
+    const char *argv[] = {"PUBLISH", b->probe_channel, seq};
+    size_t argvlen[] = {7, strlen(b->probe_channel), strlen(seq)};
+    gw_broker_command_argv(b, gw_on_canary_reply, NULL, 3, argv, argvlen);
+}
+
+/* ---- commands ------------------------------------------------------------------------------- */
+
+typedef struct {
+    gw_broker_reply_cb cb;
+    void *priv;
+} gw_cmd_ctx_t;
+
+static void gw_on_cmd_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    gw_cmd_ctx_t *x = priv;
+    x->cb(x->priv, r);
+    free(x);
+}
+
+int gw_broker_command_argv(gw_broker_t *b, gw_broker_reply_cb cb, void *priv, int argc,
+                           const char **argv, const size_t *argvlen)
+{
+    if (!b->cmd.connected || b->stopping)
+        return -ENOTCONN;
+    gw_cmd_ctx_t *x = gw_malloc(sizeof(*x));
+    x->cb = cb;
+    x->priv = priv;
+    if (redisAsyncCommandArgv(b->cmd.ac, gw_on_cmd_reply, x, argc, argv, argvlen) != REDIS_OK) {
+        free(x);
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+/* ---- construction and teardown ------------------------------------------------------------- */
+
+static void gw_conn_init(gw_broker_t *b, gw_redis_conn_t *c, int is_sub)
+{
+    c->b = b;
+    c->is_sub = is_sub;
+    c->name = is_sub ? "pubsub" : "command";
+    uv_timer_init(b->loop, &c->timer);
+    c->timer.data = c;
+}
+
+gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *node_id,
+                           const gw_broker_handlers_t *h, char *err, size_t errlen)
+{
+    gw_broker_t *b = gw_calloc(1, sizeof(*b));
+    if (gw_config_parse_redis_url(cfg->redis_url, &b->addr) != 0) {
+        snprintf(err, errlen, "bad redis_url '%s'", cfg->redis_url);
+        goto fail;
+    }
+    b->loop = loop;
+    b->cfg = cfg;
+    b->h = *h;
+    snprintf(b->probe_channel, sizeof(b->probe_channel), "cardgw:probe:%s", node_id);
+    gw_conn_init(b, &b->sub, 1);
+    gw_conn_init(b, &b->cmd, 0);
+    uv_timer_init(loop, &b->flush_timer);
+    b->flush_timer.data = b;
+    uv_timer_init(loop, &b->canary_timer);
+    b->canary_timer.data = b;
+    return b;
+fail:
+    free(b);
+    return NULL;
+}
+
+void gw_broker_start(gw_broker_t *b)
+{
+    uint64_t iv = (uint64_t)b->cfg->redis_canary_interval_ms;
+    gw_conn_connect(&b->sub);
+    gw_conn_connect(&b->cmd);
+    uv_timer_start(&b->canary_timer, gw_canary_tick, iv, iv);
+}
+
+static void gw_conn_stop(gw_redis_conn_t *c)
+{
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, NULL);
+    if (c->ac) {
+        /* Not inside a hiredis callback (the node stops after uv_run returns), so freeing is
+         * allowed; pending callbacks run with NULL. A graceful disconnect would wait forever
+         * on a wedged server. */
+        redisAsyncContext *ac = c->ac;
+        c->ac = NULL;
+        c->connected = 0;
+        redisAsyncFree(ac);
+    }
+}
+
+void gw_broker_stop(gw_broker_t *b)
+{
+    if (b->stopping)
+        return;
+    b->stopping = 1;
+    gw_clear_ops(b);
+    uv_close((uv_handle_t *)&b->flush_timer, NULL);
+    uv_close((uv_handle_t *)&b->canary_timer, NULL);
+    gw_conn_stop(&b->sub);
+    gw_conn_stop(&b->cmd);
+}
+
+void gw_broker_free(gw_broker_t *b)
+{
+    if (!b)
+        return;
+    gw_clear_ops(b);
+    free(b->ops);
+    free(b);
+}
+
+int gw_broker_ready(const gw_broker_t *b)
+{
+    return b->ready;
+}
+
+int gw_broker_cmd_connected(const gw_broker_t *b)
+{
+    return b->cmd.connected;
+}

@@ -1,0 +1,204 @@
+/* common.c — fatal allocation wrappers, the byte buffer, clocks and randomness, and the
+ * logger: the few helpers every other module leans on. */
+#include "cardgw/common.h"
+#include "cardgw/log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* ---- allocation ---------------------------------------------------------------------------- */
+
+static void gw_oom(size_t n, const char *file, int line)
+{
+    fprintf(stderr, "fatal: out of memory allocating %zu bytes at %s:%d\n", n, file, line);
+    abort();
+}
+
+void *gw__malloc(size_t n, const char *file, int line)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        gw_oom(n, file, line);
+    return p;
+}
+
+void *gw__calloc(size_t n, size_t sz, const char *file, int line)
+{
+    void *p = calloc(n ? n : 1, sz ? sz : 1);
+    if (p == NULL)
+        gw_oom(n * sz, file, line);
+    return p;
+}
+
+void *gw__realloc(void *p, size_t n, const char *file, int line)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        gw_oom(n, file, line);
+    return q;
+}
+
+char *gw__strndup(const char *s, size_t n, const char *file, int line)
+{
+    char *p = gw__malloc(n + 1, file, line);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+/* ---- byte buffer --------------------------------------------------------------------------- */
+
+void gw_buf_init(gw_buf_t *b, size_t headroom)
+{
+    b->base = NULL;
+    b->head = headroom;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void gw_buf_free(gw_buf_t *b)
+{
+    free(b->base);
+    b->base = NULL;
+    b->len = b->cap = 0;
+}
+
+void gw_buf_reset(gw_buf_t *b)
+{
+    b->len = 0;
+}
+
+uint8_t *gw_buf_reserve(gw_buf_t *b, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n)
+            cap *= 2;
+        b->base = gw_realloc(b->base, b->head + cap);
+        b->cap = cap;
+    }
+    return b->base + b->head + b->len;
+}
+
+void gw_buf_append(gw_buf_t *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return;
+    memcpy(gw_buf_reserve(b, n), p, n);
+    b->len += n;
+}
+
+void gw_buf_append_str(gw_buf_t *b, const char *s)
+{
+    gw_buf_append(b, s, strlen(s));
+}
+
+void gw_buf_appendf(gw_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    char *dst = (char *)gw_buf_reserve(b, (size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(dst, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* ---- time and randomness ------------------------------------------------------------------- */
+
+uint64_t gw_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t gw_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t gw_rng_state;
+
+uint32_t gw_random_u32(void)
+{
+    if (gw_rng_state == 0) {
+        if (getrandom(&gw_rng_state, sizeof(gw_rng_state), 0) != sizeof(gw_rng_state))
+            gw_rng_state = gw_wall_ms();
+        gw_rng_state |= 1;
+    }
+    /* xorshift64* */
+    gw_rng_state ^= gw_rng_state >> 12;
+    gw_rng_state ^= gw_rng_state << 25;
+    gw_rng_state ^= gw_rng_state >> 27;
+    return (uint32_t)((gw_rng_state * 2685821657736338717ull) >> 32);
+}
+
+void gw_random_hex(char *out, size_t nbytes)
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t raw[64];
+    if (nbytes > sizeof(raw))
+        nbytes = sizeof(raw);
+    if (getrandom(raw, nbytes, 0) != (ssize_t)nbytes)
+        for (size_t i = 0; i < nbytes; i++)
+            raw[i] = (uint8_t)gw_random_u32();
+    for (size_t i = 0; i < nbytes; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[2 * nbytes] = '\0';
+}
+
+/* ---- logging ------------------------------------------------------------------------------- */
+
+gw_log_level_t gw_log_level = GW_LOG_INFO;
+
+static const char *const gw_level_names[] = {"error", "warn", "info", "debug"};
+
+int gw_log_parse_level(const char *s, gw_log_level_t *out)
+{
+    for (size_t i = 0; i < GW_ARRAY_SIZE(gw_level_names); i++)
+        if (strcmp(s, gw_level_names[i]) == 0) {
+            *out = (gw_log_level_t)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+const char *gw_log_level_name(gw_log_level_t l)
+{
+    return (unsigned)l < GW_ARRAY_SIZE(gw_level_names) ? gw_level_names[l] : "?";
+}
+
+void gw_log_write(gw_log_level_t l, const char *mod, const char *fmt, ...)
+{
+    char line[1024];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %-7s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, gw_log_level_name(l), mod);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n > 0 && (size_t)n < sizeof(line))
+        vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    /* one event, one line: fold any newline the message carried */
+    for (char *p = line; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    fprintf(stderr, "%s\n", line);
+}

@@ -1,0 +1,398 @@
+/* config.c — parses and validates the node's configuration: one table lists every key with its
+ * type, default and bounds; the file, the environment and the flags all go through gw_config_set.
+ */
+#include "cardgw/config.h"
+#include "cardgw/common.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { K_INT, K_STR, K_LOGLEVEL } gw_key_type_t;
+
+typedef struct {
+    const char *name;
+    gw_key_type_t type;
+    size_t off;
+    const char *def;
+    long min, max;
+    int secret;
+} gw_key_t;
+
+#define KI(n, d, lo, hi)                                                                           \
+    {                                                                                              \
+#n, K_INT, offsetof(gw_config_t, n), d, lo, hi, 0                                          \
+    }
+#define KS(n, d)                                                                                   \
+    {                                                                                              \
+#n, K_STR, offsetof(gw_config_t, n), d, 0, 0, 0                                            \
+    }
+#define KSECRET(n, d)                                                                              \
+    {                                                                                              \
+#n, K_STR, offsetof(gw_config_t, n), d, 0, 0, 1                                            \
+    }
+
+/* Keep in the same order and with the same defaults as config.example. */
+static const gw_key_t gw_keys[] = {
+    KS(listen_address, "127.0.0.1"),
+    KI(port, "8080", 0, 65535),
+    KS(ws_path, "/ws"),
+    KS(node_id, ""),
+    {"log_level", K_LOGLEVEL, offsetof(gw_config_t, log_level), "info", 0, 0, 0},
+    KSECRET(redis_url, "redis://127.0.0.1:6379/0"),
+    KI(redis_connect_timeout_ms, "2000", 10, 600000),
+    KI(redis_backoff_min_ms, "100", 1, 600000),
+    KI(redis_backoff_max_ms, "5000", 1, 600000),
+    KI(redis_canary_interval_ms, "1000", 50, 600000),
+    KI(redis_command_timeout_ms, "5000", 10, 600000),
+    KI(auth_timeout_ms, "5000", 100, 600000),
+    KI(max_frame_bytes, "65536", 64, 16 * 1024 * 1024),
+    KI(max_send_queue_bytes, "1048576", 1024, 1024 * 1024 * 1024),
+    KI(max_subscriptions, "128", 1, 100000),
+    KI(commands_per_second, "100", 1, 1000000),
+    KI(command_burst, "200", 1, 1000000),
+    KI(max_errors_per_minute, "20", 1, 1000000),
+    KI(ping_interval_s, "25", 1, 3600),
+    KI(shutdown_timeout_ms, "5000", 0, 600000),
+    KSECRET(api_key, ""),
+    KSECRET(jwt_secret, ""),
+    KI(token_refresh_before_s, "60", 0, 86400),
+    KI(workers, "1", 1, 64),
+};
+
+static int gw_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int gw_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static const gw_key_t *gw_key_find(const char *name)
+{
+    for (size_t i = 0; i < GW_ARRAY_SIZE(gw_keys); i++)
+        if (strcmp(gw_keys[i].name, name) == 0)
+            return &gw_keys[i];
+    return NULL;
+}
+
+static int gw_parse_long(const char *s, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end != '\0')
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int gw_parse_bool(const char *s, int *out)
+{
+    if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on") || !strcmp(s, "1"))
+        *out = 1;
+    else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off") || !strcmp(s, "0"))
+        *out = 0;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+/* ---- namespaces: namespace.<name>.<field> = value ------------------------------------------ */
+
+static gw_namespace_t *gw_ns_get(gw_config_t *cfg, const char *name, size_t n, int create)
+{
+    for (int i = 0; i < cfg->nnamespaces; i++)
+        if (strlen(cfg->namespaces[i].name) == n && memcmp(cfg->namespaces[i].name, name, n) == 0)
+            return &cfg->namespaces[i];
+    if (!create || cfg->nnamespaces == GW_MAX_NAMESPACES)
+        return NULL;
+    gw_namespace_t *ns = &cfg->namespaces[cfg->nnamespaces++];
+    memset(ns, 0, sizeof(*ns));
+    memcpy(ns->name, name, n);
+    ns->subscribe = GW_NS_SUB_PUBLIC;
+    ns->history_size = 100;
+    ns->history_ttl_s = 600;
+    return ns;
+}
+
+static int gw_ns_set(gw_config_t *cfg, const char *key, const char *val, const char *where,
+                     char *err, size_t errlen)
+{
+    const char *name = key + strlen("namespace.");
+    const char *dot = strchr(name, '.');
+    size_t n = dot ? (size_t)(dot - name) : 0;
+    if (!dot || n == 0 || n > 32)
+        return gw_fail(err, errlen, "%s: bad key '%s' (want namespace.<name>.<field>)", where, key);
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)name[i]) || isdigit((unsigned char)name[i]) ||
+              name[i] == '_' || name[i] == '-'))
+            return gw_fail(err, errlen, "%s: key '%s': namespace names are [a-z0-9_-]", where, key);
+    gw_namespace_t *ns = gw_ns_get(cfg, name, n, 1);
+    if (!ns)
+        return gw_fail(err, errlen, "%s: key '%s': more than %d namespaces", where, key,
+                       GW_MAX_NAMESPACES);
+    const char *field = dot + 1;
+    long v;
+    if (!strcmp(field, "subscribe")) {
+        if (!strcmp(val, "public"))
+            ns->subscribe = GW_NS_SUB_PUBLIC;
+        else if (!strcmp(val, "members"))
+            ns->subscribe = GW_NS_SUB_MEMBERS;
+        else if (!strcmp(val, "owner"))
+            ns->subscribe = GW_NS_SUB_OWNER;
+        else
+            return gw_fail(err, errlen, "%s: key '%s': '%s' is not public, members or owner", where,
+                           key, val);
+    } else if (!strcmp(field, "publish") || !strcmp(field, "presence")) {
+        int b;
+        if (gw_parse_bool(val, &b))
+            return gw_fail(err, errlen, "%s: key '%s': '%s' is not true or false", where, key, val);
+        *(field[1] == 'u' ? &ns->publish : &ns->presence) = b;
+    } else if (!strcmp(field, "history_size") || !strcmp(field, "history_ttl_s")) {
+        if (gw_parse_long(val, &v) || v < 0 || v > 1000000)
+            return gw_fail(err, errlen, "%s: key '%s': '%s' is not an integer in 0..1000000", where,
+                           key, val);
+        *(field[8] == 's' ? &ns->history_size : &ns->history_ttl_s) = (int)v;
+    } else {
+        return gw_fail(err, errlen, "%s: unknown key '%s'", where, key);
+    }
+    return 0;
+}
+
+/* ---- keys ------------------------------------------------------------------------------------ */
+
+int gw_config_set(gw_config_t *cfg, const char *key, const char *val, const char *where, char *err,
+                  size_t errlen)
+{
+    if (strncmp(key, "namespace.", 10) == 0)
+        return gw_ns_set(cfg, key, val, where, err, errlen);
+    const gw_key_t *k = gw_key_find(key);
+    if (!k)
+        return gw_fail(err, errlen, "%s: unknown key '%s'", where, key);
+    void *field = (char *)cfg + k->off;
+    long v;
+    switch (k->type) {
+    case K_INT:
+        if (gw_parse_long(val, &v) || v < k->min || v > k->max)
+            return gw_fail(err, errlen, "%s: key '%s': '%s' is not an integer in %ld..%ld", where,
+                           key, val, k->min, k->max);
+        *(int *)field = (int)v;
+        break;
+    case K_STR:
+        free(*(char **)field);
+        *(char **)field = gw_strdup(val);
+        break;
+    case K_LOGLEVEL:
+        if (gw_log_parse_level(val, (gw_log_level_t *)field))
+            return gw_fail(err, errlen, "%s: key '%s': '%s' is not one of error, warn, info, debug",
+                           where, key, val);
+        break;
+    }
+    return 0;
+}
+
+void gw_config_defaults(gw_config_t *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < GW_ARRAY_SIZE(gw_keys); i++)
+        if (gw_config_set(cfg, gw_keys[i].name, gw_keys[i].def, "default", err, sizeof(err)))
+            abort(); /* a bad built-in default is a programming error */
+    gw_namespace_t *ns = gw_ns_get(cfg, "group", 5, 1);
+    ns->subscribe = GW_NS_SUB_MEMBERS;
+    ns->presence = 1;
+    ns = gw_ns_get(cfg, "user", 4, 1);
+    ns->subscribe = GW_NS_SUB_OWNER;
+}
+
+static char *gw_trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -ENOENT;
+    }
+    char line[4096], where[512];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        snprintf(where, sizeof(where), "%s:%d", path, lineno);
+        if (!strchr(line, '\n') && !feof(f)) {
+            rc = gw_fail(err, errlen, "%s: line longer than %zu bytes", where, sizeof(line) - 2);
+            break;
+        }
+        char *s = gw_trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            rc = gw_fail(err, errlen, "%s: expected 'key = value', got '%s'", where, s);
+            break;
+        }
+        *eq = '\0';
+        char *key = gw_trim(s), *val = gw_trim(eq + 1);
+        size_t vl = strlen(val);
+        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
+            val[vl - 1] = '\0';
+            val++;
+        }
+        if ((rc = gw_config_set(cfg, key, val, where, err, errlen)) != 0)
+            break;
+    }
+    fclose(f);
+    if (rc == 0) {
+        free(cfg->path);
+        cfg->path = gw_strdup(path);
+    }
+    return rc;
+}
+
+/* CARDGW_REDIS_URL -> redis_url; CARDGW_NAMESPACE_GROUP_PUBLISH is not supported (namespace
+ * names may hold '_'): namespaces come from the file. */
+int gw_config_load_env(gw_config_t *cfg, char *err, size_t errlen)
+{
+    char env[128], where[160];
+    for (size_t i = 0; i < GW_ARRAY_SIZE(gw_keys); i++) {
+        size_t j = 0;
+        j += (size_t)snprintf(env, sizeof(env), "CARDGW_");
+        for (const char *p = gw_keys[i].name; *p && j + 1 < sizeof(env); p++)
+            env[j++] = (char)toupper((unsigned char)*p);
+        env[j] = '\0';
+        const char *v = getenv(env);
+        if (!v)
+            continue;
+        snprintf(where, sizeof(where), "environment %s", env);
+        int rc = gw_config_set(cfg, gw_keys[i].name, v, where, err, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
+{
+    gw_redis_addr_t a;
+    if (cfg->ws_path[0] != '/')
+        return gw_fail(err, errlen, "key 'ws_path': '%s' must start with '/'", cfg->ws_path);
+    if (gw_config_parse_redis_url(cfg->redis_url, &a))
+        return gw_fail(err, errlen,
+                       "key 'redis_url': not a redis://[:password@]host:port[/db] URL");
+    if (cfg->redis_backoff_min_ms > cfg->redis_backoff_max_ms)
+        return gw_fail(err, errlen,
+                       "key 'redis_backoff_min_ms' is larger than redis_backoff_max_ms");
+    if (cfg->command_burst < cfg->commands_per_second / 10)
+        return gw_fail(err, errlen, "key 'command_burst' is below commands_per_second / 10");
+    return 0;
+}
+
+void gw_config_print(const gw_config_t *cfg, FILE *f)
+{
+    fprintf(f, "# effective cardgw configuration%s%s\n", cfg->path ? " from " : "",
+            cfg->path ? cfg->path : "");
+    for (size_t i = 0; i < GW_ARRAY_SIZE(gw_keys); i++) {
+        const gw_key_t *k = &gw_keys[i];
+        const void *field = (const char *)cfg + k->off;
+        switch (k->type) {
+        case K_INT:
+            fprintf(f, "%s = %d\n", k->name, *(const int *)field);
+            break;
+        case K_STR: {
+            const char *s = *(char *const *)field;
+            if (k->secret && s[0] && strcmp(k->name, "redis_url") != 0)
+                s = "(set)";
+            else if (k->secret && strchr(s, '@'))
+                s = "(set, has a password)";
+            fprintf(f, "%s = %s\n", k->name, s);
+            break;
+        }
+        case K_LOGLEVEL:
+            fprintf(f, "%s = %s\n", k->name, gw_log_level_name(*(const gw_log_level_t *)field));
+            break;
+        }
+    }
+    static const char *const sub[] = {"public", "members", "owner"};
+    for (int i = 0; i < cfg->nnamespaces; i++) {
+        const gw_namespace_t *ns = &cfg->namespaces[i];
+        fprintf(f, "namespace.%s.subscribe = %s\n", ns->name, sub[ns->subscribe]);
+        fprintf(f, "namespace.%s.publish = %s\n", ns->name, ns->publish ? "true" : "false");
+        fprintf(f, "namespace.%s.presence = %s\n", ns->name, ns->presence ? "true" : "false");
+        fprintf(f, "namespace.%s.history_size = %d\n", ns->name, ns->history_size);
+        fprintf(f, "namespace.%s.history_ttl_s = %d\n", ns->name, ns->history_ttl_s);
+    }
+}
+
+void gw_config_free(gw_config_t *cfg)
+{
+    for (size_t i = 0; i < GW_ARRAY_SIZE(gw_keys); i++)
+        if (gw_keys[i].type == K_STR) {
+            char **p = (char **)((char *)cfg + gw_keys[i].off);
+            free(*p);
+            *p = NULL;
+        }
+    free(cfg->path);
+    cfg->path = NULL;
+}
+
+const gw_namespace_t *gw_config_namespace(const gw_config_t *cfg, const char *name, size_t n)
+{
+    return gw_ns_get((gw_config_t *)cfg, name, n, 0);
+}
+
+int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (strncmp(url, "redis://", 8) != 0)
+        return -EINVAL;
+    const char *p = url + 8;
+    const char *at = strchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *pw = colon ? colon + 1 : p;
+        size_t n = (size_t)(at - pw);
+        if (n >= sizeof(out->password))
+            return -EINVAL;
+        memcpy(out->password, pw, n);
+        p = at + 1;
+    }
+    const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
+    const char *hend = colon ? colon : (slash ? slash : p + strlen(p));
+    size_t hl = (size_t)(hend - p);
+    if (hl == 0 || hl >= sizeof(out->host))
+        return -EINVAL;
+    memcpy(out->host, p, hl);
+    out->port = 6379;
+    if (colon) {
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (end == colon + 1 || port < 1 || port > 65535 || (*end && *end != '/'))
+            return -EINVAL;
+        out->port = (int)port;
+        slash = *end == '/' ? end : NULL;
+    }
+    if (slash && slash[1]) {
+        char *end;
+        long db = strtol(slash + 1, &end, 10);
+        if (*end || db < 0 || db > 65535)
+            return -EINVAL;
+        out->db = (int)db;
+    }
+    return 0;
+}

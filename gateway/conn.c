@@ -1,0 +1,409 @@
+/* conn.c — one client WebSocket connection: gathers messages, decodes and dispatches commands,
+ * keeps the bounded send queue of shared frames and writes it coalesced, one write per turn. */
+#include "cardgw/conn.h"
+#include "cardgw/auth.h"
+#include "cardgw/hub.h"
+#include "cardgw/log.h"
+#include "cardgw/metrics.h"
+#include "cardgw/node.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libwebsockets.h>
+#include <stdlib.h>
+
+_Static_assert(LWS_PRE + 14 <= GW_FRAME_HEADROOM, "GW_FRAME_HEADROOM too small for LWS_PRE");
+
+#define GW_COALESCE_MAX 65536 /* bytes gathered into one socket write */
+
+/* ---- frames -------------------------------------------------------------------------------- */
+
+gw_frame_t *gw_frame_from_buf(gw_buf_t *buf, int binary)
+{
+    size_t n = buf->len;
+    uint8_t hdr[10];
+    size_t h = 0;
+    hdr[h++] = (uint8_t)(0x80 | (binary ? 0x2 : 0x1)); /* FIN + opcode */
+    if (n < 126) {
+        hdr[h++] = (uint8_t)n;
+    } else if (n <= 0xffff) {
+        hdr[h++] = 126;
+        hdr[h++] = (uint8_t)(n >> 8);
+        hdr[h++] = (uint8_t)n;
+    } else {
+        hdr[h++] = 127;
+        for (int i = 7; i >= 0; i--)
+            hdr[h++] = (uint8_t)((uint64_t)n >> (8 * i));
+    }
+    if (buf->base == NULL)
+        gw_buf_reserve(buf, 1);
+    gw_frame_t *f = gw_malloc(sizeof(*f));
+    f->refs = 1;
+    f->mem = buf->base;
+    f->data = gw_buf_data(buf) - h;
+    memcpy(f->data, hdr, h);
+    f->len = (uint32_t)(n + h);
+    buf->base = NULL;
+    buf->len = buf->cap = 0;
+    return f;
+}
+
+void gw_frame_unref(gw_frame_t *f)
+{
+    if (f && --f->refs == 0) {
+        free(f->mem);
+        free(f);
+    }
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------ */
+
+gw_conn_t *gw_conn_new(gw_node_t *node, struct lws *wsi, gw_enc_t enc)
+{
+    gw_conn_t *c = gw_calloc(1, sizeof(*c));
+    c->node = node;
+    c->wsi = wsi;
+    c->enc = enc;
+    c->refs = 1;
+    c->id = ++node->conn_seq;
+    snprintf(c->cid, sizeof(c->cid), "%" PRIx64, c->id);
+    gw_list_init(&c->subs);
+    gw_list_insert_tail(&node->conns, &c->link);
+    node->nconns++;
+    gw_buf_init(&c->rx, 0);
+    c->tokens = node->cfg->command_burst;
+    c->refill_ms = gw_now_ms();
+    gw_metrics.connections_open++;
+    gw_metrics.connections_accepted++;
+    lws_set_timer_usecs(wsi, (lws_usec_t)node->cfg->auth_timeout_ms * 1000);
+    gw_debug("conn", "%s open (%s)", c->cid, enc == GW_ENC_JSON ? "json" : "msgpack");
+    return c;
+}
+
+static void gw_conn_drop_queue(gw_conn_t *c)
+{
+    while (c->qlen) {
+        gw_frame_unref(c->q[c->qhead]);
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+    }
+    free(c->q);
+    c->q = NULL;
+    c->qhead = c->qcap = 0;
+    c->qbytes = 0;
+}
+
+void gw_conn_on_closed(gw_conn_t *c)
+{
+    gw_metrics.connections_open--;
+    gw_metrics.connections_closed[gw_metrics_reason_for_code(c->close_code)]++;
+    gw_debug("conn", "%s closed (code %d)", c->cid, c->close_code);
+    c->wsi = NULL;
+    gw_hub_conn_closed(c->node->hub, c);
+    gw_conn_drop_queue(c);
+    gw_buf_free(&c->rx);
+    gw_list_remove(&c->link);
+    c->node->nconns--;
+    gw_node_t *node = c->node;
+    gw_conn_release(c);
+    if (node->stopping && node->nconns == 0)
+        uv_stop(node->loop);
+}
+
+void gw_conn_release(gw_conn_t *c)
+{
+    if (--c->refs)
+        return;
+    free(c->uid);
+    free(c);
+}
+
+/* ---- sending -----------------------------------------------------------------------------------
+ */
+
+int gw_conn_send(gw_conn_t *c, gw_frame_t *f)
+{
+    if (!c->wsi || c->close_now)
+        return -EPIPE;
+    if (c->qbytes + f->len > (size_t)c->node->cfg->max_send_queue_bytes) {
+        gw_info("conn", "%s slow consumer: %zu bytes queued, closing", c->cid, c->qbytes);
+        gw_conn_close(c, GW_CLOSE_SLOW, 1);
+        return -ENOBUFS;
+    }
+    if (c->qlen == c->qcap) {
+        uint32_t ncap = c->qcap ? c->qcap * 2 : 4;
+        gw_frame_t **nq = gw_malloc(ncap * sizeof(*nq));
+        for (uint32_t i = 0; i < c->qlen; i++)
+            nq[i] = c->q[(c->qhead + i) % c->qcap];
+        free(c->q);
+        c->q = nq;
+        c->qhead = 0;
+        c->qcap = ncap;
+    }
+    c->q[(c->qhead + c->qlen) % c->qcap] = gw_frame_ref(f);
+    c->qlen++;
+    c->qbytes += f->len;
+    if (c->qlen == 1)
+        lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+int gw_conn_send_buf(gw_conn_t *c, gw_buf_t *buf)
+{
+    gw_frame_t *f = gw_frame_from_buf(buf, c->enc == GW_ENC_MSGPACK);
+    int rc = gw_conn_send(c, f);
+    gw_frame_unref(f);
+    return rc;
+}
+
+void gw_conn_close(gw_conn_t *c, int code, int now)
+{
+    if (!c->wsi || (c->close_code && (c->close_now || !now)))
+        return;
+    c->close_code = (uint16_t)code;
+    c->close_now = (uint8_t)now;
+    lws_callback_on_writable(c->wsi);
+}
+
+static gw_frame_t *gw_conn_pop(gw_conn_t *c)
+{
+    gw_frame_t *f = c->q[c->qhead];
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+    c->qbytes -= f->len;
+    return f;
+}
+
+/* Sets the close frame's code and reason; the caller returns -1 to lws. */
+static int gw_conn_hangup(gw_conn_t *c, int code, const char *why)
+{
+    c->close_code = (uint16_t)code;
+    gw_debug("conn", "%s closing with %d: %s", c->cid, code, why);
+    lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
+    return -1;
+}
+
+static const char *gw_close_text(int code)
+{
+    switch (code) {
+    case 1001:
+        return "going away";
+    case GW_CLOSE_SHUTDOWN:
+        return "shutdown";
+    case GW_CLOSE_SLOW:
+        return "slow consumer, reconnect";
+    case GW_CLOSE_INSUFFICIENT:
+        return "insufficient state";
+    case GW_CLOSE_AUTH_TIMEOUT:
+        return "auth timeout";
+    case GW_CLOSE_FLOOD:
+        return "too many requests";
+    case GW_CLOSE_EXPIRED:
+        return "token expired";
+    case GW_CLOSE_MALFORMED:
+        return "malformed frame";
+    case GW_CLOSE_UNAUTHORIZED:
+        return "unauthorized";
+    case GW_CLOSE_TOO_BIG:
+        return "frame too big";
+    case GW_CLOSE_WRONG_FRAME:
+        return "wrong frame type for subprotocol";
+    case GW_CLOSE_KICKED:
+        return "disconnected by server";
+    default:
+        return "closed";
+    }
+}
+
+/* One socket write per writable callback: a single frame goes straight from its shared buffer;
+ * several are gathered (pre-built WebSocket headers included) and written as raw bytes. */
+int gw_conn_on_writable(gw_conn_t *c)
+{
+    static uint8_t scratch[LWS_PRE + GW_COALESCE_MAX];
+    if (c->close_code && (c->close_now || c->qlen == 0)) {
+        gw_conn_drop_queue(c);
+        return gw_conn_hangup(c, c->close_code, gw_close_text(c->close_code));
+    }
+    if (c->qlen == 0)
+        return 0;
+    int n, want;
+    uint32_t frames = 0;
+    if (c->qlen == 1 || c->q[c->qhead]->len > GW_COALESCE_MAX / 2) {
+        gw_frame_t *f = gw_conn_pop(c);
+        want = (int)f->len;
+        n = lws_write(c->wsi, f->data, f->len, LWS_WRITE_RAW);
+        gw_frame_unref(f);
+        frames = 1;
+    } else {
+        size_t used = 0;
+        while (c->qlen && used + c->q[c->qhead]->len <= GW_COALESCE_MAX) {
+            gw_frame_t *f = gw_conn_pop(c);
+            memcpy(scratch + LWS_PRE + used, f->data, f->len);
+            used += f->len;
+            gw_frame_unref(f);
+            frames++;
+        }
+        want = (int)used;
+        n = lws_write(c->wsi, scratch + LWS_PRE, used, LWS_WRITE_RAW);
+    }
+    if (n < want)
+        return -1;
+    gw_metrics.writes_out++;
+    gw_metrics.frames_out += frames;
+    gw_metrics.bytes_out += (uint64_t)want;
+    if (c->qlen || c->close_code)
+        lws_callback_on_writable(c->wsi);
+    if (c->qlen == 0 && c->qcap > 16) { /* give back a queue grown by a burst */
+        free(c->q);
+        c->q = NULL;
+        c->qhead = c->qcap = 0;
+    }
+    return 0;
+}
+
+/* ---- replies ------------------------------------------------------------------------------------
+ */
+
+void gw_conn_reply_ok(gw_conn_t *c, uint32_t id)
+{
+    gw_buf_t b;
+    gw_buf_init(&b, GW_FRAME_HEADROOM);
+    gw_proto_enc_ok(&b, c->enc, id);
+    gw_conn_send_buf(c, &b);
+}
+
+void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg)
+{
+    gw_buf_t b;
+    gw_metrics.command_errors++;
+    gw_buf_init(&b, GW_FRAME_HEADROOM);
+    gw_proto_enc_error(&b, c->enc, id, code, msg);
+    gw_conn_send_buf(c, &b);
+    uint64_t now = gw_now_ms();
+    if (now - c->errors_window_ms > 60000) {
+        c->errors_window_ms = now;
+        c->errors = 0;
+    }
+    if (++c->errors > (uint32_t)c->node->cfg->max_errors_per_minute) {
+        gw_info("conn", "%s: more than %d errors in a minute, closing", c->cid,
+                c->node->cfg->max_errors_per_minute);
+        gw_conn_close(c, GW_CLOSE_FLOOD, 0);
+    }
+}
+
+/* ---- receiving
+ * ----------------------------------------------------------------------------------- */
+
+/* Token bucket: commands_per_second sustained, command_burst at once. */
+static int gw_conn_take_token(gw_conn_t *c)
+{
+    const gw_config_t *cfg = c->node->cfg;
+    uint64_t now = gw_now_ms();
+    c->tokens += (double)(now - c->refill_ms) * cfg->commands_per_second / 1000.0;
+    if (c->tokens > cfg->command_burst)
+        c->tokens = cfg->command_burst;
+    c->refill_ms = now;
+    if (c->tokens < 1.0)
+        return 0;
+    c->tokens -= 1.0;
+    return 1;
+}
+
+static void gw_conn_dispatch(gw_conn_t *c, gw_cmd_t *cmd)
+{
+    gw_hub_t *hub = c->node->hub;
+    gw_metrics.commands++;
+    if (cmd->kind == GW_CMD_PING) {
+        gw_conn_reply_ok(c, cmd->id);
+        return;
+    }
+    if (cmd->kind == GW_CMD_CONNECT) {
+        if (c->state != GW_CONN_NEW)
+            gw_conn_reply_error(c, cmd->id, GW_ERR_ALREADY_CONNECTED, "already connected");
+        else
+            gw_auth_connect(c, cmd);
+        return;
+    }
+    if (c->state != GW_CONN_READY) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_NOT_CONNECTED, "send connect first");
+        return;
+    }
+    switch (cmd->kind) {
+    case GW_CMD_REFRESH:
+        gw_auth_refresh(c, cmd);
+        break;
+    case GW_CMD_SUBSCRIBE:
+        gw_hub_subscribe(hub, c, cmd);
+        break;
+    case GW_CMD_UNSUBSCRIBE:
+        gw_hub_unsubscribe(hub, c, cmd);
+        break;
+    case GW_CMD_PUBLISH:
+        gw_hub_client_publish(hub, c, cmd);
+        break;
+    case GW_CMD_PRESENCE:
+        gw_hub_presence(hub, c, cmd);
+        break;
+    case GW_CMD_HISTORY:
+        gw_hub_history(hub, c, cmd);
+        break;
+    case GW_CMD_RPC:
+        gw_hub_rpc(hub, c, cmd);
+        break;
+    default:
+        gw_conn_reply_error(c, cmd->id, GW_ERR_UNKNOWN_COMMAND, "unknown command");
+        break;
+    }
+}
+
+static int gw_conn_process(gw_conn_t *c, const uint8_t *p, size_t n)
+{
+    gw_cmd_t cmd;
+    gw_dec_err_t e;
+    gw_metrics.frames_in++;
+    gw_metrics.bytes_in += n;
+    if (!gw_conn_take_token(c))
+        return gw_conn_hangup(c, GW_CLOSE_FLOOD, "too many requests");
+    switch (gw_proto_decode(c->enc, p, n, &cmd, &e)) {
+    case GW_DEC_OK:
+        gw_conn_dispatch(c, &cmd);
+        gw_cmd_free(&cmd);
+        return 0;
+    case GW_DEC_MALFORMED:
+        gw_debug("conn", "%s malformed frame: %s", c->cid, e.msg);
+        return gw_conn_hangup(c, GW_CLOSE_MALFORMED, e.msg);
+    default:
+        gw_conn_reply_error(c, e.id, e.code, e.msg);
+        return 0;
+    }
+}
+
+int gw_conn_on_receive(gw_conn_t *c, const uint8_t *in, size_t len, int binary, int final)
+{
+    if (c->close_code)
+        return 0; /* closing: ignore what is still in flight */
+    if (c->rx.len == 0 && binary != (c->enc == GW_ENC_MSGPACK))
+        return gw_conn_hangup(c, GW_CLOSE_WRONG_FRAME,
+                              binary ? "binary frame on json subprotocol"
+                                     : "text frame on msgpack subprotocol");
+    if (c->rx.len + len > (size_t)c->node->cfg->max_frame_bytes) {
+        gw_buf_free(&c->rx);
+        return gw_conn_hangup(c, GW_CLOSE_TOO_BIG, "frame too big");
+    }
+    if (final && c->rx.len == 0)
+        return gw_conn_process(c, in, len);
+    gw_buf_append(&c->rx, in, len);
+    if (!final)
+        return 0;
+    int rc = gw_conn_process(c, gw_buf_data(&c->rx), c->rx.len);
+    gw_buf_free(&c->rx);
+    return rc;
+}
+
+/* lws's per-connection timer: the auth deadline, then the token's refresh and expiry times. */
+int gw_conn_on_timer(gw_conn_t *c)
+{
+    if (c->state != GW_CONN_READY)
+        return gw_conn_hangup(c, GW_CLOSE_AUTH_TIMEOUT, "auth timeout");
+    return gw_auth_on_timer(c);
+}

@@ -1,0 +1,102 @@
+/* metrics.c — renders gw_metrics as Prometheus text (exposition format 0.0.4) and maps close
+ * codes to the reason label of cardgw_connections_closed_total. */
+#include "cardgw/metrics.h"
+#include "cardgw/proto.h"
+
+#include <inttypes.h>
+
+gw_metrics_t gw_metrics;
+
+static const char *const gw_reason_names[GW_CLOSE_R__COUNT] = {
+    "client",  "shutdown",    "slow_consumer", "auth_timeout", "unauthorized", "malformed",
+    "too_big", "wrong_frame", "flood",         "kicked",       "expired",      "insufficient_state",
+    "other",
+};
+
+gw_close_reason_t gw_metrics_reason_for_code(int code)
+{
+    switch (code) {
+    case 1001:
+    case GW_CLOSE_SHUTDOWN:
+        return GW_CLOSE_R_SHUTDOWN;
+    case GW_CLOSE_SLOW:
+        return GW_CLOSE_R_SLOW;
+    case GW_CLOSE_INSUFFICIENT:
+        return GW_CLOSE_R_INSUFFICIENT;
+    case GW_CLOSE_AUTH_TIMEOUT:
+        return GW_CLOSE_R_AUTH_TIMEOUT;
+    case GW_CLOSE_FLOOD:
+        return GW_CLOSE_R_FLOOD;
+    case GW_CLOSE_EXPIRED:
+        return GW_CLOSE_R_EXPIRED;
+    case GW_CLOSE_MALFORMED:
+        return GW_CLOSE_R_MALFORMED;
+    case GW_CLOSE_UNAUTHORIZED:
+        return GW_CLOSE_R_UNAUTHORIZED;
+    case GW_CLOSE_TOO_BIG:
+        return GW_CLOSE_R_TOO_BIG;
+    case GW_CLOSE_WRONG_FRAME:
+        return GW_CLOSE_R_WRONG_FRAME;
+    case GW_CLOSE_KICKED:
+        return GW_CLOSE_R_KICKED;
+    case 0:
+        return GW_CLOSE_R_CLIENT;
+    default:
+        return GW_CLOSE_R_OTHER;
+    }
+}
+
+static void gw_metric(gw_buf_t *out, const char *name, const char *type, const char *help,
+                      uint64_t v)
+{
+    gw_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type,
+                   name, v);
+}
+
+void gw_metrics_render(gw_buf_t *out)
+{
+    const gw_metrics_t *m = &gw_metrics;
+    gw_metric(out, "cardgw_connections_open", "gauge", "Open WebSocket connections.",
+              m->connections_open);
+    gw_metric(out, "cardgw_connections_accepted_total", "counter",
+              "WebSocket connections accepted.", m->connections_accepted);
+    gw_buf_append_str(out, "# HELP cardgw_connections_closed_total WebSocket connections closed, "
+                           "by reason.\n# TYPE cardgw_connections_closed_total counter\n");
+    for (int i = 0; i < GW_CLOSE_R__COUNT; i++)
+        gw_buf_appendf(out, "cardgw_connections_closed_total{reason=\"%s\"} %" PRIu64 "\n",
+                       gw_reason_names[i], m->connections_closed[i]);
+    gw_metric(out, "cardgw_frames_in_total", "counter", "WebSocket messages received.",
+              m->frames_in);
+    gw_metric(out, "cardgw_bytes_in_total", "counter", "WebSocket payload bytes received.",
+              m->bytes_in);
+    gw_metric(out, "cardgw_frames_out_total", "counter", "WebSocket messages sent.", m->frames_out);
+    gw_metric(out, "cardgw_bytes_out_total", "counter", "WebSocket bytes sent (with headers).",
+              m->bytes_out);
+    gw_metric(out, "cardgw_socket_writes_total", "counter",
+              "Socket writes issued (several messages may share one).", m->writes_out);
+    gw_metric(out, "cardgw_commands_total", "counter", "Client commands handled.", m->commands);
+    gw_metric(out, "cardgw_command_errors_total", "counter",
+              "Client commands answered with an error.", m->command_errors);
+    gw_metric(out, "cardgw_http_requests_total", "counter", "Plain HTTP requests served.",
+              m->http_requests);
+    gw_buf_append_str(out, "# HELP cardgw_redis_connected Redis connection up (1) or down (0).\n"
+                           "# TYPE cardgw_redis_connected gauge\n");
+    gw_buf_appendf(out, "cardgw_redis_connected{conn=\"pubsub\"} %" PRIu64 "\n",
+                   m->redis_connected_sub);
+    gw_buf_appendf(out, "cardgw_redis_connected{conn=\"command\"} %" PRIu64 "\n",
+                   m->redis_connected_cmd);
+    gw_metric(out, "cardgw_redis_reconnects_total", "counter", "Redis reconnections.",
+              m->redis_reconnects);
+    gw_metric(out, "cardgw_redis_ready", "gauge",
+              "1 while the pub/sub round trip through Redis works.", m->redis_ready);
+    gw_metric(out, "cardgw_channels", "gauge", "Channels with local subscribers.", m->channels);
+    gw_metric(out, "cardgw_subscriptions", "gauge", "Connection-channel subscriptions.",
+              m->subscriptions);
+    gw_metric(out, "cardgw_publications_received_total", "counter",
+              "Publications received from Redis.", m->publications_in);
+    gw_metric(out, "cardgw_deliveries_total", "counter", "Publications queued to connections.",
+              m->deliveries);
+    gw_metric(out, "cardgw_api_requests_total", "counter", "Server API requests.", m->api_requests);
+    gw_metric(out, "cardgw_api_errors_total", "counter", "Server API requests that failed.",
+              m->api_errors);
+}

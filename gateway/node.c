@@ -1,0 +1,118 @@
+/* node.c — assembles a node (hub, broker, lws server on one libuv loop), and stops it
+ * gracefully: stop listening, close every connection with 1001, free everything. */
+#include "cardgw/node.h"
+#include "cardgw/conn.h"
+#include "cardgw/hub.h"
+#include "cardgw/log.h"
+#include "cardgw/server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static void gw_node_on_signal(uv_signal_t *h, int signum)
+{
+    gw_node_t *node = h->data;
+    if (node->stopping) {
+        gw_warn("node", "second signal %d: stopping now", signum);
+        uv_stop(node->loop);
+        return;
+    }
+    gw_info("node", "signal %d: shutting down", signum);
+    gw_node_stop(node);
+}
+
+static void gw_node_on_deadline(uv_timer_t *t)
+{
+    gw_node_t *node = t->data;
+    gw_warn("node", "shutdown deadline: %" PRIu64 " connections still open", node->nconns);
+    uv_stop(node->loop);
+}
+
+int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
+{
+    char err[256];
+    memset(node, 0, sizeof(*node));
+    node->loop = loop;
+    node->cfg = cfg;
+    gw_list_init(&node->conns);
+    if (cfg->node_id[0]) {
+        snprintf(node->node_id, sizeof(node->node_id), "%s", cfg->node_id);
+    } else {
+        char host[64] = "node", rnd[9];
+        gethostname(host, sizeof(host) - 1);
+        gw_random_hex(rnd, 4);
+        snprintf(node->node_id, sizeof(node->node_id), "%s-%d-%s", host, (int)getpid(), rnd);
+    }
+    uv_signal_init(loop, &node->sigint);
+    uv_signal_init(loop, &node->sigterm);
+    uv_timer_init(loop, &node->stop_timer);
+    node->sigint.data = node->sigterm.data = node->stop_timer.data = node;
+    uv_signal_start(&node->sigint, gw_node_on_signal, SIGINT);
+    uv_signal_start(&node->sigterm, gw_node_on_signal, SIGTERM);
+
+    node->hub = gw_hub_new(node);
+    gw_broker_handlers_t h = {gw_hub_on_message, gw_hub_on_subscription, gw_hub_on_event,
+                              node->hub};
+    node->broker = gw_broker_new(loop, cfg, node->node_id, &h, err, sizeof(err));
+    if (!node->broker) {
+        snprintf(node->errstr, sizeof(node->errstr), "%s", err);
+        return -EINVAL;
+    }
+    int rc = gw_server_start(node);
+    if (rc)
+        return rc;
+    gw_broker_start(node->broker);
+    return 0;
+}
+
+void gw_node_stop(gw_node_t *node)
+{
+    if (node->stopping)
+        return;
+    node->stopping = 1;
+    gw_server_stop_listening(node);
+    gw_list_t *it;
+    gw_list_foreach(it, &node->conns)
+    {
+        gw_conn_close(gw_container_of(it, gw_conn_t, link), 1001, 0);
+    }
+    if (node->nconns == 0) {
+        uv_stop(node->loop);
+        return;
+    }
+    uv_timer_start(&node->stop_timer, gw_node_on_deadline, (uint64_t)node->cfg->shutdown_timeout_ms,
+                   0);
+}
+
+static void gw_node_run_until_idle(uv_loop_t *loop)
+{
+    /* bounded: lws and hiredis close their handles within a few turns */
+    for (int i = 0; i < 1000 && uv_run(loop, UV_RUN_NOWAIT) != 0; i++)
+        ;
+}
+
+void gw_node_destroy(gw_node_t *node)
+{
+    if (node->broker)
+        gw_broker_stop(node->broker);
+    if (node->lws)
+        lws_context_destroy(node->lws);
+    uv_close((uv_handle_t *)&node->sigint, NULL);
+    uv_close((uv_handle_t *)&node->sigterm, NULL);
+    uv_close((uv_handle_t *)&node->stop_timer, NULL);
+    gw_node_run_until_idle(node->loop);
+    /* lws on a foreign loop finishes destroying the context only after its handles closed:
+     * a second destroy frees what is left (PLATFORM-NOTES) */
+    if (node->lws) {
+        lws_context_destroy(node->lws);
+        gw_node_run_until_idle(node->loop);
+    }
+    gw_broker_free(node->broker);
+    node->broker = NULL;
+    gw_hub_free(node->hub);
+    node->hub = NULL;
+}

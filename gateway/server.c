@@ -1,0 +1,275 @@
+/* server.c — libwebsockets on the node's libuv loop (foreign loop): the vhost, subprotocol
+ * negotiation at upgrade, the lws callback that feeds connections, and plain HTTP routes. */
+#include "cardgw/server.h"
+#include "cardgw/api.h"
+#include "cardgw/broker.h"
+#include "cardgw/conn.h"
+#include "cardgw/log.h"
+#include "cardgw/metrics.h"
+#include "cardgw/node.h"
+#include "cardgw/proto.h"
+
+#include <errno.h>
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* lws allocates one of these per connection for whichever protocol the wsi is bound to. */
+typedef struct {
+    gw_conn_t *conn;    /* WebSocket connections */
+    gw_http_req_t *req; /* plain HTTP requests */
+} gw_pss_t;
+
+#define GW_HTTP_PROTOCOL_NAME "cardgw-http"
+
+/* ---- HTTP responses ----------------------------------------------------------------------------
+ */
+
+gw_http_req_t *gw_http_req_new(struct lws *wsi)
+{
+    gw_http_req_t *r = gw_calloc(1, sizeof(*r));
+    r->wsi = wsi;
+    gw_buf_init(&r->body, LWS_PRE);
+    gw_buf_init(&r->reqbody, 0);
+    return r;
+}
+
+void gw_http_req_free(gw_http_req_t *r)
+{
+    if (!r)
+        return;
+    gw_buf_free(&r->body);
+    gw_buf_free(&r->reqbody);
+    free(r);
+}
+
+/* Sends status, headers and r->body (written on the next writable callback). Returns 0, or -1 to
+ * hang up. */
+int gw_http_respond(gw_http_req_t *r, unsigned status, const char *ctype)
+{
+    uint8_t hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    if (!r->wsi)
+        return -1;
+    if (lws_add_http_common_headers(r->wsi, status, ctype, (lws_filepos_t)r->body.len, &p, end) ||
+        lws_add_http_header_by_token(r->wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(r->wsi, start, &p, end))
+        return -1;
+    r->responded = 1;
+    lws_callback_on_writable(r->wsi);
+    return 0;
+}
+
+int gw_http_respond_text(gw_http_req_t *r, unsigned status, const char *text)
+{
+    gw_buf_reset(&r->body);
+    gw_buf_append_str(&r->body, text);
+    return gw_http_respond(r, status, "text/plain; charset=utf-8");
+}
+
+static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
+{
+    gw_metrics.http_requests++;
+    if (strcmp(path, "/healthz") == 0)
+        return gw_http_respond_text(r, 200, "ok\n");
+    if (strcmp(path, "/readyz") == 0) {
+        if (node->stopping)
+            return gw_http_respond_text(r, 503, "not ready: shutting down\n");
+        if (!gw_broker_ready(node->broker))
+            return gw_http_respond_text(r, 503, "not ready: redis relay down\n");
+        return gw_http_respond_text(r, 200, "ready\n");
+    }
+    if (strcmp(path, "/metrics") == 0) {
+        gw_buf_reset(&r->body);
+        gw_metrics_render(&r->body);
+        return gw_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (strncmp(path, "/api/", 5) == 0)
+        return gw_api_begin(node, r, path);
+    return gw_http_respond_text(r, 404, "not found\n");
+}
+
+/* ---- upgrade checks
+ * ------------------------------------------------------------------------------ */
+
+/* Accepts the upgrade only on ws_path with one of our subprotocols offered before anything lws
+ * would otherwise pick; anything else gets a plain HTTP error instead of a silent close. */
+static int gw_confirm_upgrade(gw_node_t *node, struct lws *wsi)
+{
+    char uri[512], protos[512];
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 ||
+        strcmp(uri, node->cfg->ws_path) != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint at this path");
+        return 1;
+    }
+    if (node->stopping) {
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "node is shutting down");
+        return 1;
+    }
+    int n = lws_hdr_copy(wsi, protos, sizeof(protos), WSI_TOKEN_PROTOCOL);
+    if (n > 0) {
+        char *save = NULL;
+        for (char *tok = strtok_r(protos, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+            if (!strcmp(tok, GW_PROTO_SUBPROTO_MSGPACK) || !strcmp(tok, GW_PROTO_SUBPROTO_JSON))
+                return 0;
+            if (!strcmp(tok, GW_HTTP_PROTOCOL_NAME))
+                break;
+        }
+    }
+    lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+                           "offer WebSocket subprotocol " GW_PROTO_SUBPROTO_MSGPACK
+                           " or " GW_PROTO_SUBPROTO_JSON);
+    return 1;
+}
+
+/* ---- the lws callback
+ * ------------------------------------------------------------------------------ */
+
+static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                           size_t len)
+{
+    struct lws_context *ctx = lws_get_context(wsi);
+    gw_node_t *node = ctx ? lws_context_user(ctx) : NULL;
+    gw_pss_t *pss = user;
+
+    switch (reason) {
+    /* WebSocket */
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return gw_confirm_upgrade(node, wsi);
+    case LWS_CALLBACK_ESTABLISHED: {
+        const struct lws_protocols *p = lws_get_protocol(wsi);
+        gw_enc_t enc = strcmp(p->name, GW_PROTO_SUBPROTO_JSON) == 0 ? GW_ENC_JSON : GW_ENC_MSGPACK;
+        if (strcmp(p->name, GW_HTTP_PROTOCOL_NAME) == 0)
+            return -1;
+        pss->conn = gw_conn_new(node, wsi, enc);
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE:
+        if (!pss->conn)
+            return -1;
+        return gw_conn_on_receive(pss->conn, in, len, lws_frame_is_binary(wsi),
+                                  lws_is_final_fragment(wsi) &&
+                                      lws_remaining_packet_payload(wsi) == 0);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return pss->conn ? gw_conn_on_writable(pss->conn) : -1;
+    case LWS_CALLBACK_TIMER:
+        return pss && pss->conn ? gw_conn_on_timer(pss->conn) : 0;
+    case LWS_CALLBACK_CLOSED:
+        if (pss->conn) {
+            gw_conn_on_closed(pss->conn);
+            pss->conn = NULL;
+        }
+        return 0;
+
+    /* plain HTTP */
+    case LWS_CALLBACK_HTTP: {
+        if (!pss->req)
+            pss->req = gw_http_req_new(wsi);
+        pss->req->is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+        return gw_http_route(node, pss->req, in ? (const char *)in : "/") ? -1 : 0;
+    }
+    case LWS_CALLBACK_HTTP_BODY:
+        return pss->req ? gw_api_body(node, pss->req, in, len) : -1;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return pss->req ? gw_api_body_done(node, pss->req) : -1;
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        gw_http_req_t *r = pss->req;
+        if (!r || !r->responded)
+            return 0;
+        if (r->body.len && lws_write(wsi, gw_buf_data(&r->body), r->body.len,
+                                     LWS_WRITE_HTTP_FINAL) != (int)r->body.len)
+            return -1;
+        r->responded = 0;
+        gw_buf_reset(&r->body);
+        gw_buf_reset(&r->reqbody);
+        return lws_http_transaction_completed(wsi) ? -1 : 0;
+    }
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (pss && pss->req) {
+            pss->req->wsi = NULL;
+            if (!gw_api_detach(pss->req))
+                gw_http_req_free(pss->req);
+            pss->req = NULL;
+        }
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ---- context
+ * --------------------------------------------------------------------------------------- */
+
+static struct lws_protocols gw_protocols[] = {
+    {GW_HTTP_PROTOCOL_NAME, gw_lws_callback, sizeof(gw_pss_t), 0, 0, NULL, 0},
+    /* rx_buffer_size is allocated per connection by lws: kept small, bigger messages arrive in
+     * several callbacks and are gathered by the connection */
+    {GW_PROTO_SUBPROTO_MSGPACK, gw_lws_callback, sizeof(gw_pss_t), 1024, 1, NULL, 0},
+    {GW_PROTO_SUBPROTO_JSON, gw_lws_callback, sizeof(gw_pss_t), 1024, 2, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static void gw_lws_log(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        n--;
+    gw_log(level == LLL_ERR ? GW_LOG_WARN : GW_LOG_DEBUG, "lws", "%.*s", (int)n, line);
+}
+
+int gw_server_start(gw_node_t *node)
+{
+    struct lws_context_creation_info info;
+    void *foreign_loops[1] = {node->loop};
+    static lws_retry_bo_t retry;
+
+    lws_set_log_level(gw_log_level >= GW_LOG_DEBUG ? (LLL_ERR | LLL_WARN | LLL_NOTICE) : LLL_ERR,
+                      gw_lws_log);
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.foreign_loops = foreign_loops;
+    info.pcontext = &node->lws;
+    info.user = node;
+    node->lws = lws_create_context(&info);
+    if (!node->lws) {
+        snprintf(node->errstr, sizeof(node->errstr),
+                 "cannot create the lws context (is libwebsockets-evlib-uv installed?)");
+        return -EINVAL;
+    }
+
+    /* lws pings a WebSocket that has been silent for ping_interval_s and hangs up on one
+     * silent for three intervals */
+    retry.secs_since_valid_ping = (uint16_t)node->cfg->ping_interval_s;
+    retry.secs_since_valid_hangup = (uint16_t)(node->cfg->ping_interval_s * 3);
+
+    memset(&info, 0, sizeof(info));
+    info.port = node->cfg->port;
+    info.iface = node->cfg->listen_address[0] ? node->cfg->listen_address : NULL;
+    info.protocols = gw_protocols;
+    info.vhost_name = "cardgw";
+    info.retry_and_idle_policy = &retry;
+    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (node->cfg->workers > 1)
+        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
+    node->vhost = lws_create_vhost(node->lws, &info);
+    if (!node->vhost) {
+        snprintf(node->errstr, sizeof(node->errstr), "cannot listen on %s:%d (port in use?)",
+                 node->cfg->listen_address, node->cfg->port);
+        return -EADDRINUSE;
+    }
+    if (node->cfg->port == 0)
+        node->cfg->port = lws_get_vhost_listen_port(node->vhost);
+    return 0;
+}
+
+static int gw_server_on_deprecated(void)
+{
+    return 0;
+}
+
+void gw_server_stop_listening(gw_node_t *node)
+{
+    if (node->lws)
+        lws_context_deprecate(node->lws, gw_server_on_deprecated);
+}

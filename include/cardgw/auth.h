@@ -1,0 +1,29 @@
+/* auth.h — the connect and refresh commands: opaque session tokens looked up in Redis
+ * (cardgw:session:<token>) and HS256 JWTs checked locally with jwt_secret. */
+#ifndef CARDGW_AUTH_H
+#define CARDGW_AUTH_H
+
+#include <stdint.h>
+
+#include "cardgw/conn.h"
+
+typedef struct {
+    char uid[128];
+    uint64_t expires_at_ms; /* wall clock, 0 = no expiry */
+} gw_identity_t;
+
+/* Handles connect: replies, and on success moves the connection to READY. */
+void gw_auth_connect(gw_conn_t *c, const gw_cmd_t *cmd);
+/* Handles refresh: a new token for the same uid moves the expiry. */
+void gw_auth_refresh(gw_conn_t *c, const gw_cmd_t *cmd);
+/* The lws timer of a READY connection fired: refresh advice or expiry. Returns 0. */
+int gw_auth_on_timer(gw_conn_t *c);
+
+/* Verifies an HS256 JWT. Returns 0 and fills id, or GW_ERR_UNAUTHORIZED / GW_ERR_TOKEN_EXPIRED.
+ * now_ms is the wall clock. */
+int gw_auth_jwt_verify(const char *token, size_t n, const char *secret, uint64_t now_ms,
+                       gw_identity_t *id);
+/* A uid usable in channel names and the wire format: [A-Za-z0-9_.@=+,;-]{1,127}. */
+int gw_auth_uid_valid(const char *uid, size_t n);
+
+#endif

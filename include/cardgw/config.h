@@ -1,0 +1,93 @@
+/* config.h — the node's configuration: built-in defaults, then the config file (key = value),
+ * then CARDGW_* environment variables, then command-line flags. Every key is in config.example. */
+#ifndef CARDGW_CONFIG_H
+#define CARDGW_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cardgw/log.h"
+
+#define GW_MAX_NAMESPACES 16
+
+typedef enum {
+    GW_NS_SUB_PUBLIC = 0, /* anyone connected */
+    GW_NS_SUB_MEMBERS,    /* SISMEMBER cardgw:group:<id>:members <uid> */
+    GW_NS_SUB_OWNER,      /* only <ns>:<own uid> */
+} gw_ns_sub_t;
+
+typedef struct {
+    char name[33];
+    gw_ns_sub_t subscribe;
+    int publish;       /* clients may publish */
+    int presence;      /* presence and join/leave on */
+    int history_size;  /* publications kept per channel (0 = no history) */
+    int history_ttl_s; /* history lifetime after the last publication */
+} gw_namespace_t;
+
+typedef struct {
+    char *listen_address;
+    int port;
+    char *ws_path;
+    char *node_id;
+    gw_log_level_t log_level;
+
+    char *redis_url;
+    int redis_connect_timeout_ms;
+    int redis_backoff_min_ms;
+    int redis_backoff_max_ms;
+    int redis_canary_interval_ms;
+    int redis_command_timeout_ms;
+
+    int auth_timeout_ms;
+    int max_frame_bytes;
+    int max_send_queue_bytes;
+    int max_subscriptions;
+    int commands_per_second;
+    int command_burst;
+    int max_errors_per_minute;
+    int ping_interval_s;
+    int shutdown_timeout_ms;
+
+    char *api_key;
+    char *jwt_secret;
+    int token_refresh_before_s;
+
+    int workers;
+
+    int nnamespaces;
+    gw_namespace_t namespaces[GW_MAX_NAMESPACES];
+
+    /* where the file was read from (for messages); not a key */
+    char *path;
+} gw_config_t;
+
+/* Fills cfg with the built-in defaults. */
+void gw_config_defaults(gw_config_t *cfg);
+/* Reads a config file over cfg. Returns 0, or -EINVAL/-ENOENT with a message naming the file,
+ * line and key written to err (size errlen). */
+int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t errlen);
+/* Applies CARDGW_<KEY> environment variables (upper-case key, dots as underscores). */
+int gw_config_load_env(gw_config_t *cfg, char *err, size_t errlen);
+/* Sets one key from a string (used by the file, the environment and flags); `where` names the
+ * source in error messages. */
+int gw_config_set(gw_config_t *cfg, const char *key, const char *val, const char *where, char *err,
+                  size_t errlen);
+/* Cross-key checks after everything is loaded. */
+int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen);
+/* Prints the effective configuration as a loadable config file (secrets masked). */
+void gw_config_print(const gw_config_t *cfg, FILE *f);
+void gw_config_free(gw_config_t *cfg);
+/* Borrowed pointer to the namespace called name[0..n), or NULL. */
+const gw_namespace_t *gw_config_namespace(const gw_config_t *cfg, const char *name, size_t n);
+
+/* A parsed redis://[:password@]host:port[/db] URL. */
+typedef struct {
+    char host[256];
+    int port;
+    int db;
+    char password[256];
+} gw_redis_addr_t;
+int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out);
+
+#endif

@@ -1,0 +1,93 @@
+/* conn.h — one client WebSocket connection: frame reassembly, command dispatch, the bounded
+ * send queue of shared pre-encoded frames, flood control and closing with a documented code. */
+#ifndef CARDGW_CONN_H
+#define CARDGW_CONN_H
+
+#include <stdint.h>
+
+#include "cardgw/common.h"
+#include "cardgw/proto.h"
+
+struct lws;
+struct gw_node;
+
+/* A WebSocket message ready to go on the wire (server frame header + payload), shared by every
+ * recipient and freed when the last reference goes. */
+typedef struct gw_frame {
+    uint32_t refs;
+    uint32_t len;  /* header + payload */
+    uint8_t *data; /* start of the header; LWS_PRE bytes of headroom lie before it */
+    uint8_t *mem;  /* allocation that holds data */
+} gw_frame_t;
+
+/* Takes ownership of buf's memory (buf is reset); buf must have been initialised with
+ * GW_FRAME_HEADROOM. Returns a frame with one reference. */
+#define GW_FRAME_HEADROOM (16 + 14) /* LWS_PRE (16 in this lws build, checked) + max WS header */
+gw_frame_t *gw_frame_from_buf(gw_buf_t *buf, int binary);
+static inline gw_frame_t *gw_frame_ref(gw_frame_t *f)
+{
+    f->refs++;
+    return f;
+}
+void gw_frame_unref(gw_frame_t *f);
+
+typedef enum { GW_CONN_NEW = 0, GW_CONN_AUTHING, GW_CONN_READY } gw_conn_state_t;
+
+typedef struct gw_conn {
+    struct gw_node *node;
+    struct lws *wsi; /* NULL once closed */
+    gw_list_t link;  /* node->conns */
+    gw_list_t subs;  /* gw_sub_t.conn_link: channels this connection is subscribed to */
+    uint32_t refs;   /* the open socket holds one; each pending async operation one */
+    uint32_t nsubs;
+    gw_enc_t enc;
+    gw_conn_state_t state;
+    uint16_t close_code; /* set: close once the queue is flushed (or now, see gw_conn_close) */
+    uint8_t close_now;
+    uint64_t id;
+    char cid[24];           /* the id as sent to the client */
+    char *uid;              /* after connect */
+    uint64_t expires_at_ms; /* wall clock; 0 = the token does not expire */
+    uint8_t refresh_sent;
+    /* receive: a message split over several lws callbacks is gathered here */
+    gw_buf_t rx;
+    /* send queue: ring of frame references */
+    gw_frame_t **q;
+    uint32_t qhead, qlen, qcap;
+    size_t qbytes;
+    /* flood control */
+    double tokens;
+    uint64_t refill_ms;
+    uint32_t errors;
+    uint64_t errors_window_ms;
+} gw_conn_t;
+
+gw_conn_t *gw_conn_new(struct gw_node *node, struct lws *wsi, gw_enc_t enc);
+/* A whole or partial message arrived. Returns 0, or -1 when lws must close the connection (the
+ * close reason is already set). */
+int gw_conn_on_receive(gw_conn_t *c, const uint8_t *in, size_t len, int binary, int final);
+/* The socket can take data: writes the queued frames in one write. Returns -1 to close. */
+int gw_conn_on_writable(gw_conn_t *c);
+int gw_conn_on_timer(gw_conn_t *c);
+/* The socket is gone: drops subscriptions and queued frames, releases the socket's reference. */
+void gw_conn_on_closed(gw_conn_t *c);
+
+/* Queues a frame (takes a new reference). Past max_send_queue_bytes the connection is closed as
+ * a slow consumer and the frame is not queued. Returns 0 or -ENOBUFS / -EPIPE (closed). */
+int gw_conn_send(gw_conn_t *c, gw_frame_t *f);
+/* Encodes and queues a one-off message built by the caller into buf (takes its memory). */
+int gw_conn_send_buf(gw_conn_t *c, gw_buf_t *buf);
+/* Asks for the connection to be closed with code; when now is 0, queued frames go first. */
+void gw_conn_close(gw_conn_t *c, int code, int now);
+
+/* Replies to command id. Errors count towards max_errors_per_minute. */
+void gw_conn_reply_ok(gw_conn_t *c, uint32_t id);
+void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg);
+
+static inline void gw_conn_hold(gw_conn_t *c)
+{
+    c->refs++;
+}
+void gw_conn_release(gw_conn_t *c);
+
+#endif

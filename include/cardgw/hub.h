@@ -1,0 +1,51 @@
+/* hub.h — the node-local hub: channels and subscriptions indexed both ways, subscribe
+ * authorisation, one Redis SUBSCRIBE per channel per node, fan-out of shared frames, and the one
+ * publish path (scripts/publish.lua) used by the API, client publishes and backends. */
+#ifndef CARDGW_HUB_H
+#define CARDGW_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cardgw/broker.h"
+#include "cardgw/conn.h"
+
+struct gw_node;
+typedef struct gw_hub gw_hub_t;
+
+/* Redis names: pub/sub channel "cardgw:{<ch>}", meta hash "cardgw:{<ch>}:m" (e = epoch,
+ * s = top offset), stream "cardgw:{<ch>}:x", presence zset "cardgw:{<ch>}:p"; node control
+ * channel "cardgw:ctl"; membership set "cardgw:<ns>:<id>:members". */
+#define GW_CTL_CHANNEL "cardgw:ctl"
+
+gw_hub_t *gw_hub_new(struct gw_node *node);
+void gw_hub_free(gw_hub_t *hub);
+
+/* Broker handlers (gw_broker_handlers_t with ud = hub). */
+void gw_hub_on_message(void *hub, const char *ch, size_t chlen, const char *payload, size_t n);
+void gw_hub_on_subscription(void *hub, const char *ch, size_t chlen, int subscribed);
+void gw_hub_on_event(void *hub, gw_broker_event_t ev);
+
+void gw_hub_conn_authenticated(gw_hub_t *hub, gw_conn_t *c);
+/* Drops every subscription of c (called when its socket closed). */
+void gw_hub_conn_closed(gw_hub_t *hub, gw_conn_t *c);
+
+/* Client commands (the connection is READY); each replies exactly once. */
+void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
+void gw_hub_unsubscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
+void gw_hub_client_publish(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
+void gw_hub_presence(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
+void gw_hub_history(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
+void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
+
+/* The one publish path. data is borrowed (copied before return); from may be NULL. cb gets
+ * 0 with the assigned (epoch, offset), or a GW_ERR_* code. Returns 0 or GW_ERR_* (then cb is
+ * not called): GW_ERR_UNKNOWN_NAMESPACE, GW_ERR_BAD_CHANNEL, GW_ERR_UNAVAILABLE. */
+typedef void (*gw_publish_cb)(void *priv, int err, const char *epoch, uint64_t offset);
+int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, const char *from,
+                   gw_publish_cb cb, void *priv);
+/* Publishes a node control message on GW_CTL_CHANNEL ("disconnect\n<uid>" or
+ * "unsubscribe\n<uid>\n<channel>"). Returns 0 or GW_ERR_UNAVAILABLE; cb as above. */
+int gw_hub_control(gw_hub_t *hub, const char *msg, size_t n, gw_publish_cb cb, void *priv);
+
+#endif

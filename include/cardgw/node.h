@@ -1,0 +1,43 @@
+/* node.h — one gateway node: the libuv loop, the configuration, the lws context, the Redis
+ * broker, the hub of channels and every open connection; start and graceful stop. */
+#ifndef CARDGW_NODE_H
+#define CARDGW_NODE_H
+
+#include <uv.h>
+
+#include "cardgw/broker.h"
+#include "cardgw/common.h"
+#include "cardgw/config.h"
+
+struct lws_context;
+struct lws_vhost;
+struct gw_hub;
+
+typedef struct gw_node {
+    uv_loop_t *loop;
+    gw_config_t *cfg; /* borrowed */
+    char node_id[96];
+    struct lws_context *lws;
+    struct lws_vhost *vhost;
+    gw_broker_t *broker;
+    struct gw_hub *hub;
+    gw_list_t conns; /* every open WebSocket connection (gw_conn_t.link) */
+    uint64_t nconns;
+    uint64_t conn_seq;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t stop_timer; /* shutdown deadline */
+    int stopping;
+    int exit_code;
+    char errstr[256];
+} gw_node_t;
+
+/* Creates the lws context on loop, listens, and connects to Redis. Returns 0, or -errno with
+ * node->errstr set (nothing left to free but what gw_node_destroy frees). */
+int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg);
+/* Starts a graceful stop: stop listening, close every connection with 1001, stop the loop when
+ * all are closed or shutdown_timeout_ms has passed. Safe to call more than once. */
+void gw_node_stop(gw_node_t *node);
+/* After uv_run has returned: frees everything and runs the loop until no handle is left. */
+void gw_node_destroy(gw_node_t *node);
+
+#endif

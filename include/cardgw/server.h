@@ -1,0 +1,31 @@
+/* server.h — the libwebsockets side of a node: context and vhost on the node's loop, the
+ * upgrade checks, and the small HTTP response helpers the routes and the server API use. */
+#ifndef CARDGW_SERVER_H
+#define CARDGW_SERVER_H
+
+#include "cardgw/common.h"
+
+struct lws;
+struct gw_node;
+
+/* One plain HTTP request on the node's port. */
+typedef struct gw_http_req {
+    struct lws *wsi;  /* NULL once the client went away */
+    gw_buf_t body;    /* response body (LWS_PRE headroom) */
+    gw_buf_t reqbody; /* request body, for POST */
+    char path[128];
+    int is_post;
+    int responded;
+    int pending; /* an asynchronous operation still refers to this request */
+} gw_http_req_t;
+
+int gw_server_start(struct gw_node *node);
+void gw_server_stop_listening(struct gw_node *node);
+
+gw_http_req_t *gw_http_req_new(struct lws *wsi);
+void gw_http_req_free(gw_http_req_t *r);
+/* Sends status, content type and r->body. Returns 0 or -1 (hang up). */
+int gw_http_respond(gw_http_req_t *r, unsigned status, const char *ctype);
+int gw_http_respond_text(gw_http_req_t *r, unsigned status, const char *text);
+
+#endif

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# install-deps.sh — installs every Debian package cardgw needs to build, run and test.
+# Idempotent: a fast no-op when all are present. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+PKGS=(
+  build-essential pkg-config clang libclang-rt-14-dev clang-format cppcheck
+  libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libhiredis-dev libmsgpack-dev
+  libjansson-dev libssl-dev
+  redis-server redis-tools curl
+  python3 python3-websockets python3-msgpack python3-pytest python3-redis
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [ "$st" = "installed" ] || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a system redis-server on 6379 when the package is installed with systemd
+# running; cardgw never uses it (tests and `make run` start their own on free ports).
+echo "install-deps: done"

@@ -1,0 +1,311 @@
+"""Fixtures for integration tests: a real redis-server and real cardgw nodes on free loopback
+ports, driven by client libraries nobody here wrote (websockets, msgpack, redis-py, urllib).
+
+Every process started here is stopped at teardown; a node must exit 0 on SIGTERM with no
+AddressSanitizer/LeakSanitizer report (the tests run the ASan build, build/cardgw-asan).
+"""
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import msgpack
+import pytest
+import redis
+import websockets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NODE_BIN = os.environ.get("CARDGW_TEST_BIN", os.path.join(ROOT, "build", "cardgw-asan"))
+API_KEY = "test-api-key"
+JWT_SECRET = "test-jwt-secret"
+SUBPROTO = {"json": "cardgw.v1.json", "msgpack": "cardgw.v1.msgpack"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port_closed(port, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+class RedisServer:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="cardgw-redis-")
+        self.port = free_port()
+        self.proc = None
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.time() + 10
+        while time.time() < end:
+            try:
+                if self.client().ping():
+                    return self
+            except redis.exceptions.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+        wait_port_closed(self.port)
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Node:
+    """One cardgw process with its own config file."""
+
+    def __init__(self, redis_url, extra=None):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="cardgw-node-")
+        self.config = os.path.join(self.dir, "node.conf")
+        lines = {
+            "listen_address": "127.0.0.1", "port": self.port, "redis_url": redis_url,
+            "api_key": API_KEY, "jwt_secret": JWT_SECRET, "log_level": "info",
+            "redis_canary_interval_ms": 200, "redis_backoff_min_ms": 50,
+            "redis_backoff_max_ms": 500, "shutdown_timeout_ms": 3000,
+            "namespace.public.subscribe": "public", "namespace.public.publish": "true",
+            "namespace.public.presence": "true",
+        }
+        lines.update(extra or {})
+        with open(self.config, "w") as f:
+            for k, v in lines.items():
+                f.write("%s = %s\n" % (k, v))
+        self.log = os.path.join(self.dir, "node.log")
+        self.proc = None
+
+    def start(self, wait_ready=True):
+        env = dict(os.environ)
+        env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=23"
+        env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=24"
+        env["LSAN_OPTIONS"] = "suppressions=%s" % os.path.join(ROOT, "tests", "lsan.supp")
+        self.logf = open(self.log, "wb")
+        self.proc = subprocess.Popen([NODE_BIN, "--config", self.config], stdout=self.logf,
+                                     stderr=subprocess.STDOUT, env=env)
+        end = time.time() + 20
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("node exited early:\n" + self.read_log())
+            st, _ = self.http("GET", "/readyz" if wait_ready else "/healthz")
+            if st == 200:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("node not ready:\n" + self.read_log())
+
+    def read_log(self):
+        with open(self.log, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    @property
+    def ws_url(self):
+        return "ws://127.0.0.1:%d/ws" % self.port
+
+    def http(self, method, path, body=None, key=API_KEY, timeout=5):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
+                                     method=method)
+        if key:
+            req.add_header("Authorization", "apikey " + key)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except (urllib.error.URLError, ConnectionError, socket.timeout):
+            return None, ""
+
+    def api(self, path, body):
+        st, text = self.http("POST", path, body)
+        return st, (json.loads(text) if text.strip().startswith(("{", "[")) else text)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Stops the node and returns its exit code; checks it left no sanitizer report."""
+        if not self.proc:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise AssertionError("node did not stop within %ss:\n%s" % (timeout, self.read_log()))
+        rc = self.proc.returncode
+        self.proc = None
+        self.logf.close()
+        wait_port_closed(self.port)
+        return rc
+
+    def cleanup(self):
+        rc = self.stop()
+        log = self.read_log()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return rc, log
+
+
+def assert_clean_exit(rc, log):
+    assert "Sanitizer" not in log and "runtime error" not in log, log[-6000:]
+    assert rc == 0, "exit code %r\n%s" % (rc, log[-4000:])
+
+
+@pytest.fixture
+def redis_server():
+    r = RedisServer().start()
+    yield r
+    r.cleanup()
+
+
+@pytest.fixture
+def make_node(redis_server):
+    """make_node(extra_config=None, redis_url=None) -> started Node; all are stopped at teardown
+    and must exit cleanly."""
+    nodes = []
+
+    def make(extra=None, redis_url=None, wait_ready=True):
+        n = Node(redis_url or redis_server.url, extra)
+        nodes.append(n)
+        return n.start(wait_ready=wait_ready)
+
+    yield make
+    failures = []
+    for n in nodes:
+        rc, log = n.cleanup()
+        if rc is not None:
+            try:
+                assert_clean_exit(rc, log)
+            except AssertionError as e:
+                failures.append(str(e))
+    assert not failures, "\n".join(failures)
+
+
+@pytest.fixture
+def node(make_node):
+    return make_node()
+
+
+# ---- protocol client ------------------------------------------------------------------------
+
+
+def jwt(sub, exp=None, secret=JWT_SECRET):
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    claims = {"sub": sub}
+    if exp is not None:
+        claims["exp"] = exp
+    h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    p = b64(json.dumps(claims).encode())
+    sig = hmac.new(secret.encode(), ("%s.%s" % (h, p)).encode(), hashlib.sha256).digest()
+    return "%s.%s.%s" % (h, p, b64(sig))
+
+
+class Client:
+    """A protocol client over the `websockets` library; encoding 'json' or 'msgpack'."""
+
+    def __init__(self, ws, enc):
+        self.ws = ws
+        self.enc = enc
+        self.next_id = 1
+        self.pushes = []   # pushes received while waiting for replies
+        self.replies = {}
+
+    @classmethod
+    async def open(cls, url, enc="json", **kw):
+        ws = await websockets.connect(url, subprotocols=[SUBPROTO[enc]], max_size=None,
+                                      ping_interval=None, **kw)
+        return cls(ws, enc)
+
+    def encode(self, msg):
+        if self.enc == "json":
+            return json.dumps(msg, separators=(",", ":"))
+        return msgpack.packb(msg, use_bin_type=True)
+
+    def decode(self, frame):
+        if self.enc == "json":
+            assert isinstance(frame, str), "json subprotocol must get text frames"
+            return json.loads(frame)
+        assert isinstance(frame, bytes), "msgpack subprotocol must get binary frames"
+        return msgpack.unpackb(frame, raw=False)
+
+    async def send_raw(self, frame):
+        await self.ws.send(frame)
+
+    async def recv(self, timeout=5):
+        return self.decode(await asyncio.wait_for(self.ws.recv(), timeout))
+
+    async def call(self, cmd, timeout=5, **fields):
+        i = self.next_id
+        self.next_id += 1
+        msg = {"id": i, "cmd": cmd}
+        msg.update(fields)
+        await self.ws.send(self.encode(msg))
+        end = time.time() + timeout
+        while i not in self.replies:
+            m = await self.recv(max(0.01, end - time.time()))
+            if "id" in m:
+                self.replies[m["id"]] = m
+            else:
+                self.pushes.append(m)
+        return self.replies.pop(i)
+
+    async def connect(self, token):
+        r = await self.call("connect", token=token)
+        assert "result" in r, r
+        return r["result"]
+
+    async def next_push(self, timeout=5):
+        if self.pushes:
+            return self.pushes.pop(0)
+        while True:
+            m = await self.recv(timeout)
+            if "id" not in m:
+                return m
+            self.replies[m["id"]] = m
+
+    async def close(self):
+        await self.ws.close()
+
+
+async def connected_client(node, uid, enc="json"):
+    c = await Client.open(node.ws_url, enc)
+    await c.connect(jwt(uid))
+    return c
+
+
+def run(coro, timeout=120):
+    return asyncio.run(asyncio.wait_for(coro, timeout))

@@ -1,0 +1,120 @@
+/* test_config.c — configuration: defaults, the file format, errors naming file/line/key,
+ * environment overrides, namespaces and redis URLs. */
+#include "cardgw/config.h"
+#include "testlib.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof(path), "/tmp/cardgw-test-%d.conf", (int)getpid());
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+TEST(defaults_are_sane)
+{
+    gw_config_t c;
+    char err[256];
+    gw_config_defaults(&c);
+    CHECK_EQ_INT(c.port, 8080);
+    CHECK_STR(c.ws_path, "/ws");
+    CHECK_EQ_INT(c.max_frame_bytes, 65536);
+    CHECK(gw_config_validate(&c, err, sizeof(err)) == 0);
+    const gw_namespace_t *g = gw_config_namespace(&c, "group", 5);
+    CHECK(g && g->subscribe == GW_NS_SUB_MEMBERS && g->presence == 1);
+    const gw_namespace_t *u = gw_config_namespace(&c, "user", 4);
+    CHECK(u && u->subscribe == GW_NS_SUB_OWNER && u->publish == 0);
+    CHECK(gw_config_namespace(&c, "nope", 4) == NULL);
+    gw_config_free(&c);
+}
+
+TEST(file_sets_keys_and_namespaces)
+{
+    gw_config_t c;
+    char err[256];
+    gw_config_defaults(&c);
+    char *p = write_tmp("# comment\n\nport = 9001\nws_path = \"/socket\"\n"
+                        "log_level = debug\nnamespace.chat.publish = true\n"
+                        "namespace.chat.history_size = 5\n");
+    CHECK_EQ_INT(gw_config_load_file(&c, p, err, sizeof(err)), 0);
+    CHECK_EQ_INT(c.port, 9001);
+    CHECK_STR(c.ws_path, "/socket");
+    CHECK_EQ_INT(c.log_level, GW_LOG_DEBUG);
+    const gw_namespace_t *ns = gw_config_namespace(&c, "chat", 4);
+    CHECK(ns && ns->publish == 1 && ns->history_size == 5 && ns->subscribe == GW_NS_SUB_PUBLIC);
+    unlink(p);
+    gw_config_free(&c);
+}
+
+TEST(errors_name_the_line_and_key)
+{
+    gw_config_t c;
+    char err[256];
+    gw_config_defaults(&c);
+    char *p = write_tmp("port = 9001\nprot = 9002\n");
+    CHECK(gw_config_load_file(&c, p, err, sizeof(err)) != 0);
+    CHECK(strstr(err, ":2:") != NULL);
+    CHECK(strstr(err, "'prot'") != NULL);
+    p = write_tmp("port = 70000\n");
+    CHECK(gw_config_load_file(&c, p, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "port") != NULL);
+    p = write_tmp("just words\n");
+    CHECK(gw_config_load_file(&c, p, err, sizeof(err)) != 0);
+    p = write_tmp("namespace.x.subscribe = everyone\n");
+    CHECK(gw_config_load_file(&c, p, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "namespace.x.subscribe") != NULL);
+    CHECK(gw_config_load_file(&c, "/nonexistent/cardgw.conf", err, sizeof(err)) == -ENOENT);
+    unlink(p);
+    gw_config_free(&c);
+}
+
+TEST(environment_overrides)
+{
+    gw_config_t c;
+    char err[256];
+    gw_config_defaults(&c);
+    setenv("CARDGW_PORT", "7777", 1);
+    setenv("CARDGW_REDIS_URL", "redis://10.0.0.1:7000/3", 1);
+    CHECK_EQ_INT(gw_config_load_env(&c, err, sizeof(err)), 0);
+    CHECK_EQ_INT(c.port, 7777);
+    CHECK_STR(c.redis_url, "redis://10.0.0.1:7000/3");
+    setenv("CARDGW_PORT", "x", 1);
+    CHECK(gw_config_load_env(&c, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "CARDGW_PORT") != NULL);
+    unsetenv("CARDGW_PORT");
+    unsetenv("CARDGW_REDIS_URL");
+    gw_config_free(&c);
+}
+
+TEST(redis_urls)
+{
+    gw_redis_addr_t a;
+    CHECK_EQ_INT(gw_config_parse_redis_url("redis://127.0.0.1:6380/2", &a), 0);
+    CHECK_STR(a.host, "127.0.0.1");
+    CHECK_EQ_INT(a.port, 6380);
+    CHECK_EQ_INT(a.db, 2);
+    CHECK_EQ_INT(gw_config_parse_redis_url("redis://:s3cret@localhost", &a), 0);
+    CHECK_STR(a.password, "s3cret");
+    CHECK_STR(a.host, "localhost");
+    CHECK_EQ_INT(a.port, 6379);
+    CHECK(gw_config_parse_redis_url("http://x:1", &a) != 0);
+    CHECK(gw_config_parse_redis_url("redis://:1", &a) != 0);
+    CHECK(gw_config_parse_redis_url("redis://h:0", &a) != 0);
+    CHECK(gw_config_parse_redis_url("redis://h:1/x", &a) != 0);
+}
+
+int main(void)
+{
+    RUN(defaults_are_sane);
+    RUN(file_sets_keys_and_namespaces);
+    RUN(errors_name_the_line_and_key);
+    RUN(environment_overrides);
+    RUN(redis_urls);
+    return TL_DONE();
+}
