@@ -29,7 +29,7 @@ typedef struct {
     size_t idx;
 } gw_api_slot_t;
 
-/* ---- responses --------------------------------------------------------------------------- */
+/* ---- responses ------------------------------------------------------------------------------- */
 
 /* Sends a JSON response (takes the reference to body) unless the client already went away, in
  * which case the request is freed here. */
@@ -84,7 +84,7 @@ static const char *gw_api_msg_for(int err)
     }
 }
 
-/* ---- authentication ------------------------------------------------------------------------ */
+/* ---- authentication -------------------------------------------------------------------------- */
 
 static int gw_api_authorized(gw_node_t *node, gw_http_req_t *r)
 {
@@ -100,7 +100,7 @@ static int gw_api_authorized(gw_node_t *node, gw_http_req_t *r)
     return given && strlen(given) == strlen(key) && CRYPTO_memcmp(given, key, strlen(key)) == 0;
 }
 
-/* ---- publish and broadcast ------------------------------------------------------------------ */
+/* ---- publish and broadcast ------------------------------------------------------------------- */
 
 static void gw_api_op_finish(gw_api_op_t *op)
 {
@@ -178,7 +178,7 @@ static void gw_api_publish(gw_node_t *node, gw_http_req_t *r, json_t *body, int 
     gw_api_op_finish(op);
 }
 
-/* ---- disconnect, unsubscribe (control messages to every node) ------------------------------ */
+/* ---- disconnect, unsubscribe (control messages to every node) -------------------------------- */
 
 static void gw_api_on_control(void *priv, int err, const char *epoch, uint64_t nodes)
 {
@@ -227,10 +227,11 @@ static void gw_api_on_position(void *priv, redisReply *rep)
 
 static void gw_api_position(gw_node_t *node, gw_http_req_t *r)
 {
-    char ch[GW_PROTO_MAX_CHANNEL + 1], key[GW_PROTO_MAX_CHANNEL + 16];
+    char arg[GW_PROTO_MAX_CHANNEL + 16], key[GW_PROTO_MAX_CHANNEL + 16];
     size_t nslen;
-    if (lws_get_urlarg_by_name(r->wsi, "channel=", ch, sizeof(ch)) == NULL ||
-        !gw_proto_channel_valid(ch, strlen(ch), &nslen)) {
+    /* lws copies "channel=<value>" into arg and returns where the value starts */
+    const char *ch = lws_get_urlarg_by_name(r->wsi, "channel=", arg, sizeof(arg));
+    if (!ch || !gw_proto_channel_valid(ch, strlen(ch), &nslen)) {
         gw_api_error(r, 400, "want ?channel=ns:id");
         return;
     }

@@ -30,8 +30,7 @@ int gw_auth_uid_valid(const char *uid, size_t n)
     return 1;
 }
 
-/* ---- HS256 JWT
- * ------------------------------------------------------------------------------------ */
+/* ---- HS256 JWT ------------------------------------------------------------------------------- */
 
 /* Decodes base64url without padding into out (capacity cap). Returns the length or -1. */
 static long gw_b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap)
@@ -136,8 +135,7 @@ static int gw_token_is_jwt(const gw_slice_t *t)
     return d && memchr(d + 1, '.', t->n - (size_t)(d + 1 - t->p)) != NULL;
 }
 
-/* ---- connect / refresh
- * ------------------------------------------------------------------------------ */
+/* ---- connect / refresh ----------------------------------------------------------------------- */
 
 typedef struct {
     gw_conn_t *c; /* held */

@@ -53,7 +53,7 @@ struct gw_broker {
     int ready;
 };
 
-/* ---- libuv adapter for hiredis ------------------------------------------------------------- */
+/* ---- libuv adapter for hiredis --------------------------------------------------------------- */
 
 typedef struct {
     redisAsyncContext *ac; /* NULL once hiredis cleaned up */
@@ -136,7 +136,7 @@ static int gw_io_attach(uv_loop_t *loop, redisAsyncContext *ac)
     return 0;
 }
 
-/* ---- connection life cycle ----------------------------------------------------------------- */
+/* ---- connection life cycle ------------------------------------------------------------------- */
 
 static void gw_conn_connect(gw_redis_conn_t *c);
 static void gw_conn_on_timer(uv_timer_t *t);
@@ -411,7 +411,7 @@ static void gw_canary_tick(uv_timer_t *t)
     gw_broker_command_argv(b, gw_on_canary_reply, NULL, 3, argv, argvlen);
 }
 
-/* ---- commands ------------------------------------------------------------------------------- */
+/* ---- commands -------------------------------------------------------------------------------- */
 
 typedef struct {
     gw_broker_reply_cb cb;
@@ -440,7 +440,7 @@ int gw_broker_command_argv(gw_broker_t *b, gw_broker_reply_cb cb, void *priv, in
     return 0;
 }
 
-/* ---- construction and teardown ------------------------------------------------------------- */
+/* ---- construction and teardown --------------------------------------------------------------- */
 
 static void gw_conn_init(gw_broker_t *b, gw_redis_conn_t *c, int is_sub)
 {

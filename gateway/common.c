@@ -10,7 +10,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-/* ---- allocation ---------------------------------------------------------------------------- */
+/* ---- allocation ------------------------------------------------------------------------------ */
 
 static void gw_oom(size_t n, const char *file, int line)
 {
@@ -50,7 +50,7 @@ char *gw__strndup(const char *s, size_t n, const char *file, int line)
     return p;
 }
 
-/* ---- byte buffer --------------------------------------------------------------------------- */
+/* ---- byte buffer ----------------------------------------------------------------------------- */
 
 void gw_buf_init(gw_buf_t *b, size_t headroom)
 {
@@ -99,12 +99,17 @@ void gw_buf_append_str(gw_buf_t *b, const char *s)
 
 void gw_buf_appendf(gw_buf_t *b, const char *fmt, ...)
 {
+    char tmp[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     if (n <= 0)
         return;
+    if ((size_t)n < sizeof(tmp)) {
+        gw_buf_append(b, tmp, (size_t)n);
+        return;
+    }
     char *dst = (char *)gw_buf_reserve(b, (size_t)n + 1);
     va_start(ap, fmt);
     vsnprintf(dst, (size_t)n + 1, fmt, ap);
@@ -112,7 +117,7 @@ void gw_buf_appendf(gw_buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-/* ---- time and randomness ------------------------------------------------------------------- */
+/* ---- time and randomness --------------------------------------------------------------------- */
 
 uint64_t gw_now_ms(void)
 {
@@ -160,7 +165,7 @@ void gw_random_hex(char *out, size_t nbytes)
     out[2 * nbytes] = '\0';
 }
 
-/* ---- logging ------------------------------------------------------------------------------- */
+/* ---- logging --------------------------------------------------------------------------------- */
 
 gw_log_level_t gw_log_level = GW_LOG_INFO;
 

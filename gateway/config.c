@@ -105,7 +105,7 @@ static int gw_parse_bool(const char *s, int *out)
     return 0;
 }
 
-/* ---- namespaces: namespace.<name>.<field> = value ------------------------------------------ */
+/* ---- namespaces: namespace.<name>.<field> = value -------------------------------------------- */
 
 static gw_namespace_t *gw_ns_get(gw_config_t *cfg, const char *name, size_t n, int create)
 {

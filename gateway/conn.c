@@ -16,7 +16,7 @@ _Static_assert(LWS_PRE + 14 <= GW_FRAME_HEADROOM, "GW_FRAME_HEADROOM too small f
 
 #define GW_COALESCE_MAX 65536 /* bytes gathered into one socket write */
 
-/* ---- frames -------------------------------------------------------------------------------- */
+/* ---- frames ---------------------------------------------------------------------------------- */
 
 gw_frame_t *gw_frame_from_buf(gw_buf_t *buf, int binary)
 {
@@ -66,7 +66,7 @@ gw_conn_t *gw_conn_new(gw_node_t *node, struct lws *wsi, gw_enc_t enc)
     c->enc = enc;
     c->refs = 1;
     c->id = ++node->conn_seq;
-    snprintf(c->cid, sizeof(c->cid), "%" PRIx64, c->id);
+    snprintf(c->cid, sizeof(c->cid), "%s-%" PRIx64, node->instance, c->id);
     gw_list_init(&c->subs);
     gw_list_insert_tail(&node->conns, &c->link);
     node->nconns++;
@@ -291,8 +291,7 @@ void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg)
     }
 }
 
-/* ---- receiving
- * ----------------------------------------------------------------------------------- */
+/* ---- receiving ------------------------------------------------------------------------------- */
 
 /* Token bucket: commands_per_second sustained, command_burst at once. */
 static int gw_conn_take_token(gw_conn_t *c)

@@ -16,7 +16,7 @@
 
 #define GW_META_TTL_MIN_S (7 * 86400)
 
-/* ---- types ---------------------------------------------------------------------------------- */
+/* ---- types ----------------------------------------------------------------------------------- */
 
 typedef enum { GW_RS_NONE = 0, GW_RS_SUBSCRIBING, GW_RS_SUBSCRIBED, GW_RS_UNSUBSCRIBING } gw_rs_t;
 
@@ -64,6 +64,7 @@ struct gw_hub {
     gw_channel_t **buckets;
     size_t nbuckets, nchannels;
     char script_sha[41];
+    uv_timer_t presence_timer;
 };
 
 /* ---- channel table ----------------------------------------------------------------------------
@@ -166,8 +167,7 @@ static void gw_channel_maybe_release(gw_hub_t *hub, gw_channel_t *ch)
     }
 }
 
-/* ---- subscriptions
- * -------------------------------------------------------------------------------- */
+/* ---- subscriptions --------------------------------------------------------------------------- */
 
 static void gw_sub_clear_pending(gw_sub_t *s)
 {
@@ -185,6 +185,8 @@ static void gw_sub_free(gw_sub_t *s)
     free(s);
 }
 
+static void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce);
+
 /* Unlinks s from its connection and channel. If an async operation still refers to it, it is
  * marked dead and freed when that operation completes. */
 static void gw_sub_remove(gw_hub_t *hub, gw_sub_t *s)
@@ -193,6 +195,8 @@ static void gw_sub_remove(gw_hub_t *hub, gw_sub_t *s)
     s->conn->nsubs--;
     gw_metrics.subscriptions--;
     gw_channel_t *ch = s->ch;
+    if (ch && s->state == GW_SUB_LIVE && ch->ns->presence)
+        gw_presence_update(hub, s, 0, 1);
     if (ch) {
         gw_list_remove(&s->chan_link);
         ch->nsubs--;
@@ -222,8 +226,65 @@ static void gw_sub_reply_error(gw_sub_t *s, int code, const char *msg)
     gw_conn_reply_error(s->conn, s->cmd_id, code, msg);
 }
 
-/* ---- joining at a position
- * -------------------------------------------------------------------------- */
+/* ---- presence ------------------------------------------------------------------------------- */
+
+/* Presence lives in Redis so every node sees it: a sorted set cardgw:{<ch>}:p of "<uid> <client>"
+ * scored by expiry time (ms). Nodes refresh their members every GW_PRESENCE_REFRESH_MS; members of
+ * a node that died expire. Join and leave travel on the channel as frames without an offset. */
+#define GW_PRESENCE_TTL_MS     90000
+#define GW_PRESENCE_REFRESH_MS 30000
+
+static void gw_on_presence_write(void *priv, redisReply *r)
+{
+    (void)priv;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        gw_warn("hub", "presence update failed: %s", r->str);
+}
+
+static void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
+{
+    char key[GW_PROTO_MAX_CHANNEL + 16], member[256], score[24], frame[300];
+    gw_channel_t *ch = s->ch;
+    gw_conn_t *c = s->conn;
+    int mn = snprintf(member, sizeof(member), "%s %s", c->uid, c->cid);
+    size_t kn = gw_key(key, sizeof(key), ch->name, ch->n, ":p");
+    if (join) {
+        int sn = snprintf(score, sizeof(score), "%" PRIu64, gw_wall_ms() + GW_PRESENCE_TTL_MS);
+        const char *argv[] = {"ZADD", key, score, member};
+        size_t argvlen[] = {4, kn, (size_t)sn, (size_t)mn};
+        gw_broker_command_argv(hub->node->broker, gw_on_presence_write, NULL, 4, argv, argvlen);
+    } else {
+        const char *argv[] = {"ZREM", key, member};
+        size_t argvlen[] = {4, kn, (size_t)mn};
+        gw_broker_command_argv(hub->node->broker, gw_on_presence_write, NULL, 3, argv, argvlen);
+    }
+    if (!announce)
+        return;
+    int fn = snprintf(frame, sizeof(frame), "1\n\n0\n%c\n%s\n%s", join ? 'J' : 'L', c->uid, c->cid);
+    kn = gw_key(key, sizeof(key), ch->name, ch->n, "");
+    const char *argv[] = {"PUBLISH", key, frame};
+    size_t argvlen[] = {7, kn, (size_t)fn};
+    gw_broker_command_argv(hub->node->broker, gw_on_presence_write, NULL, 3, argv, argvlen);
+}
+
+static void gw_presence_refresh(uv_timer_t *t)
+{
+    gw_hub_t *hub = t->data;
+    for (size_t i = 0; i < hub->nbuckets; i++)
+        for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next) {
+            gw_list_t *it;
+            if (!ch->ns->presence)
+                continue;
+            gw_list_foreach(it, &ch->subs)
+            {
+                gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
+                if (s->state == GW_SUB_LIVE)
+                    gw_presence_update(hub, s, 1, 0);
+            }
+        }
+}
+
+/* ---- joining at a position ------------------------------------------------------------------- */
 
 /* HMGET meta e s answered: reply with the position, then deliver what was buffered past it. */
 static void gw_on_position(void *priv, redisReply *r)
@@ -261,6 +322,8 @@ static void gw_on_position(void *priv, redisReply *r)
         }
     gw_sub_clear_pending(s);
     s->state = GW_SUB_LIVE;
+    if (ch && ch->ns->presence)
+        gw_presence_update(hub, s, 1, 1);
 }
 
 static void gw_sub_start_positioning(gw_hub_t *hub, gw_sub_t *s)
@@ -413,10 +476,10 @@ static void gw_sub_kick(gw_hub_t *hub, gw_sub_t *s, const char *reason)
     gw_sub_remove(hub, s);
 }
 
-/* ---- relay from Redis
- * ---------------------------------------------------------------------------------- */
+/* ---- relay from Redis ------------------------------------------------------------------------ */
 
 typedef struct {
+    char kind; /* 'm' or 'j': a publication; 'J' / 'L': presence join / leave (no offset) */
     gw_slice_t epoch;
     uint64_t offset;
     gw_pub_t pub;
@@ -436,8 +499,10 @@ static int gw_parse_wire(const char *p, size_t n, gw_wire_pub_t *w)
         fl[i] = (size_t)(nl - p);
         p = nl + 1;
     }
-    if (fl[0] != 1 || f[0][0] != '1' || fl[1] > GW_PROTO_MAX_EPOCH || fl[3] != 1)
+    if (fl[0] != 1 || f[0][0] != '1' || fl[1] > GW_PROTO_MAX_EPOCH || fl[3] != 1 ||
+        !strchr("mjJL", f[3][0]))
         return -EINVAL;
+    w->kind = f[3][0];
     char num[24];
     if (fl[2] == 0 || fl[2] >= sizeof(num))
         return -EINVAL;
@@ -475,6 +540,33 @@ static void gw_sub_buffer(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
         s->pend = gw_realloc(s->pend, s->cappend * sizeof(*s->pend));
     }
     s->pend[s->npend++] = (gw_pending_pub_t){offset, gw_frame_ref(f)};
+}
+
+/* A join or leave from any node: every live subscriber but the one it is about gets a push. */
+static void gw_hub_fanout_presence(gw_channel_t *ch, const gw_wire_pub_t *w)
+{
+    gw_frame_t *frames[2] = {NULL, NULL};
+    gw_client_info_t info = {w->pub.from, {(const char *)w->pub.data.p, w->pub.data.n}};
+    gw_list_t *it;
+    if (!ch->ns->presence)
+        return;
+    gw_list_foreach(it, &ch->subs)
+    {
+        gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
+        gw_conn_t *c = s->conn;
+        if (s->state != GW_SUB_LIVE ||
+            (strlen(c->cid) == info.client.n && memcmp(c->cid, info.client.p, info.client.n) == 0))
+            continue;
+        if (!frames[c->enc]) {
+            gw_buf_t b;
+            gw_buf_init(&b, GW_FRAME_HEADROOM);
+            gw_proto_enc_join(&b, c->enc, (gw_slice_t){ch->name, ch->n}, &info, w->kind == 'L');
+            frames[c->enc] = gw_frame_from_buf(&b, c->enc == GW_ENC_MSGPACK);
+        }
+        gw_conn_send(c, frames[c->enc]);
+    }
+    gw_frame_unref(frames[0]);
+    gw_frame_unref(frames[1]);
 }
 
 static void gw_hub_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_wire_pub_t *w)
@@ -572,7 +664,10 @@ void gw_hub_on_message(void *ud, const char *rch, size_t rn, const char *payload
         gw_warn("hub", "%s: dropped a malformed relay frame (%zu bytes)", ch->name, n);
         return;
     }
-    gw_hub_fanout(hub, ch, &w);
+    if (w.kind == 'J' || w.kind == 'L')
+        gw_hub_fanout_presence(ch, &w);
+    else
+        gw_hub_fanout(hub, ch, &w);
 }
 
 void gw_hub_on_subscription(void *ud, const char *rch, size_t rn, int subscribed)
@@ -623,8 +718,7 @@ void gw_hub_on_event(void *ud, gw_broker_event_t ev)
     }
 }
 
-/* ---- the publish path
- * ------------------------------------------------------------------------------------ */
+/* ---- the publish path ------------------------------------------------------------------------ */
 
 typedef struct {
     gw_hub_t *hub;
@@ -746,8 +840,7 @@ int gw_hub_control(gw_hub_t *hub, const char *msg, size_t n, gw_publish_cb cb, v
     return 0;
 }
 
-/* ---- client commands: publish, history, presence, rpc
- * ------------------------------------------------------ */
+/* ---- client commands: publish, history, presence, rpc ---------------------------------------- */
 
 typedef struct {
     gw_conn_t *c; /* held */
@@ -1009,8 +1102,7 @@ void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
         gw_on_rpc(op, NULL);
 }
 
-/* ---- construction
- * ---------------------------------------------------------------------------------------- */
+/* ---- construction ---------------------------------------------------------------------------- */
 
 gw_hub_t *gw_hub_new(gw_node_t *node)
 {
@@ -1019,10 +1111,20 @@ gw_hub_t *gw_hub_new(gw_node_t *node)
     hub->node = node;
     hub->nbuckets = 64;
     hub->buckets = gw_calloc(hub->nbuckets, sizeof(*hub->buckets));
+    uv_timer_init(node->loop, &hub->presence_timer);
+    hub->presence_timer.data = hub;
+    uv_timer_start(&hub->presence_timer, gw_presence_refresh, GW_PRESENCE_REFRESH_MS,
+                   GW_PRESENCE_REFRESH_MS);
     SHA1((const uint8_t *)gw_publish_lua, strlen(gw_publish_lua), md);
     for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
         snprintf(hub->script_sha + 2 * i, 3, "%02x", md[i]);
     return hub;
+}
+
+void gw_hub_stop(gw_hub_t *hub)
+{
+    if (hub)
+        uv_close((uv_handle_t *)&hub->presence_timer, NULL);
 }
 
 void gw_hub_free(gw_hub_t *hub)

@@ -89,8 +89,20 @@ static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
     return gw_http_respond_text(r, 404, "not found\n");
 }
 
-/* ---- upgrade checks
- * ------------------------------------------------------------------------------ */
+/* ---- upgrade checks -------------------------------------------------------------------------- */
+
+/* lws_return_http_status answers an upgrade request with an HTTP/1.0 status line, which strict
+ * WebSocket clients (Python websockets) refuse to parse: write a plain HTTP/1.1 answer. */
+static int gw_upgrade_refuse(struct lws *wsi, int status, const char *reason, const char *msg)
+{
+    char buf[LWS_PRE + 512];
+    int n = snprintf(buf + LWS_PRE, sizeof(buf) - LWS_PRE,
+                     "HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                     "content-length: %zu\r\nconnection: close\r\n\r\n%s\n",
+                     status, reason, strlen(msg) + 1, msg);
+    lws_write(wsi, (unsigned char *)buf + LWS_PRE, (size_t)n, LWS_WRITE_HTTP_HEADERS);
+    return 1;
+}
 
 /* Accepts the upgrade only on ws_path with one of our subprotocols offered before anything lws
  * would otherwise pick; anything else gets a plain HTTP error instead of a silent close. */
@@ -99,12 +111,10 @@ static int gw_confirm_upgrade(gw_node_t *node, struct lws *wsi)
     char uri[512], protos[512];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 ||
         strcmp(uri, node->cfg->ws_path) != 0) {
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "no WebSocket endpoint at this path");
-        return 1;
+        return gw_upgrade_refuse(wsi, 404, "Not Found", "no WebSocket endpoint at this path");
     }
     if (node->stopping) {
-        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "node is shutting down");
-        return 1;
+        return gw_upgrade_refuse(wsi, 503, "Service Unavailable", "node is shutting down");
     }
     int n = lws_hdr_copy(wsi, protos, sizeof(protos), WSI_TOKEN_PROTOCOL);
     if (n > 0) {
@@ -116,14 +126,12 @@ static int gw_confirm_upgrade(gw_node_t *node, struct lws *wsi)
                 break;
         }
     }
-    lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
-                           "offer WebSocket subprotocol " GW_PROTO_SUBPROTO_MSGPACK
-                           " or " GW_PROTO_SUBPROTO_JSON);
-    return 1;
+    return gw_upgrade_refuse(wsi, 400, "Bad Request",
+                             "offer WebSocket subprotocol " GW_PROTO_SUBPROTO_MSGPACK
+                             " or " GW_PROTO_SUBPROTO_JSON);
 }
 
-/* ---- the lws callback
- * ------------------------------------------------------------------------------ */
+/* ---- the lws callback ------------------------------------------------------------------------ */
 
 static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                            size_t len)
@@ -199,8 +207,7 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
-/* ---- context
- * --------------------------------------------------------------------------------------- */
+/* ---- context --------------------------------------------------------------------------------- */
 
 static struct lws_protocols gw_protocols[] = {
     {GW_HTTP_PROTOCOL_NAME, gw_lws_callback, sizeof(gw_pss_t), 0, 0, NULL, 0},

@@ -13,7 +13,7 @@
 
 #define gw_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
-/* ---- allocation: failure is fatal and names the caller's file and line ------------------- */
+/* ---- allocation: failure is fatal and names the caller's file and line ----------------------- */
 
 void *gw__malloc(size_t n, const char *file, int line);
 void *gw__calloc(size_t n, size_t sz, const char *file, int line);
@@ -25,7 +25,7 @@ char *gw__strndup(const char *s, size_t n, const char *file, int line);
 #define gw_strndup(s, n) gw__strndup((s), (n), __FILE__, __LINE__)
 #define gw_strdup(s)     gw__strndup((s), strlen(s), __FILE__, __LINE__)
 
-/* ---- intrusive list (circular, with a sentinel head) ------------------------------------- */
+/* ---- intrusive list (circular, with a sentinel head) ----------------------------------------- */
 
 typedef struct gw_list {
     struct gw_list *prev, *next;
@@ -62,7 +62,7 @@ static inline void gw_list_remove(gw_list_t *n)
 #define gw_list_foreach_safe(it, tmp, head)                                                        \
     for ((it) = (head)->next, (tmp) = (it)->next; (it) != (head); (it) = (tmp), (tmp) = (it)->next)
 
-/* ---- growable byte buffer ---------------------------------------------------------------- */
+/* ---- growable byte buffer -------------------------------------------------------------------- */
 
 /* `head` bytes of headroom are reserved in front of the data (for LWS_PRE or a WebSocket
  * frame header written later); data lives at base + head, len bytes long. */
@@ -86,7 +86,7 @@ static inline uint8_t *gw_buf_data(const gw_buf_t *b)
     return b->base + b->head;
 }
 
-/* ---- time -------------------------------------------------------------------------------- */
+/* ---- time ------------------------------------------------------------------------------------ */
 
 uint64_t gw_now_ms(void);                     /* monotonic milliseconds */
 uint64_t gw_wall_ms(void);                    /* wall clock milliseconds since the epoch */

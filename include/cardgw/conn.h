@@ -45,7 +45,7 @@ typedef struct gw_conn {
     uint16_t close_code; /* set: close once the queue is flushed (or now, see gw_conn_close) */
     uint8_t close_now;
     uint64_t id;
-    char cid[24];           /* the id as sent to the client */
+    char cid[24];           /* client id: <node instance>-<seq>, unique across nodes */
     char *uid;              /* after connect */
     uint64_t expires_at_ms; /* wall clock; 0 = the token does not expire */
     uint8_t refresh_sent;

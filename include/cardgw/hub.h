@@ -19,6 +19,8 @@ typedef struct gw_hub gw_hub_t;
 #define GW_CTL_CHANNEL "cardgw:ctl"
 
 gw_hub_t *gw_hub_new(struct gw_node *node);
+/* Closes the hub's timer (the loop must run afterwards); then gw_hub_free frees the rest. */
+void gw_hub_stop(gw_hub_t *hub);
 void gw_hub_free(gw_hub_t *hub);
 
 /* Broker handlers (gw_broker_handlers_t with ud = hub). */

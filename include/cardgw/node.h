@@ -17,6 +17,7 @@ typedef struct gw_node {
     uv_loop_t *loop;
     gw_config_t *cfg; /* borrowed */
     char node_id[96];
+    char instance[9]; /* random per process: makes client ids unique across nodes */
     struct lws_context *lws;
     struct lws_vhost *vhost;
     gw_broker_t *broker;
