@@ -101,3 +101,6 @@ test: deps build/cardgw build/cardgw-asan $(UNIT_BINS) build/fuzz_decode
 
 clean:
 	rm -rf build
+
+# Benchmarks (make bench-*) live in bench/; see bench/RESULTS.md.
+-include bench/bench.mk

@@ -1,13 +1,17 @@
 /* main.c — the cardgw command line: loads the configuration (file, CARDGW_* environment,
- * flags), runs one node on a libuv loop until SIGINT/SIGTERM, and frees everything. */
+ * flags), runs one node (or a supervisor of N worker nodes) until SIGINT/SIGTERM. */
 #include "cardgw/config.h"
 #include "cardgw/log.h"
 #include "cardgw/node.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define GW_VERSION "0.1.0"
@@ -15,27 +19,138 @@
 static void gw_usage(FILE *f)
 {
     fprintf(f, "usage: cardgw [--config FILE] [--port N] [--redis URL] [--log-level LEVEL]\n"
-               "              [--check-config] [--version] [--help]\n"
+               "              [--workers N] [--check-config] [--version] [--help]\n"
                "  --config FILE     configuration file (key = value; see config.example)\n"
                "  --port N          listen port (key port, env CARDGW_PORT)\n"
                "  --redis URL       redis://[:password@]host:port[/db] (key redis_url,\n"
                "                    env CARDGW_REDIS_URL)\n"
                "  --log-level L     error, warn, info or debug (key log_level)\n"
+               "  --workers N       worker processes sharing the port (key workers)\n"
                "  --check-config    print the effective configuration and exit\n"
                "Precedence: defaults < file < CARDGW_* environment < flags.\n"
                "Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.\n");
 }
 
+/* ---- one node ------------------------------------------------------------------------------ */
+
+/* Runs one node on its own loop until it is stopped; returns the process exit code. */
+static int gw_run_node(gw_config_t *cfg)
+{
+    uv_loop_t loop;
+    gw_node_t node;
+    int exit_code = 0;
+    uv_loop_init(&loop);
+    if (gw_node_start(&node, &loop, cfg) != 0) {
+        gw_err("node", "%s", node.errstr);
+        exit_code = 1;
+    } else {
+        gw_info("node", "%s listening on http://%s:%d (WebSocket %s, health /healthz)",
+                node.node_id, cfg->listen_address, cfg->port, cfg->ws_path);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        gw_info("node", "stopped");
+    }
+    gw_node_destroy(&node);
+    int lc = uv_loop_close(&loop);
+    if (lc != 0) {
+        gw_err("node", "loop still has handles at exit: %s", uv_strerror(lc));
+        uv_print_all_handles(&loop, stderr);
+        exit_code = exit_code ? exit_code : 1;
+    }
+    return exit_code;
+}
+
+/* ---- --workers: a supervisor and N node processes sharing the port (SO_REUSEPORT) ---------- */
+
+static volatile sig_atomic_t gw_sup_signal;
+
+static void gw_sup_on_signal(int sig)
+{
+    gw_sup_signal = sig;
+}
+
+static pid_t gw_spawn_worker(gw_config_t *cfg, int i, const char *base_id)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    char id[128];
+    snprintf(id, sizeof(id), "%s%sw%d", base_id, base_id[0] ? "-" : "", i);
+    free(cfg->node_id);
+    cfg->node_id = gw_strdup(id);
+    int rc = gw_run_node(cfg);
+    gw_config_free(cfg);
+    _exit(rc);
+}
+
+/* Starts cfg->workers node processes, restarts one that dies abnormally (after a second), and
+ * on SIGINT/SIGTERM forwards the signal and waits for all of them. */
+static int gw_supervise(gw_config_t *cfg)
+{
+    int n = cfg->workers, alive = 0, failed = 0, forwarded = 0;
+    pid_t *pids = gw_calloc((size_t)n, sizeof(*pids));
+    char base[96];
+    struct sigaction sa;
+    snprintf(base, sizeof(base), "%s", cfg->node_id);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = gw_sup_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    for (int i = 0; i < n; i++, alive++)
+        pids[i] = gw_spawn_worker(cfg, i, base);
+    gw_info("main", "supervising %d workers on port %d", n, cfg->port);
+    while (alive > 0) {
+        int st;
+        pid_t pid = waitpid(-1, &st, 0);
+        if (gw_sup_signal && !forwarded) {
+            for (int i = 0; i < n; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], gw_sup_signal);
+            forwarded = 1;
+        }
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (pids[i] != pid)
+                continue;
+            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            pids[i] = 0;
+            alive--;
+            if (code != 0)
+                failed = 1;
+            if (!gw_sup_signal && code != 0 && code != 1 && code != 2) {
+                gw_warn("main", "worker %d exited with %d: restarting", i, code);
+                sleep(1);
+                pids[i] = gw_spawn_worker(cfg, i, base);
+                alive++;
+            }
+        }
+    }
+    free(pids);
+    return failed ? 1 : 0;
+}
+
+/* ---- command line ------------------------------------------------------------------------------
+ */
+
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"port", required_argument, NULL, 'p'},
-        {"redis", required_argument, NULL, 'r'},  {"log-level", required_argument, NULL, 'l'},
-        {"check-config", no_argument, NULL, 'k'}, {"version", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    const char *file = NULL, *port = NULL, *redis = NULL, *level = NULL;
+    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                         {"port", required_argument, NULL, 'p'},
+                                         {"redis", required_argument, NULL, 'r'},
+                                         {"log-level", required_argument, NULL, 'l'},
+                                         {"workers", required_argument, NULL, 'w'},
+                                         {"check-config", no_argument, NULL, 'k'},
+                                         {"version", no_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    const char *file = NULL, *port = NULL, *redis = NULL, *level = NULL, *workers = NULL;
     int check = 0, opt;
-    while ((opt = getopt_long(argc, argv, "c:p:r:l:kvh", opts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:p:r:l:w:kvh", opts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             file = optarg;
@@ -48,6 +163,9 @@ int main(int argc, char **argv)
             break;
         case 'l':
             level = optarg;
+            break;
+        case 'w':
+            workers = optarg;
             break;
         case 'k':
             check = 1;
@@ -70,8 +188,8 @@ int main(int argc, char **argv)
 
     gw_config_t cfg;
     char err[512];
-    gw_config_defaults(&cfg);
     int rc = 0;
+    gw_config_defaults(&cfg);
     if (file)
         rc = gw_config_load_file(&cfg, file, err, sizeof(err));
     if (!rc)
@@ -82,6 +200,8 @@ int main(int argc, char **argv)
         rc = gw_config_set(&cfg, "redis_url", redis, "flag --redis", err, sizeof(err));
     if (!rc && level)
         rc = gw_config_set(&cfg, "log_level", level, "flag --log-level", err, sizeof(err));
+    if (!rc && workers)
+        rc = gw_config_set(&cfg, "workers", workers, "flag --workers", err, sizeof(err));
     if (!rc)
         rc = gw_config_validate(&cfg, err, sizeof(err));
     if (rc) {
@@ -95,27 +215,7 @@ int main(int argc, char **argv)
         return 0;
     }
     gw_log_level = cfg.log_level;
-
-    uv_loop_t loop;
-    gw_node_t node;
-    uv_loop_init(&loop);
-    int exit_code = 0;
-    if (gw_node_start(&node, &loop, &cfg) != 0) {
-        gw_err("node", "%s", node.errstr);
-        exit_code = 1;
-    } else {
-        gw_info("node", "%s listening on http://%s:%d (WebSocket %s, health /healthz)",
-                node.node_id, cfg.listen_address, cfg.port, cfg.ws_path);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        gw_info("node", "stopped");
-    }
-    gw_node_destroy(&node);
-    int lc = uv_loop_close(&loop);
-    if (lc != 0) {
-        gw_err("node", "loop still has handles at exit: %s", uv_strerror(lc));
-        uv_print_all_handles(&loop, stderr);
-        exit_code = exit_code ? exit_code : 1;
-    }
+    int exit_code = cfg.workers > 1 ? gw_supervise(&cfg) : gw_run_node(&cfg);
     gw_config_free(&cfg);
     return exit_code;
 }

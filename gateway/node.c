@@ -39,6 +39,7 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
     node->loop = loop;
     node->cfg = cfg;
     gw_list_init(&node->conns);
+    node->listen_fd = -1;
     gw_random_hex(node->instance, 4);
     if (cfg->node_id[0]) {
         snprintf(node->node_id, sizeof(node->node_id), "%s", cfg->node_id);
@@ -98,6 +99,7 @@ static void gw_node_run_until_idle(uv_loop_t *loop)
 
 void gw_node_destroy(gw_node_t *node)
 {
+    gw_server_stop_listening(node);
     gw_hub_stop(node->hub);
     if (node->broker)
         gw_broker_stop(node->broker);

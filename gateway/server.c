@@ -9,8 +9,13 @@
 #include "cardgw/node.h"
 #include "cardgw/proto.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,6 +212,73 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* ---- listening socket ------------------------------------------------------------------------ */
+
+/* The node owns its listening socket and hands accepted sockets to lws: Debian's lws build has one
+ * service thread, and lws 4.1 sets SO_REUSEPORT only with several, so --workers could not share
+ * the port otherwise. */
+static int gw_listen_open(gw_node_t *node)
+{
+    struct sockaddr_in sa;
+    int one = 1;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)node->cfg->port);
+    const char *addr = node->cfg->listen_address[0] ? node->cfg->listen_address : "0.0.0.0";
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+        snprintf(node->errstr, sizeof(node->errstr), "listen_address '%s' is not an IPv4 address",
+                 addr);
+        return -EINVAL;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (node->cfg->workers > 1)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 4096) != 0)
+        goto fail;
+    if (node->cfg->port == 0) {
+        socklen_t sl = sizeof(sa);
+        getsockname(fd, (struct sockaddr *)&sa, &sl);
+        node->cfg->port = ntohs(sa.sin_port);
+    }
+    node->listen_fd = fd;
+    return 0;
+fail:;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    snprintf(node->errstr, sizeof(node->errstr), "cannot listen on %s:%d: %s", addr,
+             node->cfg->port, strerror(e));
+    return -e;
+}
+
+static void gw_listen_on_readable(uv_poll_t *h, int status, int events)
+{
+    gw_node_t *node = h->data;
+    (void)events;
+    if (status < 0)
+        return;
+    for (int i = 0; i < 64; i++) { /* bounded: other work gets its turn */
+        int fd = accept4(node->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                gw_warn("server", "accept: %s", strerror(errno));
+            return;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (!lws_adopt_socket_vhost(node->vhost, fd)) /* closes fd on failure */
+            gw_warn("server", "lws could not adopt a connection");
+    }
+}
+
+static void gw_listen_on_close(uv_handle_t *h)
+{
+    free(h);
+}
+
 /* ---- context --------------------------------------------------------------------------------- */
 
 static struct lws_protocols gw_protocols[] = {
@@ -251,32 +323,33 @@ int gw_server_start(gw_node_t *node)
     retry.secs_since_valid_hangup = (uint16_t)(node->cfg->ping_interval_s * 3);
 
     memset(&info, 0, sizeof(info));
-    info.port = node->cfg->port;
-    info.iface = node->cfg->listen_address[0] ? node->cfg->listen_address : NULL;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
     info.protocols = gw_protocols;
     info.vhost_name = "cardgw";
     info.retry_and_idle_policy = &retry;
-    info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
-    if (node->cfg->workers > 1)
-        info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
     node->vhost = lws_create_vhost(node->lws, &info);
     if (!node->vhost) {
-        snprintf(node->errstr, sizeof(node->errstr), "cannot listen on %s:%d (port in use?)",
-                 node->cfg->listen_address, node->cfg->port);
-        return -EADDRINUSE;
+        snprintf(node->errstr, sizeof(node->errstr), "cannot create the lws vhost");
+        return -EINVAL;
     }
-    if (node->cfg->port == 0)
-        node->cfg->port = lws_get_vhost_listen_port(node->vhost);
-    return 0;
-}
-
-static int gw_server_on_deprecated(void)
-{
+    int rc = gw_listen_open(node);
+    if (rc)
+        return rc;
+    node->listen_poll = gw_calloc(1, sizeof(*node->listen_poll));
+    uv_poll_init(node->loop, node->listen_poll, node->listen_fd);
+    node->listen_poll->data = node;
+    uv_poll_start(node->listen_poll, UV_READABLE, gw_listen_on_readable);
     return 0;
 }
 
 void gw_server_stop_listening(gw_node_t *node)
 {
-    if (node->lws)
-        lws_context_deprecate(node->lws, gw_server_on_deprecated);
+    if (node->listen_poll) {
+        uv_close((uv_handle_t *)node->listen_poll, gw_listen_on_close);
+        node->listen_poll = NULL;
+    }
+    if (node->listen_fd > 0) {
+        close(node->listen_fd);
+        node->listen_fd = -1;
+    }
 }

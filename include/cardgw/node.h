@@ -20,6 +20,8 @@ typedef struct gw_node {
     char instance[9]; /* random per process: makes client ids unique across nodes */
     struct lws_context *lws;
     struct lws_vhost *vhost;
+    int listen_fd;          /* -1 when not listening */
+    uv_poll_t *listen_poll; /* accepts, hands sockets to lws */
     gw_broker_t *broker;
     struct gw_hub *hub;
     gw_list_t conns; /* every open WebSocket connection (gw_conn_t.link) */
