@@ -187,7 +187,6 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
     c->uid = gw_strdup(ident->uid);
     c->expires_at_ms = ident->expires_at_ms;
     c->state = GW_CONN_READY;
-    gw_hub_conn_authenticated(node->hub, c);
     gw_auth_arm(c);
     uint64_t now = gw_wall_ms();
     uint32_t expires_in =

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <hiredis/async.h>
 #include <inttypes.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -435,6 +436,85 @@ int gw_broker_command_argv(gw_broker_t *b, gw_broker_reply_cb cb, void *priv, in
     x->priv = priv;
     if (redisAsyncCommandArgv(b->cmd.ac, gw_on_cmd_reply, x, argc, argv, argvlen) != REDIS_OK) {
         free(x);
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+/* ---- scripts ----------------------------------------------------------------------------------
+ */
+
+void gw_script_init(gw_script_t *s, const char *src)
+{
+    uint8_t md[SHA_DIGEST_LENGTH];
+    s->src = src;
+    SHA1((const uint8_t *)src, strlen(src), md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+}
+
+typedef struct {
+    gw_broker_t *b;
+    const gw_script_t *script;
+    gw_broker_reply_cb cb;
+    void *priv;
+    int retried;
+    int argc;
+    char **argv; /* [0] EVALSHA/EVAL, [1] sha/source, then the caller's */
+    size_t *argvlen;
+} gw_eval_op_t;
+
+static void gw_eval_op_free(gw_eval_op_t *op)
+{
+    for (int i = 2; i < op->argc; i++)
+        free(op->argv[i]);
+    free(op->argv);
+    free(op->argvlen);
+    free(op);
+}
+
+static void gw_on_eval_reply(void *priv, redisReply *r)
+{
+    gw_eval_op_t *op = priv;
+    if (r && r->type == REDIS_REPLY_ERROR && !op->retried && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        op->retried = 1;
+        op->argv[0] = "EVAL";
+        op->argvlen[0] = 4;
+        op->argv[1] = (char *)op->script->src;
+        op->argvlen[1] = strlen(op->script->src);
+        if (gw_broker_command_argv(op->b, gw_on_eval_reply, op, op->argc, (const char **)op->argv,
+                                   op->argvlen) == 0)
+            return;
+        r = NULL;
+    }
+    if (r && r->type == REDIS_REPLY_ERROR)
+        gw_warn("redis", "script %.8s failed: %s", op->script->sha, r->str);
+    op->cb(op->priv, r);
+    gw_eval_op_free(op);
+}
+
+int gw_broker_eval(gw_broker_t *b, const gw_script_t *s, gw_broker_reply_cb cb, void *priv,
+                   int argc, const char **argv, const size_t *argvlen)
+{
+    gw_eval_op_t *op = gw_calloc(1, sizeof(*op));
+    op->b = b;
+    op->script = s;
+    op->cb = cb;
+    op->priv = priv;
+    op->argc = argc + 2;
+    op->argv = gw_malloc((size_t)op->argc * sizeof(*op->argv));
+    op->argvlen = gw_malloc((size_t)op->argc * sizeof(*op->argvlen));
+    op->argv[0] = "EVALSHA";
+    op->argvlen[0] = 7;
+    op->argv[1] = (char *)s->sha;
+    op->argvlen[1] = 40;
+    for (int i = 0; i < argc; i++) {
+        op->argv[i + 2] = gw_strndup(argv[i], argvlen[i]);
+        op->argvlen[i + 2] = argvlen[i];
+    }
+    if (gw_broker_command_argv(b, gw_on_eval_reply, op, op->argc, (const char **)op->argv,
+                               op->argvlen) != 0) {
+        gw_eval_op_free(op);
         return -ENOTCONN;
     }
     return 0;

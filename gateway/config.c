@@ -57,7 +57,9 @@ static const gw_key_t gw_keys[] = {
     KI(command_burst, "200", 1, 1000000),
     KI(max_errors_per_minute, "20", 1, 1000000),
     KI(ping_interval_s, "25", 1, 3600),
-    KI(shutdown_timeout_ms, "5000", 0, 600000),
+    KI(shutdown_timeout_ms, "10000", 0, 600000),
+    KI(drain_window_ms, "5000", 0, 600000),
+    KI(position_check_interval_ms, "30000", 100, 3600000),
     KSECRET(api_key, ""),
     KSECRET(jwt_secret, ""),
     KI(token_refresh_before_s, "60", 0, 86400),
@@ -298,6 +300,8 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
     if (cfg->redis_backoff_min_ms > cfg->redis_backoff_max_ms)
         return gw_fail(err, errlen,
                        "key 'redis_backoff_min_ms' is larger than redis_backoff_max_ms");
+    if (cfg->drain_window_ms > cfg->shutdown_timeout_ms)
+        return gw_fail(err, errlen, "key 'drain_window_ms' is larger than shutdown_timeout_ms");
     if (cfg->command_burst < cfg->commands_per_second / 10)
         return gw_fail(err, errlen, "key 'command_burst' is below commands_per_second / 10");
     return 0;

@@ -18,12 +18,13 @@ _Static_assert(LWS_PRE + 14 <= GW_FRAME_HEADROOM, "GW_FRAME_HEADROOM too small f
 
 /* ---- frames ---------------------------------------------------------------------------------- */
 
-gw_frame_t *gw_frame_from_buf(gw_buf_t *buf, int binary)
+/* opcode: 0x1 text, 0x2 binary, 0x8 close */
+static gw_frame_t *gw_frame_from_buf_op(gw_buf_t *buf, uint8_t opcode)
 {
     size_t n = buf->len;
     uint8_t hdr[10];
     size_t h = 0;
-    hdr[h++] = (uint8_t)(0x80 | (binary ? 0x2 : 0x1)); /* FIN + opcode */
+    hdr[h++] = (uint8_t)(0x80 | opcode); /* FIN + opcode */
     if (n < 126) {
         hdr[h++] = (uint8_t)n;
     } else if (n <= 0xffff) {
@@ -46,6 +47,11 @@ gw_frame_t *gw_frame_from_buf(gw_buf_t *buf, int binary)
     buf->base = NULL;
     buf->len = buf->cap = 0;
     return f;
+}
+
+gw_frame_t *gw_frame_from_buf(gw_buf_t *buf, int binary)
+{
+    return gw_frame_from_buf_op(buf, binary ? 0x2 : 0x1);
 }
 
 void gw_frame_unref(gw_frame_t *f)
@@ -121,15 +127,8 @@ void gw_conn_release(gw_conn_t *c)
 /* ---- sending -----------------------------------------------------------------------------------
  */
 
-int gw_conn_send(gw_conn_t *c, gw_frame_t *f)
+static void gw_conn_enqueue(gw_conn_t *c, gw_frame_t *f)
 {
-    if (!c->wsi || c->close_now)
-        return -EPIPE;
-    if (c->qbytes + f->len > (size_t)c->node->cfg->max_send_queue_bytes) {
-        gw_info("conn", "%s slow consumer: %zu bytes queued, closing", c->cid, c->qbytes);
-        gw_conn_close(c, GW_CLOSE_SLOW, 1);
-        return -ENOBUFS;
-    }
     if (c->qlen == c->qcap) {
         uint32_t ncap = c->qcap ? c->qcap * 2 : 4;
         gw_frame_t **nq = gw_malloc(ncap * sizeof(*nq));
@@ -145,6 +144,18 @@ int gw_conn_send(gw_conn_t *c, gw_frame_t *f)
     c->qbytes += f->len;
     if (c->qlen == 1)
         lws_callback_on_writable(c->wsi);
+}
+
+int gw_conn_send(gw_conn_t *c, gw_frame_t *f)
+{
+    if (!c->wsi || c->close_code)
+        return -EPIPE;
+    if (c->qbytes + f->len > (size_t)c->node->cfg->max_send_queue_bytes) {
+        gw_info("conn", "%s slow consumer: %zu bytes queued, closing", c->cid, c->qbytes);
+        gw_conn_close(c, GW_CLOSE_SLOW, 1);
+        return -ENOBUFS;
+    }
+    gw_conn_enqueue(c, f);
     return 0;
 }
 
@@ -156,15 +167,6 @@ int gw_conn_send_buf(gw_conn_t *c, gw_buf_t *buf)
     return rc;
 }
 
-void gw_conn_close(gw_conn_t *c, int code, int now)
-{
-    if (!c->wsi || (c->close_code && (c->close_now || !now)))
-        return;
-    c->close_code = (uint16_t)code;
-    c->close_now = (uint8_t)now;
-    lws_callback_on_writable(c->wsi);
-}
-
 static gw_frame_t *gw_conn_pop(gw_conn_t *c)
 {
     gw_frame_t *f = c->q[c->qhead];
@@ -174,13 +176,34 @@ static gw_frame_t *gw_conn_pop(gw_conn_t *c)
     return f;
 }
 
-/* Sets the close frame's code and reason; the caller returns -1 to lws. */
-static int gw_conn_hangup(gw_conn_t *c, int code, const char *why)
+static const char *gw_close_text(int code);
+
+/* The node does the WebSocket closing handshake itself: it queues a Close frame behind what is
+ * already queued (or alone, when now), ignores what the client still sends, and lets lws close
+ * the socket when the client's Close comes back (or after GW_CLOSE_ACK_S). lws's own close on a
+ * callback returning -1 sends no Close frame in several paths of 4.1 (clients saw 1006). */
+#define GW_CLOSE_ACK_S 3
+
+void gw_conn_close(gw_conn_t *c, int code, int now)
 {
-    c->close_code = (uint16_t)code;
+    if (!c->wsi || c->close_code)
+        return; /* the first reason wins */
+    const char *why = gw_close_text(code);
     gw_debug("conn", "%s closing with %d: %s", c->cid, code, why);
-    lws_close_reason(c->wsi, (enum lws_close_status)code, (unsigned char *)why, strlen(why));
-    return -1;
+    if (now) {
+        gw_conn_drop_queue(c);
+        /* a stalled reader may never take the Close frame: don't wait for it long */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, GW_CLOSE_ACK_S);
+    }
+    c->close_code = (uint16_t)code;
+    gw_buf_t b;
+    gw_buf_init(&b, GW_FRAME_HEADROOM);
+    uint8_t cc[2] = {(uint8_t)(code >> 8), (uint8_t)code};
+    gw_buf_append(&b, cc, 2);
+    gw_buf_append(&b, why, GW_MIN(strlen(why), 120));
+    gw_frame_t *f = gw_frame_from_buf_op(&b, 0x8);
+    gw_conn_enqueue(c, f); /* not counted against max_send_queue_bytes */
+    gw_frame_unref(f);
 }
 
 static const char *gw_close_text(int code)
@@ -220,10 +243,6 @@ static const char *gw_close_text(int code)
 int gw_conn_on_writable(gw_conn_t *c)
 {
     static uint8_t scratch[LWS_PRE + GW_COALESCE_MAX];
-    if (c->close_code && (c->close_now || c->qlen == 0)) {
-        gw_conn_drop_queue(c);
-        return gw_conn_hangup(c, c->close_code, gw_close_text(c->close_code));
-    }
     if (c->qlen == 0)
         return 0;
     int n, want;
@@ -251,8 +270,10 @@ int gw_conn_on_writable(gw_conn_t *c)
     gw_metrics.writes_out++;
     gw_metrics.frames_out += frames;
     gw_metrics.bytes_out += (uint64_t)want;
-    if (c->qlen || c->close_code)
+    if (c->qlen)
         lws_callback_on_writable(c->wsi);
+    else if (c->close_code) /* our Close frame is out: wait for the client's */
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, GW_CLOSE_ACK_S);
     if (c->qlen == 0 && c->qcap > 16) { /* give back a queue grown by a burst */
         free(c->q);
         c->q = NULL;
@@ -361,8 +382,10 @@ static int gw_conn_process(gw_conn_t *c, const uint8_t *p, size_t n)
     gw_dec_err_t e;
     gw_metrics.frames_in++;
     gw_metrics.bytes_in += n;
-    if (!gw_conn_take_token(c))
-        return gw_conn_hangup(c, GW_CLOSE_FLOOD, "too many requests");
+    if (!gw_conn_take_token(c)) {
+        gw_conn_close(c, GW_CLOSE_FLOOD, 1);
+        return 0;
+    }
     switch (gw_proto_decode(c->enc, p, n, &cmd, &e)) {
     case GW_DEC_OK:
         gw_conn_dispatch(c, &cmd);
@@ -370,7 +393,8 @@ static int gw_conn_process(gw_conn_t *c, const uint8_t *p, size_t n)
         return 0;
     case GW_DEC_MALFORMED:
         gw_debug("conn", "%s malformed frame: %s", c->cid, e.msg);
-        return gw_conn_hangup(c, GW_CLOSE_MALFORMED, e.msg);
+        gw_conn_close(c, GW_CLOSE_MALFORMED, 1);
+        return 0;
     default:
         gw_conn_reply_error(c, e.id, e.code, e.msg);
         return 0;
@@ -381,13 +405,14 @@ int gw_conn_on_receive(gw_conn_t *c, const uint8_t *in, size_t len, int binary, 
 {
     if (c->close_code)
         return 0; /* closing: ignore what is still in flight */
-    if (c->rx.len == 0 && binary != (c->enc == GW_ENC_MSGPACK))
-        return gw_conn_hangup(c, GW_CLOSE_WRONG_FRAME,
-                              binary ? "binary frame on json subprotocol"
-                                     : "text frame on msgpack subprotocol");
+    if (c->rx.len == 0 && binary != (c->enc == GW_ENC_MSGPACK)) {
+        gw_conn_close(c, GW_CLOSE_WRONG_FRAME, 1);
+        return 0;
+    }
     if (c->rx.len + len > (size_t)c->node->cfg->max_frame_bytes) {
         gw_buf_free(&c->rx);
-        return gw_conn_hangup(c, GW_CLOSE_TOO_BIG, "frame too big");
+        gw_conn_close(c, GW_CLOSE_TOO_BIG, 1);
+        return 0;
     }
     if (final && c->rx.len == 0)
         return gw_conn_process(c, in, len);
@@ -402,7 +427,11 @@ int gw_conn_on_receive(gw_conn_t *c, const uint8_t *in, size_t len, int binary, 
 /* lws's per-connection timer: the auth deadline, then the token's refresh and expiry times. */
 int gw_conn_on_timer(gw_conn_t *c)
 {
-    if (c->state != GW_CONN_READY)
-        return gw_conn_hangup(c, GW_CLOSE_AUTH_TIMEOUT, "auth timeout");
+    if (c->close_code)
+        return 0;
+    if (c->state != GW_CONN_READY) {
+        gw_conn_close(c, GW_CLOSE_AUTH_TIMEOUT, 1);
+        return 0;
+    }
     return gw_auth_on_timer(c);
 }

@@ -1,74 +1,20 @@
-/* hub.c — where subscribe is authorised and publications fan out: channels and subscriptions
- * indexed both ways, one Redis SUBSCRIBE per channel per node, joining a channel at an exact
- * position, one shared frame per encoding per publication, and the one publish path. */
-#include "cardgw/hub.h"
-#include "cardgw/auth.h"
+/* hub.c — where subscribe is authorised and publications are relayed in order: channels and
+ * subscriptions indexed both ways, one Redis SUBSCRIBE per channel per node, joining (and
+ * recovering) at an exact position, gap filling from history, one shared frame per encoding. */
+#include "hub_int.h"
+
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
-#include "cardgw/node.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/sha.h>
 #include <stdlib.h>
 
 #include "publish_lua.h" /* generated from scripts/publish.lua: gw_publish_lua */
 
-#define GW_META_TTL_MIN_S (7 * 86400)
+#define GW_TICK_MS 1000
 
-/* ---- types ----------------------------------------------------------------------------------- */
-
-typedef enum { GW_RS_NONE = 0, GW_RS_SUBSCRIBING, GW_RS_SUBSCRIBED, GW_RS_UNSUBSCRIBING } gw_rs_t;
-
-typedef enum {
-    GW_SUB_AUTHORIZING = 0, /* waiting for the membership check */
-    GW_SUB_WAITING,         /* linked to the channel, waiting for Redis to confirm SUBSCRIBE */
-    GW_SUB_POSITIONING,     /* reading the channel position; live publications are buffered */
-    GW_SUB_LIVE,
-} gw_sub_state_t;
-
-typedef struct gw_channel {
-    struct gw_channel *next; /* hash chain */
-    gw_list_t subs;          /* gw_sub_t.chan_link (linked once authorised) */
-    uint32_t nsubs;
-    gw_rs_t rs;
-    const gw_namespace_t *ns;
-    char epoch[GW_PROTO_MAX_EPOCH + 1];
-    uint64_t last; /* highest offset relayed */
-    size_t n;
-    char name[]; /* NUL-terminated */
-} gw_channel_t;
-
-typedef struct {
-    uint64_t offset;
-    gw_frame_t *frame;
-} gw_pending_pub_t;
-
-typedef struct gw_sub {
-    gw_conn_t *conn;
-    gw_channel_t *ch;    /* NULL while authorising */
-    char *name;          /* channel name, owned */
-    gw_list_t conn_link; /* conn->subs */
-    gw_list_t chan_link; /* ch->subs */
-    gw_sub_state_t state;
-    uint32_t cmd_id; /* the subscribe command still to answer */
-    uint64_t pos;    /* last offset delivered */
-    int op_pending;  /* an async Redis operation refers to this sub */
-    int dead;        /* unsubscribed or closed while op_pending */
-    gw_pending_pub_t *pend;
-    uint32_t npend, cappend;
-} gw_sub_t;
-
-struct gw_hub {
-    gw_node_t *node;
-    gw_channel_t **buckets;
-    size_t nbuckets, nchannels;
-    char script_sha[41];
-    uv_timer_t presence_timer;
-};
-
-/* ---- channel table ----------------------------------------------------------------------------
- */
+/* ---- channel table ------------------------------------------------------------------------- */
 
 static uint64_t gw_hash(const char *s, size_t n)
 {
@@ -115,6 +61,7 @@ static gw_channel_t *gw_channel_get(gw_hub_t *hub, const char *name, size_t n,
     memcpy(ch->name, name, n);
     ch->n = n;
     ch->ns = ns;
+    ch->held_tail = &ch->held;
     gw_list_init(&ch->subs);
     size_t j = gw_hash(name, n) & (hub->nbuckets - 1);
     ch->next = hub->buckets[j];
@@ -122,6 +69,16 @@ static gw_channel_t *gw_channel_get(gw_hub_t *hub, const char *name, size_t n,
     hub->nchannels++;
     gw_metrics.channels = hub->nchannels;
     return ch;
+}
+
+static void gw_channel_drop_held(gw_channel_t *ch)
+{
+    for (gw_held_t *h = ch->held, *next; h; h = next) {
+        next = h->next;
+        free(h);
+    }
+    ch->held = NULL;
+    ch->held_tail = &ch->held;
 }
 
 static void gw_channel_free(gw_hub_t *hub, gw_channel_t *ch)
@@ -132,34 +89,40 @@ static void gw_channel_free(gw_hub_t *hub, gw_channel_t *ch)
     *pp = ch->next;
     hub->nchannels--;
     gw_metrics.channels = hub->nchannels;
+    gw_channel_drop_held(ch);
     free(ch);
 }
 
-/* "cardgw:{<ch>}<suffix>" */
-static size_t gw_key(char *out, size_t cap, const char *ch, size_t n, const char *suffix)
+size_t gw_hub_key(char *out, size_t cap, const char *ch, size_t n, const char *suffix)
 {
     int k = snprintf(out, cap, "cardgw:{%.*s}%s", (int)n, ch, suffix);
     return k < 0 ? 0 : GW_MIN((size_t)k, cap - 1);
 }
 
+uint32_t gw_hub_meta_ttl(const gw_namespace_t *ns)
+{
+    return (uint32_t)GW_MAX(ns->history_ttl_s * 2, GW_META_TTL_MIN_S);
+}
+
 static void gw_redis_subscribe(gw_hub_t *hub, gw_channel_t *ch)
 {
     char key[GW_PROTO_MAX_CHANNEL + 16];
-    size_t kn = gw_key(key, sizeof(key), ch->name, ch->n, "");
+    size_t kn = gw_hub_key(key, sizeof(key), ch->name, ch->n, "");
     ch->rs = GW_RS_SUBSCRIBING;
     gw_broker_subscribe(hub->node->broker, key, kn);
 }
 
 /* A channel nobody here listens to any more: UNSUBSCRIBE (once Redis has confirmed the
- * SUBSCRIBE), and free it when Redis has confirmed that too. Never a SUBSCRIBE while an
- * UNSUBSCRIBE is in flight: hiredis would drop the new subscription's callback. */
+ * SUBSCRIBE), and free it when Redis has confirmed that too and no read refers to it. Never a
+ * SUBSCRIBE while an UNSUBSCRIBE is in flight: hiredis would drop the new subscription's
+ * callback when the UNSUBSCRIBE reply arrives. */
 static void gw_channel_maybe_release(gw_hub_t *hub, gw_channel_t *ch)
 {
-    if (ch->nsubs)
+    if (ch->nsubs || ch->op_refs)
         return;
     if (ch->rs == GW_RS_SUBSCRIBED) {
         char key[GW_PROTO_MAX_CHANNEL + 16];
-        size_t kn = gw_key(key, sizeof(key), ch->name, ch->n, "");
+        size_t kn = gw_hub_key(key, sizeof(key), ch->name, ch->n, "");
         ch->rs = GW_RS_UNSUBSCRIBING;
         gw_broker_unsubscribe(hub->node->broker, key, kn);
     } else if (ch->rs == GW_RS_NONE) {
@@ -185,10 +148,8 @@ static void gw_sub_free(gw_sub_t *s)
     free(s);
 }
 
-static void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce);
-
-/* Unlinks s from its connection and channel. If an async operation still refers to it, it is
- * marked dead and freed when that operation completes. */
+/* Unlinks s from its connection and channel. If an asynchronous read still refers to it, it is
+ * marked dead and freed when that read completes. */
 static void gw_sub_remove(gw_hub_t *hub, gw_sub_t *s)
 {
     gw_list_remove(&s->conn_link);
@@ -209,7 +170,7 @@ static void gw_sub_remove(gw_hub_t *hub, gw_sub_t *s)
         gw_sub_free(s);
 }
 
-static gw_sub_t *gw_conn_find_sub(gw_conn_t *c, const char *name, size_t n)
+gw_sub_t *gw_hub_find_sub(gw_conn_t *c, const char *name, size_t n)
 {
     gw_list_t *it;
     gw_list_foreach(it, &c->subs)
@@ -221,305 +182,47 @@ static gw_sub_t *gw_conn_find_sub(gw_conn_t *c, const char *name, size_t n)
     return NULL;
 }
 
-static void gw_sub_reply_error(gw_sub_t *s, int code, const char *msg)
+static void gw_sub_fail(gw_hub_t *hub, gw_sub_t *s, int code, const char *msg)
 {
     gw_conn_reply_error(s->conn, s->cmd_id, code, msg);
-}
-
-/* ---- presence ------------------------------------------------------------------------------- */
-
-/* Presence lives in Redis so every node sees it: a sorted set cardgw:{<ch>}:p of "<uid> <client>"
- * scored by expiry time (ms). Nodes refresh their members every GW_PRESENCE_REFRESH_MS; members of
- * a node that died expire. Join and leave travel on the channel as frames without an offset. */
-#define GW_PRESENCE_TTL_MS     90000
-#define GW_PRESENCE_REFRESH_MS 30000
-
-static void gw_on_presence_write(void *priv, redisReply *r)
-{
-    (void)priv;
-    if (r && r->type == REDIS_REPLY_ERROR)
-        gw_warn("hub", "presence update failed: %s", r->str);
-}
-
-static void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
-{
-    char key[GW_PROTO_MAX_CHANNEL + 16], member[256], score[24], frame[300];
-    gw_channel_t *ch = s->ch;
-    gw_conn_t *c = s->conn;
-    int mn = snprintf(member, sizeof(member), "%s %s", c->uid, c->cid);
-    size_t kn = gw_key(key, sizeof(key), ch->name, ch->n, ":p");
-    if (join) {
-        int sn = snprintf(score, sizeof(score), "%" PRIu64, gw_wall_ms() + GW_PRESENCE_TTL_MS);
-        const char *argv[] = {"ZADD", key, score, member};
-        size_t argvlen[] = {4, kn, (size_t)sn, (size_t)mn};
-        gw_broker_command_argv(hub->node->broker, gw_on_presence_write, NULL, 4, argv, argvlen);
-    } else {
-        const char *argv[] = {"ZREM", key, member};
-        size_t argvlen[] = {4, kn, (size_t)mn};
-        gw_broker_command_argv(hub->node->broker, gw_on_presence_write, NULL, 3, argv, argvlen);
-    }
-    if (!announce)
-        return;
-    int fn = snprintf(frame, sizeof(frame), "1\n\n0\n%c\n%s\n%s", join ? 'J' : 'L', c->uid, c->cid);
-    kn = gw_key(key, sizeof(key), ch->name, ch->n, "");
-    const char *argv[] = {"PUBLISH", key, frame};
-    size_t argvlen[] = {7, kn, (size_t)fn};
-    gw_broker_command_argv(hub->node->broker, gw_on_presence_write, NULL, 3, argv, argvlen);
-}
-
-static void gw_presence_refresh(uv_timer_t *t)
-{
-    gw_hub_t *hub = t->data;
-    for (size_t i = 0; i < hub->nbuckets; i++)
-        for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next) {
-            gw_list_t *it;
-            if (!ch->ns->presence)
-                continue;
-            gw_list_foreach(it, &ch->subs)
-            {
-                gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
-                if (s->state == GW_SUB_LIVE)
-                    gw_presence_update(hub, s, 1, 0);
-            }
-        }
-}
-
-/* ---- joining at a position ------------------------------------------------------------------- */
-
-/* HMGET meta e s answered: reply with the position, then deliver what was buffered past it. */
-static void gw_on_position(void *priv, redisReply *r)
-{
-    gw_sub_t *s = priv;
-    s->op_pending = 0;
-    if (s->dead) {
-        gw_sub_free(s);
-        return;
-    }
-    gw_conn_t *c = s->conn;
-    gw_hub_t *hub = c->node->hub;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-        gw_sub_reply_error(s, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        gw_sub_remove(hub, s);
-        return;
-    }
-    const char *epoch = r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "";
-    uint64_t top =
-        r->element[1]->type == REDIS_REPLY_STRING ? strtoull(r->element[1]->str, NULL, 10) : 0;
-    gw_channel_t *ch = s->ch;
-    if (ch && !ch->epoch[0] && epoch[0])
-        snprintf(ch->epoch, sizeof(ch->epoch), "%s", epoch);
-    s->pos = top;
-    gw_buf_t b;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_position_ok(&b, c->enc, s->cmd_id, (gw_slice_t){epoch, strlen(epoch)}, top, 0, 0,
-                             NULL, 0);
-    gw_conn_send_buf(c, &b);
-    for (uint32_t i = 0; i < s->npend; i++)
-        if (s->pend[i].offset > s->pos) {
-            gw_conn_send(c, s->pend[i].frame);
-            s->pos = s->pend[i].offset;
-            gw_metrics.deliveries++;
-        }
-    gw_sub_clear_pending(s);
-    s->state = GW_SUB_LIVE;
-    if (ch && ch->ns->presence)
-        gw_presence_update(hub, s, 1, 1);
-}
-
-static void gw_sub_start_positioning(gw_hub_t *hub, gw_sub_t *s)
-{
-    char key[GW_PROTO_MAX_CHANNEL + 16];
-    size_t kn = gw_key(key, sizeof(key), s->ch->name, s->ch->n, ":m");
-    const char *argv[] = {"HMGET", key, "e", "s"};
-    size_t argvlen[] = {5, kn, 1, 1};
-    s->state = GW_SUB_POSITIONING;
-    s->op_pending = 1;
-    if (gw_broker_command_argv(hub->node->broker, gw_on_position, s, 4, argv, argvlen) != 0)
-        gw_on_position(s, NULL);
-}
-
-/* The subscription is authorised: link it to its channel and make sure Redis sends us the
- * channel before the position is read. */
-static void gw_sub_attach(gw_hub_t *hub, gw_sub_t *s, const gw_namespace_t *ns)
-{
-    gw_channel_t *ch = gw_channel_get(hub, s->name, strlen(s->name), ns);
-    s->ch = ch;
-    gw_list_insert_tail(&ch->subs, &s->chan_link);
-    ch->nsubs++;
-    s->state = GW_SUB_WAITING;
-    if (ch->rs == GW_RS_SUBSCRIBED)
-        gw_sub_start_positioning(hub, s);
-    else if (ch->rs == GW_RS_NONE && gw_broker_ready(hub->node->broker))
-        gw_redis_subscribe(hub, ch);
-    else if (ch->rs == GW_RS_NONE) {
-        gw_sub_reply_error(s, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        gw_sub_remove(hub, s);
-    }
-    /* SUBSCRIBING: positioning starts on Redis's confirmation; UNSUBSCRIBING: a SUBSCRIBE is
-     * sent once the UNSUBSCRIBE is confirmed */
-}
-
-static void gw_on_membership(void *priv, redisReply *r)
-{
-    gw_sub_t *s = priv;
-    s->op_pending = 0;
-    if (s->dead) {
-        gw_sub_free(s);
-        return;
-    }
-    gw_hub_t *hub = s->conn->node->hub;
-    if (!r || r->type != REDIS_REPLY_INTEGER) {
-        gw_sub_reply_error(s, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        gw_sub_remove(hub, s);
-    } else if (r->integer != 1) {
-        gw_sub_reply_error(s, GW_ERR_PERMISSION, "permission denied");
-        gw_sub_remove(hub, s);
-    } else {
-        size_t nslen = (size_t)(strchr(s->name, ':') - s->name);
-        gw_sub_attach(hub, s, gw_config_namespace(hub->node->cfg, s->name, nslen));
-    }
-}
-
-void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
-{
-    const gw_config_t *cfg = hub->node->cfg;
-    size_t nslen = 0;
-    if (!gw_proto_channel_valid(cmd->channel.p, cmd->channel.n, &nslen)) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_BAD_CHANNEL, "bad channel name");
-        return;
-    }
-    const gw_namespace_t *ns = gw_config_namespace(cfg, cmd->channel.p, nslen);
-    if (!ns) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_UNKNOWN_NAMESPACE, "unknown namespace");
-        return;
-    }
-    if (gw_conn_find_sub(c, cmd->channel.p, cmd->channel.n)) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_ALREADY_SUBSCRIBED, "already subscribed");
-        return;
-    }
-    if (c->nsubs >= (uint32_t)cfg->max_subscriptions) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_LIMIT, "too many subscriptions");
-        return;
-    }
-    const char *id = cmd->channel.p + nslen + 1;
-    size_t idlen = cmd->channel.n - nslen - 1;
-    if (ns->subscribe == GW_NS_SUB_OWNER &&
-        (strlen(c->uid) != idlen || memcmp(c->uid, id, idlen))) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
-        return;
-    }
-    if (!gw_broker_ready(hub->node->broker)) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        return;
-    }
-    gw_sub_t *s = gw_calloc(1, sizeof(*s));
-    s->conn = c;
-    s->name = gw_strndup(cmd->channel.p, cmd->channel.n);
-    s->cmd_id = cmd->id;
-    gw_list_init(&s->chan_link);
-    gw_list_insert_tail(&c->subs, &s->conn_link);
-    c->nsubs++;
-    gw_metrics.subscriptions++;
-    if (ns->subscribe != GW_NS_SUB_MEMBERS) {
-        gw_sub_attach(hub, s, ns);
-        return;
-    }
-    char key[GW_PROTO_MAX_CHANNEL + 32];
-    int kn = snprintf(key, sizeof(key), "cardgw:%.*s:%.*s:members", (int)nslen, cmd->channel.p,
-                      (int)idlen, id);
-    const char *argv[] = {"SISMEMBER", key, c->uid};
-    size_t argvlen[] = {9, (size_t)kn, strlen(c->uid)};
-    s->op_pending = 1;
-    if (gw_broker_command_argv(hub->node->broker, gw_on_membership, s, 3, argv, argvlen) != 0)
-        gw_on_membership(s, NULL);
-}
-
-void gw_hub_unsubscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
-{
-    gw_sub_t *s = gw_conn_find_sub(c, cmd->channel.p, cmd->channel.n);
-    if (!s || s->state != GW_SUB_LIVE) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_NOT_SUBSCRIBED, "not subscribed");
-        return;
-    }
     gw_sub_remove(hub, s);
-    gw_conn_reply_ok(c, cmd->id);
 }
 
-void gw_hub_conn_authenticated(gw_hub_t *hub, gw_conn_t *c)
-{
-    (void)hub;
-    (void)c;
-}
-
-void gw_hub_conn_closed(gw_hub_t *hub, gw_conn_t *c)
-{
-    gw_list_t *it, *tmp;
-    gw_list_foreach_safe(it, tmp, &c->subs)
-    {
-        gw_sub_remove(hub, gw_container_of(it, gw_sub_t, conn_link));
-    }
-}
-
-/* Server-side unsubscribe of one connection (membership removed): push, then forget. */
-static void gw_sub_kick(gw_hub_t *hub, gw_sub_t *s, const char *reason)
+/* Server-side unsubscribe (membership removed, insufficient state): an `unsub` push to a live
+ * subscription, an error reply to one still being set up; then it is forgotten. */
+static void gw_sub_kick(gw_hub_t *hub, gw_sub_t *s, int code, const char *reason)
 {
     gw_conn_t *c = s->conn;
     if (s->state == GW_SUB_LIVE) {
         gw_buf_t b;
         gw_buf_init(&b, GW_FRAME_HEADROOM);
-        gw_proto_enc_unsub(&b, c->enc, (gw_slice_t){s->name, strlen(s->name)}, GW_ERR_PERMISSION,
-                           reason);
+        gw_proto_enc_unsub(&b, c->enc, (gw_slice_t){s->name, strlen(s->name)}, code, reason);
         gw_conn_send_buf(c, &b);
+        gw_sub_remove(hub, s);
     } else {
-        gw_sub_reply_error(s, GW_ERR_PERMISSION, "permission denied");
+        gw_sub_fail(hub, s, code, reason);
     }
-    gw_sub_remove(hub, s);
 }
 
-/* ---- relay from Redis ------------------------------------------------------------------------ */
-
-typedef struct {
-    char kind; /* 'm' or 'j': a publication; 'J' / 'L': presence join / leave (no offset) */
-    gw_slice_t epoch;
-    uint64_t offset;
-    gw_pub_t pub;
-} gw_wire_pub_t;
-
-/* Parses "1\n<epoch>\n<offset>\n<fmt>\n<from>\n<data>". Returns 0 or -EINVAL. */
-static int gw_parse_wire(const char *p, size_t n, gw_wire_pub_t *w)
+/* The node can no longer promise this channel's subscribers a gapless sequence: every
+ * subscription (live or being set up) is told to resubscribe with `since`, which recovers from
+ * history or answers recovered:false. */
+static void gw_channel_insufficient(gw_hub_t *hub, gw_channel_t *ch, const char *why)
 {
-    const char *f[5];
-    size_t fl[5];
-    const char *end = p + n;
-    for (int i = 0; i < 5; i++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            return -EINVAL;
-        f[i] = p;
-        fl[i] = (size_t)(nl - p);
-        p = nl + 1;
+    gw_list_t *it, *tmp;
+    gw_warn("hub", "%s: insufficient state (%s): %u subscriptions told to resubscribe", ch->name,
+            why, ch->nsubs);
+    ch->op_refs++; /* keep the channel while its subscribers go */
+    gw_list_foreach_safe(it, tmp, &ch->subs)
+    {
+        gw_sub_kick(hub, gw_container_of(it, gw_sub_t, chan_link), GW_ERR_INSUFFICIENT_STATE,
+                    "insufficient state: resubscribe with since");
     }
-    if (fl[0] != 1 || f[0][0] != '1' || fl[1] > GW_PROTO_MAX_EPOCH || fl[3] != 1 ||
-        !strchr("mjJL", f[3][0]))
-        return -EINVAL;
-    w->kind = f[3][0];
-    char num[24];
-    if (fl[2] == 0 || fl[2] >= sizeof(num))
-        return -EINVAL;
-    memcpy(num, f[2], fl[2]);
-    num[fl[2]] = '\0';
-    char *e;
-    w->offset = strtoull(num, &e, 10);
-    if (*e)
-        return -EINVAL;
-    w->epoch = (gw_slice_t){f[1], fl[1]};
-    w->pub.offset = w->offset;
-    w->pub.from = (gw_slice_t){f[4], fl[4]};
-    w->pub.data.fmt = f[3][0] == 'j' ? GW_DATA_JSON : GW_DATA_MSGPACK;
-    w->pub.data.p = (const uint8_t *)p;
-    w->pub.data.n = (size_t)(end - p);
-    return 0;
+    ch->op_refs--;
 }
+
+/* ---- fan-out -----------------------------------------------------------------------------------
+ */
 
 static gw_frame_t *gw_pub_frame(gw_frame_t **frames, gw_enc_t enc, gw_channel_t *ch,
                                 const gw_pub_t *pub)
@@ -542,65 +245,473 @@ static void gw_sub_buffer(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
     s->pend[s->npend++] = (gw_pending_pub_t){offset, gw_frame_ref(f)};
 }
 
-/* A join or leave from any node: every live subscriber but the one it is about gets a push. */
-static void gw_hub_fanout_presence(gw_channel_t *ch, const gw_wire_pub_t *w)
+/* Sends f to a live subscription if it is the next offset; returns -1 on a gap (the caller
+ * kicks the subscription). */
+static int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
+{
+    if (offset <= s->pos)
+        return 0; /* already delivered (joined at a later position) */
+    if (offset != s->pos + 1)
+        return -1;
+    s->pos = offset;
+    if (gw_conn_send(s->conn, f) == 0)
+        gw_metrics.deliveries++;
+    return 0;
+}
+
+/* One publication, in order, to every subscription of the channel: each encoding is encoded
+ * once and the same frame is queued to every recipient. */
+static void gw_channel_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_pub_t *pub)
 {
     gw_frame_t *frames[2] = {NULL, NULL};
-    gw_client_info_t info = {w->pub.from, {(const char *)w->pub.data.p, w->pub.data.n}};
-    gw_list_t *it;
-    if (!ch->ns->presence)
-        return;
-    gw_list_foreach(it, &ch->subs)
+    gw_list_t *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &ch->subs)
     {
         gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
-        gw_conn_t *c = s->conn;
-        if (s->state != GW_SUB_LIVE ||
-            (strlen(c->cid) == info.client.n && memcmp(c->cid, info.client.p, info.client.n) == 0))
-            continue;
-        if (!frames[c->enc]) {
-            gw_buf_t b;
-            gw_buf_init(&b, GW_FRAME_HEADROOM);
-            gw_proto_enc_join(&b, c->enc, (gw_slice_t){ch->name, ch->n}, &info, w->kind == 'L');
-            frames[c->enc] = gw_frame_from_buf(&b, c->enc == GW_ENC_MSGPACK);
+        gw_frame_t *f;
+        if (s->state == GW_SUB_POSITIONING) {
+            gw_sub_buffer(s, pub->offset, gw_pub_frame(frames, s->conn->enc, ch, pub));
+        } else if (s->state == GW_SUB_LIVE) {
+            f = gw_pub_frame(frames, s->conn->enc, ch, pub);
+            if (gw_sub_deliver(s, pub->offset, f) != 0)
+                gw_sub_kick(hub, s, GW_ERR_INSUFFICIENT_STATE,
+                            "insufficient state: resubscribe with since");
         }
-        gw_conn_send(c, frames[c->enc]);
     }
     gw_frame_unref(frames[0]);
     gw_frame_unref(frames[1]);
 }
 
-static void gw_hub_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_wire_pub_t *w)
+/* ---- relay: order, gaps and fills -------------------------------------------------------------
+ */
+
+typedef struct {
+    char kind; /* 'm' or 'j': a publication; 'J' / 'L': presence join / leave (no offset) */
+    gw_slice_t epoch;
+    gw_pub_t pub;
+} gw_wire_pub_t;
+
+/* Parses a relay frame "1\n<epoch>\n<offset>\n<fmt>\n<from>\n<data>" (scripts/publish.lua).
+ * Returns 0 or -EINVAL; w points into p. */
+static int gw_parse_wire(const char *p, size_t n, gw_wire_pub_t *w)
 {
-    gw_frame_t *frames[2] = {NULL, NULL};
-    gw_list_t *it;
-    (void)hub;
-    if (w->epoch.n &&
-        (w->epoch.n != strlen(ch->epoch) || memcmp(ch->epoch, w->epoch.p, w->epoch.n))) {
-        if (ch->epoch[0])
-            gw_warn("hub", "%s: epoch changed from %s to %.*s", ch->name, ch->epoch,
-                    (int)w->epoch.n, w->epoch.p);
-        memcpy(ch->epoch, w->epoch.p, w->epoch.n);
-        ch->epoch[w->epoch.n] = '\0';
+    const char *f[5], *end = p + n;
+    size_t fl[5];
+    char num[24], *e;
+    for (int i = 0; i < 5; i++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            return -EINVAL;
+        f[i] = p;
+        fl[i] = (size_t)(nl - p);
+        p = nl + 1;
     }
-    if (ch->last && w->offset > ch->last + 1)
-        gw_warn("hub", "%s: offset jumped from %" PRIu64 " to %" PRIu64, ch->name, ch->last,
-                w->offset);
-    if (w->offset > ch->last || w->offset == 1)
-        ch->last = w->offset;
-    gw_list_foreach(it, &ch->subs)
-    {
-        gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
-        if (s->state == GW_SUB_POSITIONING) {
-            gw_sub_buffer(s, w->offset, gw_pub_frame(frames, s->conn->enc, ch, &w->pub));
-        } else if (s->state == GW_SUB_LIVE && (w->offset > s->pos || w->offset == 1)) {
-            s->pos = w->offset;
-            if (gw_conn_send(s->conn, gw_pub_frame(frames, s->conn->enc, ch, &w->pub)) == 0)
-                gw_metrics.deliveries++;
+    if (fl[0] != 1 || f[0][0] != '1' || fl[1] > GW_PROTO_MAX_EPOCH || fl[3] != 1 ||
+        !strchr("mjJL", f[3][0]) || fl[2] == 0 || fl[2] >= sizeof(num))
+        return -EINVAL;
+    memcpy(num, f[2], fl[2]);
+    num[fl[2]] = '\0';
+    w->kind = f[3][0];
+    w->pub.offset = strtoull(num, &e, 10);
+    if (*e)
+        return -EINVAL;
+    w->epoch = (gw_slice_t){f[1], fl[1]};
+    w->pub.from = (gw_slice_t){f[4], fl[4]};
+    w->pub.data.fmt = w->kind == 'j' ? GW_DATA_JSON : GW_DATA_MSGPACK;
+    w->pub.data.p = (const uint8_t *)p;
+    w->pub.data.n = (size_t)(end - p);
+    return 0;
+}
+
+static void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch);
+
+static void gw_channel_hold(gw_channel_t *ch, const char *payload, size_t n)
+{
+    gw_held_t *h = gw_malloc(sizeof(*h) + n);
+    h->next = NULL;
+    h->n = n;
+    memcpy(h->payload, payload, n);
+    *ch->held_tail = h;
+    ch->held_tail = &h->next;
+}
+
+/* The relay for one channel: publications are fanned out strictly in offset order. A duplicate
+ * is dropped; a jump is held while the missing offsets are read from history. */
+static void gw_channel_relay(gw_hub_t *hub, gw_channel_t *ch, const char *payload, size_t n)
+{
+    gw_wire_pub_t w;
+    if (gw_parse_wire(payload, n, &w) != 0) {
+        gw_warn("hub", "%s: dropped a malformed relay frame (%zu bytes)", ch->name, n);
+        return;
+    }
+    if (w.kind == 'J' || w.kind == 'L') {
+        gw_presence_fanout(ch, w.pub.from, (gw_slice_t){(const char *)w.pub.data.p, w.pub.data.n},
+                           w.kind == 'L');
+        return;
+    }
+    if (ch->filling) {
+        gw_channel_hold(ch, payload, n);
+        return;
+    }
+    if (!ch->synced) { /* nobody is live yet: subscriptions being set up buffer it */
+        gw_channel_fanout(hub, ch, &w.pub);
+        return;
+    }
+    if (w.epoch.n != strlen(ch->epoch) || memcmp(w.epoch.p, ch->epoch, w.epoch.n) != 0) {
+        gw_channel_insufficient(hub, ch, "epoch changed");
+        memcpy(ch->epoch, w.epoch.p, w.epoch.n);
+        ch->epoch[w.epoch.n] = '\0';
+        ch->last = w.pub.offset;
+        gw_channel_maybe_release(hub, ch);
+        return;
+    }
+    if (w.pub.offset <= ch->last)
+        return; /* duplicate (already filled from history) */
+    if (w.pub.offset > ch->last + 1) {
+        gw_debug("hub", "%s: offset jumped from %" PRIu64 " to %" PRIu64 ": filling", ch->name,
+                 ch->last, w.pub.offset);
+        gw_channel_hold(ch, payload, n);
+        gw_channel_fill(hub, ch);
+        return;
+    }
+    ch->last = w.pub.offset;
+    gw_channel_fanout(hub, ch, &w.pub);
+}
+
+/* Relays what was held during a fill, in arrival order (a new jump holds the rest again). */
+static void gw_channel_release_held(gw_hub_t *hub, gw_channel_t *ch)
+{
+    gw_held_t *h = ch->held;
+    ch->held = NULL;
+    ch->held_tail = &ch->held;
+    while (h) {
+        gw_held_t *next = h->next;
+        if (ch->filling) {
+            h->next = NULL;
+            *ch->held_tail = h;
+            ch->held_tail = &h->next;
+        } else {
+            gw_channel_relay(hub, ch, h->payload, h->n);
+            free(h);
+        }
+        h = next;
+    }
+}
+
+typedef struct {
+    gw_hub_t *hub;
+    gw_channel_t *ch;
+} gw_fill_op_t;
+
+/* History after ch->last arrived: deliver what is contiguous; anything that cannot be proven
+ * complete (another epoch, a top below what was relayed, trimmed history) is insufficient state. */
+static void gw_on_fill(void *priv, const gw_history_t *h)
+{
+    gw_fill_op_t *op = priv;
+    gw_hub_t *hub = op->hub;
+    gw_channel_t *ch = op->ch;
+    free(op);
+    ch->filling = 0; /* op_refs stays held until the end: kicks below must not free ch */
+    if (!h) {
+        gw_channel_insufficient(hub, ch, "history unavailable");
+        ch->synced = 0;
+        gw_channel_drop_held(ch);
+    } else if (ch->synced && strcmp(h->epoch, ch->epoch) != 0) {
+        gw_channel_insufficient(hub, ch, "epoch changed");
+        snprintf(ch->epoch, sizeof(ch->epoch), "%s", h->epoch);
+        ch->last = h->top;
+    } else if (h->top < ch->last) {
+        gw_channel_insufficient(hub, ch, "offsets went back: history lost");
+        ch->last = h->top;
+    } else {
+        snprintf(ch->epoch, sizeof(ch->epoch), "%s", h->epoch);
+        for (size_t i = 0; i < h->npubs && ch->last < h->top; i++) {
+            if (h->pubs[i].offset <= ch->last)
+                continue;
+            if (h->pubs[i].offset != ch->last + 1)
+                break;
+            ch->last = h->pubs[i].offset;
+            gw_channel_fanout(hub, ch, &h->pubs[i]);
+        }
+        if (ch->last < h->top && h->npubs == GW_FILL_MAX &&
+            h->pubs[h->npubs - 1].offset == ch->last) {
+            ch->synced = 1;
+            ch->op_refs--;
+            gw_channel_fill(hub, ch); /* more than one read's worth missing: read on */
+            return;
+        }
+        if (ch->last < h->top) {
+            gw_channel_insufficient(hub, ch, "missed publications are no longer in history");
+            ch->last = h->top;
         }
     }
-    gw_frame_unref(frames[0]);
-    gw_frame_unref(frames[1]);
+    if (h)
+        ch->synced = 1;
+    gw_channel_release_held(hub, ch);
+    ch->op_refs--;
+    gw_channel_maybe_release(hub, ch);
 }
+
+/* Reads the channel's history after ch->last; relay frames arriving meanwhile are held. */
+static void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch)
+{
+    if (ch->filling)
+        return;
+    gw_fill_op_t *op = gw_malloc(sizeof(*op));
+    op->hub = hub;
+    op->ch = ch;
+    ch->filling = 1;
+    ch->op_refs++;
+    if (gw_history_read(hub->node->broker, ch->name, ch->n, GW_HIST_AFTER, ch->last, GW_FILL_MAX,
+                        gw_hub_meta_ttl(ch->ns), gw_on_fill, op) != 0)
+        gw_on_fill(op, NULL);
+}
+
+/* ---- joining at a position, recovering ----------------------------------------------------------
+ */
+
+/* Whether h proves the client's position (since) and holds everything after it. */
+static int gw_recovered(const gw_sub_t *s, const gw_history_t *h)
+{
+    if (strcmp(s->since_epoch, h->epoch) != 0 || s->since_offset > h->top)
+        return 0;
+    uint64_t want = h->top - s->since_offset;
+    if (want == 0)
+        return 1;
+    if (want > GW_RECOVERY_MAX || h->npubs != want)
+        return 0;
+    for (size_t i = 0; i < h->npubs; i++)
+        if (h->pubs[i].offset != s->since_offset + 1 + i)
+            return 0;
+    return 1;
+}
+
+/* The position (and, with since, the missed publications) arrived: reply, then deliver what was
+ * buffered past it, in order; the subscription is live from here, in the same loop turn. */
+static void gw_on_position(void *priv, const gw_history_t *h)
+{
+    gw_sub_t *s = priv;
+    s->op_pending = 0;
+    if (s->dead) {
+        gw_sub_free(s);
+        return;
+    }
+    gw_conn_t *c = s->conn;
+    gw_hub_t *hub = c->node->hub;
+    gw_channel_t *ch = s->ch;
+    if (!h) {
+        gw_sub_fail(hub, s, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
+        return;
+    }
+    if (!ch->synced && !ch->filling) {
+        snprintf(ch->epoch, sizeof(ch->epoch), "%s", h->epoch);
+        ch->last = h->top;
+        ch->synced = 1;
+    }
+    int recovered = s->has_since && gw_recovered(s, h);
+    gw_buf_t b;
+    gw_buf_init(&b, GW_FRAME_HEADROOM);
+    gw_proto_enc_position_ok(&b, c->enc, s->cmd_id, (gw_slice_t){h->epoch, strlen(h->epoch)},
+                             h->top, s->has_since, recovered, recovered ? h->pubs : NULL,
+                             recovered ? h->npubs : 0);
+    gw_conn_send_buf(c, &b);
+    s->pos = h->top;
+    s->state = GW_SUB_LIVE;
+    int gap = 0;
+    for (uint32_t i = 0; i < s->npend && !gap; i++)
+        gap = gw_sub_deliver(s, s->pend[i].offset, s->pend[i].frame) != 0;
+    gw_sub_clear_pending(s);
+    if (gap) {
+        gw_sub_kick(hub, s, GW_ERR_INSUFFICIENT_STATE,
+                    "insufficient state: resubscribe with since");
+        return;
+    }
+    if (ch->ns->presence)
+        gw_presence_update(hub, s, 1, 1);
+}
+
+static void gw_sub_start_positioning(gw_hub_t *hub, gw_sub_t *s)
+{
+    gw_channel_t *ch = s->ch;
+    s->state = GW_SUB_POSITIONING;
+    s->op_pending = 1;
+    int rc = s->has_since ? gw_history_read(hub->node->broker, ch->name, ch->n, GW_HIST_AFTER,
+                                            s->since_offset, GW_RECOVERY_MAX + 1,
+                                            gw_hub_meta_ttl(ch->ns), gw_on_position, s)
+                          : gw_history_read(hub->node->broker, ch->name, ch->n, GW_HIST_POSITION, 0,
+                                            0, gw_hub_meta_ttl(ch->ns), gw_on_position, s);
+    if (rc != 0)
+        gw_on_position(s, NULL);
+}
+
+/* The subscription is authorised: link it to its channel and make sure Redis sends us the
+ * channel before the position is read (so nothing published after the read can be missed). */
+static void gw_sub_attach(gw_hub_t *hub, gw_sub_t *s, const gw_namespace_t *ns)
+{
+    gw_channel_t *ch = gw_channel_get(hub, s->name, strlen(s->name), ns);
+    s->ch = ch;
+    gw_list_insert_tail(&ch->subs, &s->chan_link);
+    ch->nsubs++;
+    s->state = GW_SUB_WAITING;
+    if (ch->rs == GW_RS_SUBSCRIBED)
+        gw_sub_start_positioning(hub, s);
+    else if (ch->rs == GW_RS_NONE && gw_broker_ready(hub->node->broker))
+        gw_redis_subscribe(hub, ch);
+    else if (ch->rs == GW_RS_NONE)
+        gw_sub_fail(hub, s, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
+    /* SUBSCRIBING: positioning starts on Redis's confirmation; UNSUBSCRIBING: a SUBSCRIBE is
+     * sent once the UNSUBSCRIBE is confirmed */
+}
+
+static void gw_on_membership(void *priv, redisReply *r)
+{
+    gw_sub_t *s = priv;
+    s->op_pending = 0;
+    if (s->dead) {
+        gw_sub_free(s);
+        return;
+    }
+    gw_hub_t *hub = s->conn->node->hub;
+    if (!r || r->type != REDIS_REPLY_INTEGER) {
+        gw_sub_fail(hub, s, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
+    } else if (r->integer != 1) {
+        gw_sub_fail(hub, s, GW_ERR_PERMISSION, "permission denied");
+    } else {
+        size_t nslen = (size_t)(strchr(s->name, ':') - s->name);
+        gw_sub_attach(hub, s, gw_config_namespace(hub->node->cfg, s->name, nslen));
+    }
+}
+
+const gw_namespace_t *gw_hub_cmd_namespace(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    size_t nslen;
+    const gw_namespace_t *ns = NULL;
+    if (!gw_proto_channel_valid(cmd->channel.p, cmd->channel.n, &nslen))
+        gw_conn_reply_error(c, cmd->id, GW_ERR_BAD_CHANNEL, "bad channel name");
+    else if (!(ns = gw_config_namespace(hub->node->cfg, cmd->channel.p, nslen)))
+        gw_conn_reply_error(c, cmd->id, GW_ERR_UNKNOWN_NAMESPACE, "unknown namespace");
+    return ns;
+}
+
+void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    const gw_config_t *cfg = hub->node->cfg;
+    const gw_namespace_t *ns = gw_hub_cmd_namespace(hub, c, cmd);
+    if (!ns)
+        return;
+    size_t nslen = strlen(ns->name);
+    const char *id = cmd->channel.p + nslen + 1;
+    size_t idlen = cmd->channel.n - nslen - 1;
+    if (gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n)) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_ALREADY_SUBSCRIBED, "already subscribed");
+        return;
+    }
+    if (c->nsubs >= (uint32_t)cfg->max_subscriptions) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_LIMIT, "too many subscriptions");
+        return;
+    }
+    if (ns->subscribe == GW_NS_SUB_OWNER &&
+        (strlen(c->uid) != idlen || memcmp(c->uid, id, idlen))) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
+        return;
+    }
+    if (!gw_broker_ready(hub->node->broker)) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
+        return;
+    }
+    gw_sub_t *s = gw_calloc(1, sizeof(*s));
+    s->conn = c;
+    s->name = gw_strndup(cmd->channel.p, cmd->channel.n);
+    s->cmd_id = cmd->id;
+    if (cmd->has_since) {
+        s->has_since = 1;
+        snprintf(s->since_epoch, sizeof(s->since_epoch), "%.*s", (int)cmd->since_epoch.n,
+                 cmd->since_epoch.p);
+        s->since_offset = cmd->since_offset;
+    }
+    gw_list_init(&s->chan_link);
+    gw_list_insert_tail(&c->subs, &s->conn_link);
+    c->nsubs++;
+    gw_metrics.subscriptions++;
+    if (ns->subscribe != GW_NS_SUB_MEMBERS) {
+        gw_sub_attach(hub, s, ns);
+        return;
+    }
+    char key[GW_PROTO_MAX_CHANNEL + 32];
+    int kn = snprintf(key, sizeof(key), "cardgw:%.*s:%.*s:members", (int)nslen, cmd->channel.p,
+                      (int)idlen, id);
+    const char *argv[] = {"SISMEMBER", key, c->uid};
+    size_t argvlen[] = {9, (size_t)kn, strlen(c->uid)};
+    s->op_pending = 1;
+    if (gw_broker_command_argv(hub->node->broker, gw_on_membership, s, 3, argv, argvlen) != 0)
+        gw_on_membership(s, NULL);
+}
+
+void gw_hub_unsubscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    gw_sub_t *s = gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n);
+    if (!s || s->state != GW_SUB_LIVE) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_NOT_SUBSCRIBED, "not subscribed");
+        return;
+    }
+    gw_sub_remove(hub, s);
+    gw_conn_reply_ok(c, cmd->id);
+}
+
+void gw_hub_conn_closed(gw_hub_t *hub, gw_conn_t *c)
+{
+    gw_list_t *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &c->subs)
+    {
+        gw_sub_remove(hub, gw_container_of(it, gw_sub_t, conn_link));
+    }
+}
+
+/* ---- history command
+ * ------------------------------------------------------------------------------ */
+
+static void gw_on_history_cmd(void *priv, const gw_history_t *h)
+{
+    gw_cmd_op_t *op = priv;
+    uint32_t id = op->id;
+    gw_conn_t *c = gw_cmd_op_done(op);
+    if (!c)
+        return;
+    if (!h) {
+        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
+        return;
+    }
+    gw_buf_t b;
+    gw_buf_init(&b, GW_FRAME_HEADROOM);
+    gw_proto_enc_position_ok(&b, c->enc, id, (gw_slice_t){h->epoch, strlen(h->epoch)}, h->top, 0, 0,
+                             h->pubs, h->npubs);
+    gw_conn_send_buf(c, &b);
+}
+
+/* history: the retained publications (the newest `limit`, or those after `since`), for
+ * subscribers of the channel (the same permission as subscribing). */
+void gw_hub_history(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    const gw_namespace_t *ns = gw_hub_cmd_namespace(hub, c, cmd);
+    if (!ns)
+        return;
+    gw_sub_t *s = gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n);
+    if (!s || s->state != GW_SUB_LIVE) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "subscribe first");
+        return;
+    }
+    uint32_t limit = (uint32_t)ns->history_size;
+    if (cmd->limit && cmd->limit < limit)
+        limit = cmd->limit;
+    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
+    if (gw_history_read(hub->node->broker, cmd->channel.p, cmd->channel.n,
+                        cmd->has_since ? GW_HIST_AFTER : GW_HIST_TAIL, cmd->since_offset,
+                        limit ? limit : 1, gw_hub_meta_ttl(ns), gw_on_history_cmd, op) != 0)
+        gw_on_history_cmd(op, NULL);
+}
+
+/* ---- messages from Redis
+ * ----------------------------------------------------------------------------- */
 
 static void gw_hub_on_control(gw_hub_t *hub, const char *p, size_t n)
 {
@@ -634,14 +745,14 @@ static void gw_hub_on_control(gw_hub_t *hub, const char *p, size_t n)
         gw_channel_t *ch = gw_channel_find(hub, arg, strlen(arg));
         if (!ch)
             return;
-        ch->nsubs++; /* keep the channel while its subscribers are removed */
+        ch->op_refs++; /* keep the channel while its subscribers are removed */
         gw_list_foreach_safe(it, tmp, &ch->subs)
         {
             gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
             if (strcmp(s->conn->uid, uid) == 0)
-                gw_sub_kick(hub, s, "removed from channel");
+                gw_sub_kick(hub, s, GW_ERR_PERMISSION, "removed from channel");
         }
-        ch->nsubs--;
+        ch->op_refs--;
         gw_channel_maybe_release(hub, ch);
     }
 }
@@ -656,18 +767,10 @@ void gw_hub_on_message(void *ud, const char *rch, size_t rn, const char *payload
     if (rn < 9 || memcmp(rch, "cardgw:{", 8) != 0 || rch[rn - 1] != '}')
         return;
     gw_channel_t *ch = gw_channel_find(hub, rch + 8, rn - 9);
-    gw_wire_pub_t w;
-    if (!ch)
+    if (!ch || ch->rs != GW_RS_SUBSCRIBED)
         return;
     gw_metrics.publications_in++;
-    if (gw_parse_wire(payload, n, &w) != 0) {
-        gw_warn("hub", "%s: dropped a malformed relay frame (%zu bytes)", ch->name, n);
-        return;
-    }
-    if (w.kind == 'J' || w.kind == 'L')
-        gw_hub_fanout_presence(ch, &w);
-    else
-        gw_hub_fanout(hub, ch, &w);
+    gw_channel_relay(hub, ch, payload, n);
 }
 
 void gw_hub_on_subscription(void *ud, const char *rch, size_t rn, int subscribed)
@@ -680,6 +783,9 @@ void gw_hub_on_subscription(void *ud, const char *rch, size_t rn, int subscribed
         return;
     if (subscribed && ch->rs == GW_RS_SUBSCRIBING) {
         ch->rs = GW_RS_SUBSCRIBED;
+        if (ch->suspect && ch->synced) /* pub/sub was down: catch up from history */
+            gw_channel_fill(hub, ch);
+        ch->suspect = 0;
         gw_list_t *it, *tmp;
         gw_list_foreach_safe(it, tmp, &ch->subs)
         {
@@ -693,7 +799,7 @@ void gw_hub_on_subscription(void *ud, const char *rch, size_t rn, int subscribed
         if (ch->nsubs)
             gw_redis_subscribe(hub, ch);
         else
-            gw_channel_free(hub, ch);
+            gw_channel_maybe_release(hub, ch);
     }
 }
 
@@ -708,423 +814,64 @@ void gw_hub_on_event(void *ud, gw_broker_event_t ev)
                 if (ch->nsubs)
                     gw_redis_subscribe(hub, ch);
     } else if (ev == GW_BROKER_SUB_DOWN) {
-        /* every Redis subscription is gone; empty channels can go now */
+        /* every Redis subscription is gone and anything published meanwhile was not relayed:
+         * each channel catches up from history once it is subscribed again */
         for (size_t i = 0; i < hub->nbuckets; i++)
             for (gw_channel_t *ch = hub->buckets[i], *next; ch; ch = next) {
                 next = ch->next;
                 ch->rs = GW_RS_NONE;
+                ch->suspect = 1;
                 gw_channel_maybe_release(hub, ch);
             }
     }
 }
 
-/* ---- the publish path ------------------------------------------------------------------------ */
+/* ---- periodic work
+ * --------------------------------------------------------------------------------- */
 
-typedef struct {
-    gw_hub_t *hub;
-    gw_publish_cb cb;
-    void *priv;
-    int retried;
-    int argc;
-    char *argv[12];
-    size_t argvlen[12];
-} gw_pub_op_t;
-
-static void gw_pub_op_free(gw_pub_op_t *op)
+/* Every position_check_interval_ms each channel compares its position with Redis (the same read
+ * as a gap fill): it catches a publication pub/sub lost silently on an idle channel, and a Redis
+ * that went back in time (failover, restore) under the nodes. */
+static void gw_hub_tick(uv_timer_t *t)
 {
-    for (int i = 0; i < op->argc; i++)
-        free(op->argv[i]);
-    free(op);
-}
-
-static void gw_on_publish(void *priv, redisReply *r)
-{
-    gw_pub_op_t *op = priv;
-    if (r && r->type == REDIS_REPLY_ERROR && !op->retried && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        /* the script cache is volatile (restart, failover, SCRIPT FLUSH): nothing ran, so send
-         * the script itself, which also caches it again */
-        op->retried = 1;
-        free(op->argv[0]);
-        free(op->argv[1]);
-        op->argv[0] = gw_strdup("EVAL");
-        op->argvlen[0] = 4;
-        op->argv[1] = gw_strdup(gw_publish_lua);
-        op->argvlen[1] = strlen(gw_publish_lua);
-        if (gw_broker_command_argv(op->hub->node->broker, gw_on_publish, op, op->argc,
-                                   (const char **)op->argv, op->argvlen) == 0)
-            return;
-        r = NULL;
+    gw_hub_t *hub = t->data;
+    uint64_t now = gw_now_ms();
+    const gw_config_t *cfg = hub->node->cfg;
+    if (now - hub->last_presence_ms >= 30000) {
+        hub->last_presence_ms = now;
+        gw_presence_refresh(hub);
     }
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_STRING) {
-        if (r && r->type == REDIS_REPLY_ERROR)
-            gw_warn("hub", "publish script failed: %s", r->str);
-        op->cb(op->priv, GW_ERR_UNAVAILABLE, NULL, 0);
-    } else {
-        op->cb(op->priv, 0, r->element[1]->str, (uint64_t)r->element[0]->integer);
-    }
-    gw_pub_op_free(op);
-}
-
-static void gw_pub_arg(gw_pub_op_t *op, const void *p, size_t n)
-{
-    op->argv[op->argc] = gw_strndup(p, n);
-    op->argvlen[op->argc++] = n;
-}
-
-int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, const char *from,
-                   gw_publish_cb cb, void *priv)
-{
-    size_t nslen;
-    char key[GW_PROTO_MAX_CHANNEL + 16], num[3][24];
-    if (!gw_proto_channel_valid(ch, n, &nslen))
-        return GW_ERR_BAD_CHANNEL;
-    const gw_namespace_t *ns = gw_config_namespace(hub->node->cfg, ch, nslen);
-    if (!ns)
-        return GW_ERR_UNKNOWN_NAMESPACE;
-    if (!gw_broker_cmd_connected(hub->node->broker))
-        return GW_ERR_UNAVAILABLE;
-    gw_pub_op_t *op = gw_calloc(1, sizeof(*op));
-    op->hub = hub;
-    op->cb = cb;
-    op->priv = priv;
-    gw_pub_arg(op, "EVALSHA", 7);
-    gw_pub_arg(op, hub->script_sha, 40);
-    gw_pub_arg(op, "3", 1);
-    gw_pub_arg(op, key, gw_key(key, sizeof(key), ch, n, ":m"));
-    gw_pub_arg(op, key, gw_key(key, sizeof(key), ch, n, ":x"));
-    gw_pub_arg(op, key, gw_key(key, sizeof(key), ch, n, ""));
-    gw_pub_arg(op, data.p, data.n);
-    gw_pub_arg(op, data.fmt == GW_DATA_JSON ? "j" : "m", 1);
-    gw_pub_arg(op, from ? from : "", from ? strlen(from) : 0);
-    int k0 = snprintf(num[0], sizeof(num[0]), "%d", ns->history_size);
-    int k1 = snprintf(num[1], sizeof(num[1]), "%d", GW_MAX(ns->history_ttl_s, 1));
-    int k2 =
-        snprintf(num[2], sizeof(num[2]), "%d", GW_MAX(ns->history_ttl_s * 2, GW_META_TTL_MIN_S));
-    gw_pub_arg(op, num[0], (size_t)k0);
-    gw_pub_arg(op, num[1], (size_t)k1);
-    gw_pub_arg(op, num[2], (size_t)k2);
-    if (gw_broker_command_argv(hub->node->broker, gw_on_publish, op, op->argc,
-                               (const char **)op->argv, op->argvlen) != 0) {
-        gw_pub_op_free(op);
-        return GW_ERR_UNAVAILABLE;
-    }
-    return 0;
-}
-
-static void gw_on_control_reply(void *priv, redisReply *r)
-{
-    gw_pub_op_t *op = priv;
-    if (!r || r->type != REDIS_REPLY_INTEGER)
-        op->cb(op->priv, GW_ERR_UNAVAILABLE, NULL, 0);
-    else
-        op->cb(op->priv, 0, "", (uint64_t)r->integer);
-    gw_pub_op_free(op);
-}
-
-int gw_hub_control(gw_hub_t *hub, const char *msg, size_t n, gw_publish_cb cb, void *priv)
-{
-    gw_pub_op_t *op = gw_calloc(1, sizeof(*op));
-    op->hub = hub;
-    op->cb = cb;
-    op->priv = priv;
-    op->retried = 1;
-    gw_pub_arg(op, "PUBLISH", 7);
-    gw_pub_arg(op, GW_CTL_CHANNEL, strlen(GW_CTL_CHANNEL));
-    gw_pub_arg(op, msg, n);
-    if (gw_broker_command_argv(hub->node->broker, gw_on_control_reply, op, op->argc,
-                               (const char **)op->argv, op->argvlen) != 0) {
-        gw_pub_op_free(op);
-        return GW_ERR_UNAVAILABLE;
-    }
-    return 0;
-}
-
-/* ---- client commands: publish, history, presence, rpc ---------------------------------------- */
-
-typedef struct {
-    gw_conn_t *c; /* held */
-    uint32_t id;
-} gw_cmd_op_t;
-
-static gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id)
-{
-    gw_cmd_op_t *op = gw_malloc(sizeof(*op));
-    gw_conn_hold(c);
-    op->c = c;
-    op->id = id;
-    return op;
-}
-
-/* Releases op; returns the connection when it is still open (borrowed), else NULL. */
-static gw_conn_t *gw_cmd_op_done(gw_cmd_op_t *op)
-{
-    gw_conn_t *c = op->c;
-    free(op);
-    int open = c->wsi != NULL;
-    gw_conn_release(c);
-    return open ? c : NULL;
-}
-
-static void gw_on_client_published(void *priv, int err, const char *epoch, uint64_t offset)
-{
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
-    gw_conn_t *c = gw_cmd_op_done(op);
-    if (!c)
-        return;
-    if (err) {
-        gw_conn_reply_error(c, id, err, "redis unavailable, retry");
-        return;
-    }
-    gw_buf_t b;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_publish_ok(&b, c->enc, id, (gw_slice_t){epoch, strlen(epoch)}, offset);
-    gw_conn_send_buf(c, &b);
-}
-
-/* Looks up the namespace of a command's channel and checks the grammar; replies and returns
- * NULL on failure. */
-static const gw_namespace_t *gw_cmd_namespace(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
-{
-    size_t nslen;
-    const gw_namespace_t *ns = NULL;
-    if (!gw_proto_channel_valid(cmd->channel.p, cmd->channel.n, &nslen))
-        gw_conn_reply_error(c, cmd->id, GW_ERR_BAD_CHANNEL, "bad channel name");
-    else if (!(ns = gw_config_namespace(hub->node->cfg, cmd->channel.p, nslen)))
-        gw_conn_reply_error(c, cmd->id, GW_ERR_UNKNOWN_NAMESPACE, "unknown namespace");
-    return ns;
-}
-
-void gw_hub_client_publish(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
-{
-    const gw_namespace_t *ns = gw_cmd_namespace(hub, c, cmd);
-    if (!ns)
-        return;
-    gw_sub_t *s = gw_conn_find_sub(c, cmd->channel.p, cmd->channel.n);
-    /* publishing needs the namespace's permission and, so that membership rules hold for
-     * writers too, a live subscription to the channel */
-    if (!ns->publish || !s || s->state != GW_SUB_LIVE) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
-        return;
-    }
-    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
-    int rc = gw_hub_publish(hub, cmd->channel.p, cmd->channel.n, cmd->data, c->uid,
-                            gw_on_client_published, op);
-    if (rc) {
-        gw_cmd_op_done(op);
-        gw_conn_reply_error(c, cmd->id, rc, "redis unavailable, retry");
+    if (now - hub->last_check_ms >= (uint64_t)cfg->position_check_interval_ms &&
+        gw_broker_ready(hub->node->broker)) {
+        hub->last_check_ms = now;
+        for (size_t i = 0; i < hub->nbuckets; i++)
+            for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next)
+                if (ch->synced && ch->nsubs && ch->rs == GW_RS_SUBSCRIBED)
+                    gw_channel_fill(hub, ch);
     }
 }
 
-/* The reply to history: [meta [e s], stream entries]. */
-static void gw_on_history(void *priv, redisReply *r)
-{
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
-    gw_conn_t *c = gw_cmd_op_done(op);
-    if (!c)
-        return;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2) {
-        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        return;
-    }
-    redisReply *meta = r->element[0], *entries = r->element[1];
-    const char *epoch = meta->element[0]->type == REDIS_REPLY_STRING ? meta->element[0]->str : "";
-    uint64_t top = meta->element[1]->type == REDIS_REPLY_STRING
-                       ? strtoull(meta->element[1]->str, NULL, 10)
-                       : 0;
-    size_t n = entries->type == REDIS_REPLY_ARRAY ? entries->elements : 0;
-    gw_pub_t *pubs = gw_calloc(n ? n : 1, sizeof(*pubs));
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        redisReply *e = entries->element[i];
-        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
-            e->element[1]->type != REDIS_REPLY_ARRAY)
-            continue;
-        gw_pub_t *p = &pubs[k];
-        p->offset = strtoull(e->element[0]->str, NULL, 10);
-        redisReply *f = e->element[1];
-        for (size_t j = 0; j + 1 < f->elements; j += 2) {
-            const char *name = f->element[j]->str;
-            redisReply *v = f->element[j + 1];
-            if (!strcmp(name, "d")) {
-                p->data.p = (const uint8_t *)v->str;
-                p->data.n = v->len;
-            } else if (!strcmp(name, "f")) {
-                p->data.fmt = v->str[0] == 'j' ? GW_DATA_JSON : GW_DATA_MSGPACK;
-            } else if (!strcmp(name, "u")) {
-                p->from = (gw_slice_t){v->str, v->len};
-            }
-        }
-        if (p->data.p)
-            k++;
-    }
-    gw_buf_t b;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_position_ok(&b, c->enc, id, (gw_slice_t){epoch, strlen(epoch)}, top, 0, 0, pubs,
-                             k);
-    free(pubs);
-    gw_conn_send_buf(c, &b);
-}
-
-/* Reads the meta hash and the stream in one script so both describe the same moment. */
-static const char gw_history_lua[] =
-    "local m = redis.call('HMGET', KEYS[1], 'e', 's')\n"
-    "local r\n"
-    "if ARGV[1] == '' then r = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[2])\n"
-    "  local o = {} for i = #r, 1, -1 do o[#o + 1] = r[i] end r = o\n"
-    "else r = redis.call('XRANGE', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2]) end\n"
-    "return {m, r}\n";
-
-void gw_hub_history(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
-{
-    const gw_namespace_t *ns = gw_cmd_namespace(hub, c, cmd);
-    if (!ns)
-        return;
-    gw_sub_t *s = gw_conn_find_sub(c, cmd->channel.p, cmd->channel.n);
-    if (!s || s->state != GW_SUB_LIVE) { /* history is for subscribers: same permission */
-        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "subscribe first");
-        return;
-    }
-    char km[GW_PROTO_MAX_CHANNEL + 16], kx[GW_PROTO_MAX_CHANNEL + 16], from[32], count[16];
-    size_t kmn = gw_key(km, sizeof(km), cmd->channel.p, cmd->channel.n, ":m");
-    size_t kxn = gw_key(kx, sizeof(kx), cmd->channel.p, cmd->channel.n, ":x");
-    uint32_t limit = cmd->limit && cmd->limit < (uint32_t)ns->history_size
-                         ? cmd->limit
-                         : (uint32_t)ns->history_size;
-    int fn = cmd->has_since ? snprintf(from, sizeof(from), "(%" PRIu64 "-0", cmd->since_offset) : 0;
-    int cn = snprintf(count, sizeof(count), "%u", limit ? limit : 1);
-    const char *argv[] = {"EVAL", gw_history_lua, "2", km, kx, from, count};
-    size_t argvlen[] = {4, strlen(gw_history_lua), 1, kmn, kxn, (size_t)fn, (size_t)cn};
-    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
-    if (gw_broker_command_argv(hub->node->broker, gw_on_history, op, 7, argv, argvlen) != 0)
-        gw_on_history(op, NULL);
-}
-
-static void gw_on_presence(void *priv, redisReply *r)
-{
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
-    gw_conn_t *c = gw_cmd_op_done(op);
-    if (!c)
-        return;
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        return;
-    }
-    gw_client_info_t *ci = gw_calloc(r->elements ? r->elements : 1, sizeof(*ci));
-    size_t k = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        redisReply *m = r->element[i];
-        const char *sp = m->type == REDIS_REPLY_STRING ? memchr(m->str, ' ', m->len) : NULL;
-        if (!sp)
-            continue;
-        ci[k].uid = (gw_slice_t){m->str, (size_t)(sp - m->str)};
-        ci[k].client = (gw_slice_t){sp + 1, m->len - (size_t)(sp + 1 - m->str)};
-        k++;
-    }
-    gw_buf_t b;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_presence_ok(&b, c->enc, id, ci, k);
-    free(ci);
-    gw_conn_send_buf(c, &b);
-}
-
-void gw_hub_presence(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
-{
-    const gw_namespace_t *ns = gw_cmd_namespace(hub, c, cmd);
-    if (!ns)
-        return;
-    gw_sub_t *s = gw_conn_find_sub(c, cmd->channel.p, cmd->channel.n);
-    if (!ns->presence || !s || s->state != GW_SUB_LIVE) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
-        return;
-    }
-    char kp[GW_PROTO_MAX_CHANNEL + 16], now[24];
-    size_t kpn = gw_key(kp, sizeof(kp), cmd->channel.p, cmd->channel.n, ":p");
-    int nn = snprintf(now, sizeof(now), "%" PRIu64, gw_wall_ms());
-    const char *argv[] = {"ZRANGEBYSCORE", kp, now, "+inf"};
-    size_t argvlen[] = {13, kpn, (size_t)nn, 4};
-    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
-    if (gw_broker_command_argv(hub->node->broker, gw_on_presence, op, 4, argv, argvlen) != 0)
-        gw_on_presence(op, NULL);
-}
-
-static void gw_on_rpc(void *priv, redisReply *r)
-{
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
-    gw_conn_t *c = gw_cmd_op_done(op);
-    if (!c)
-        return;
-    if (!r || r->type != REDIS_REPLY_STRING) {
-        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        return;
-    }
-    /* the result is the inbox entry id, as a msgpack str */
-    gw_buf_t mp, b;
-    gw_buf_init(&mp, 0);
-    uint8_t hdr[2] = {0xd9, (uint8_t)r->len};
-    if (r->len < 32) {
-        hdr[0] = (uint8_t)(0xa0 | r->len);
-        gw_buf_append(&mp, hdr, 1);
-    } else {
-        gw_buf_append(&mp, hdr, 2);
-    }
-    gw_buf_append(&mp, r->str, r->len);
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_rpc_ok(&b, c->enc, id, (gw_data_t){GW_DATA_MSGPACK, gw_buf_data(&mp), mp.len});
-    gw_buf_free(&mp);
-    gw_conn_send_buf(c, &b);
-}
-
-/* rpc: appended to the backend's inbox stream (consumed with a consumer group); the reply is
- * the entry id. Answers, if any, come back as publications on the user's channel. */
-void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
-{
-    const char *argv[] = {"XADD",    "cardgw:inbox",
-                          "MAXLEN",  "~",
-                          "1000000", "*",
-                          "uid",     c->uid,
-                          "client",  c->cid,
-                          "node",    hub->node->node_id,
-                          "method",  cmd->method.p,
-                          "data",    (const char *)cmd->data.p};
-    size_t argvlen[GW_ARRAY_SIZE(argv)];
-    for (size_t i = 0; i < GW_ARRAY_SIZE(argv); i++)
-        argvlen[i] = strlen(argv[i]);
-    argvlen[GW_ARRAY_SIZE(argv) - 1] = cmd->data.n;
-    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
-    if (gw_broker_command_argv(hub->node->broker, gw_on_rpc, op, (int)GW_ARRAY_SIZE(argv), argv,
-                               argvlen) != 0)
-        gw_on_rpc(op, NULL);
-}
-
-/* ---- construction ---------------------------------------------------------------------------- */
+/* ---- construction
+ * ------------------------------------------------------------------------------------- */
 
 gw_hub_t *gw_hub_new(gw_node_t *node)
 {
     gw_hub_t *hub = gw_calloc(1, sizeof(*hub));
-    uint8_t md[SHA_DIGEST_LENGTH];
     hub->node = node;
     hub->nbuckets = 64;
     hub->buckets = gw_calloc(hub->nbuckets, sizeof(*hub->buckets));
-    uv_timer_init(node->loop, &hub->presence_timer);
-    hub->presence_timer.data = hub;
-    uv_timer_start(&hub->presence_timer, gw_presence_refresh, GW_PRESENCE_REFRESH_MS,
-                   GW_PRESENCE_REFRESH_MS);
-    SHA1((const uint8_t *)gw_publish_lua, strlen(gw_publish_lua), md);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-        snprintf(hub->script_sha + 2 * i, 3, "%02x", md[i]);
+    gw_script_init(&hub->publish_script, gw_publish_lua);
+    hub->last_presence_ms = hub->last_check_ms = gw_now_ms();
+    uv_timer_init(node->loop, &hub->tick_timer);
+    hub->tick_timer.data = hub;
+    uv_timer_start(&hub->tick_timer, gw_hub_tick, GW_TICK_MS, GW_TICK_MS);
     return hub;
 }
 
 void gw_hub_stop(gw_hub_t *hub)
 {
     if (hub)
-        uv_close((uv_handle_t *)&hub->presence_timer, NULL);
+        uv_close((uv_handle_t *)&hub->tick_timer, NULL);
 }
 
 void gw_hub_free(gw_hub_t *hub)
@@ -1134,6 +881,7 @@ void gw_hub_free(gw_hub_t *hub)
     for (size_t i = 0; i < hub->nbuckets; i++)
         for (gw_channel_t *ch = hub->buckets[i], *next; ch; ch = next) {
             next = ch->next;
+            gw_channel_drop_held(ch);
             free(ch);
         }
     free(hub->buckets);

@@ -52,7 +52,8 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
     uv_signal_init(loop, &node->sigint);
     uv_signal_init(loop, &node->sigterm);
     uv_timer_init(loop, &node->stop_timer);
-    node->sigint.data = node->sigterm.data = node->stop_timer.data = node;
+    uv_timer_init(loop, &node->drain_timer);
+    node->sigint.data = node->sigterm.data = node->stop_timer.data = node->drain_timer.data = node;
     uv_signal_start(&node->sigint, gw_node_on_signal, SIGINT);
     uv_signal_start(&node->sigterm, gw_node_on_signal, SIGTERM);
 
@@ -71,21 +72,51 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
     return 0;
 }
 
+#define GW_DRAIN_TICK_MS 50
+
+/* Closes the next batch of connections; the list shrinks as their close callbacks run. */
+static void gw_node_drain_tick(uv_timer_t *t)
+{
+    gw_node_t *node = t->data;
+    uint64_t n = 0;
+    gw_list_t *it;
+    gw_list_foreach(it, &node->conns)
+    {
+        gw_conn_t *c = gw_container_of(it, gw_conn_t, link);
+        if (c->close_code)
+            continue;
+        gw_conn_close(c, 1001, 0);
+        if (++n == node->drain_per_tick)
+            return;
+    }
+    uv_timer_stop(t);
+}
+
 void gw_node_stop(gw_node_t *node)
 {
     if (node->stopping)
         return;
     node->stopping = 1;
     gw_server_stop_listening(node);
-    gw_list_t *it;
-    gw_list_foreach(it, &node->conns)
-    {
-        gw_conn_close(gw_container_of(it, gw_conn_t, link), 1001, 0);
-    }
     if (node->nconns == 0) {
         uv_stop(node->loop);
         return;
     }
+    uint32_t window = (uint32_t)node->cfg->drain_window_ms;
+    gw_list_t *it;
+    gw_list_foreach(it, &node->conns)
+    {
+        gw_conn_t *c = gw_container_of(it, gw_conn_t, link);
+        gw_buf_t b;
+        gw_buf_init(&b, GW_FRAME_HEADROOM);
+        gw_proto_enc_disconnect(&b, c->enc, GW_CLOSE_SHUTDOWN, "node shutting down", 1,
+                                window ? gw_random_u32() % window : 0);
+        gw_conn_send_buf(c, &b);
+    }
+    uint64_t ticks = window / GW_DRAIN_TICK_MS + 1;
+    node->drain_per_tick = (node->nconns + ticks - 1) / ticks;
+    gw_info("node", "draining %" PRIu64 " connections over %u ms", node->nconns, window);
+    uv_timer_start(&node->drain_timer, gw_node_drain_tick, 0, GW_DRAIN_TICK_MS);
     uv_timer_start(&node->stop_timer, gw_node_on_deadline, (uint64_t)node->cfg->shutdown_timeout_ms,
                    0);
 }
@@ -108,6 +139,7 @@ void gw_node_destroy(gw_node_t *node)
     uv_close((uv_handle_t *)&node->sigint, NULL);
     uv_close((uv_handle_t *)&node->sigterm, NULL);
     uv_close((uv_handle_t *)&node->stop_timer, NULL);
+    uv_close((uv_handle_t *)&node->drain_timer, NULL);
     gw_node_run_until_idle(node->loop);
     /* lws on a foreign loop finishes destroying the context only after its handles closed:
      * a second destroy frees what is left (PLATFORM-NOTES) */

@@ -163,6 +163,9 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return gw_conn_on_receive(pss->conn, in, len, lws_frame_is_binary(wsi),
                                   lws_is_final_fragment(wsi) &&
                                       lws_remaining_packet_payload(wsi) == 0);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* the answer to our Close frame: close the socket without echoing a second one */
+        return pss && pss->conn && pss->conn->close_code ? 1 : 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->conn ? gw_conn_on_writable(pss->conn) : -1;
     case LWS_CALLBACK_TIMER:

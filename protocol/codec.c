@@ -99,14 +99,6 @@ typedef struct {
     const json_t *jdata;          /* JSON: the parsed data value (msgpack: f[F_DATA].raw) */
 } gw_proto_env_t;
 
-static int gw_proto_field(const char *k, size_t n)
-{
-    for (int i = 0; i < F_COUNT; i++)
-        if (strlen(gw_proto_fields[i]) == n && memcmp(gw_proto_fields[i], k, n) == 0)
-            return i;
-    return -1;
-}
-
 static gw_dec_status_t gw_proto_fail(gw_dec_err_t *err, gw_dec_status_t st, uint32_t id, int code,
                                      const char *msg)
 {
@@ -117,11 +109,11 @@ static gw_dec_status_t gw_proto_fail(gw_dec_err_t *err, gw_dec_status_t st, uint
     return st;
 }
 
-#define GW_MALFORMED(msg) gw_proto_fail(err, GW_DEC_MALFORMED, 0, 0, (msg))
+#define GW_MALFORMED(msg)     gw_proto_fail(err, GW_DEC_MALFORMED, 0, 0, (msg))
 #define GW_INVALID(code, msg) gw_proto_fail(err, GW_DEC_INVALID, id, (code), (msg))
 
-/* A string field: absent (and null when optional) is allowed when !required. Fills *s with a
- * copy request. 0, or -1 after filling err. */
+/* Checks a string field of min..max bytes without NUL; when !required, absent or null passes.
+ * 0, or -1 after filling err with error 104 and msg. */
 static int gw_proto_want_str(const gw_proto_val_t *v, int required, size_t min, size_t max,
                              uint32_t id, const char *msg, gw_dec_err_t *err)
 {
@@ -254,7 +246,7 @@ static gw_dec_status_t gw_proto_finish(const gw_proto_env_t *e, gw_cmd_t *out, g
         epoch_off = gw_proto_keep(o, &e->epoch);
 
     static const char empty[] = "";
-    const char *base = (const char *)gw_buf_data(o);
+    const char *base = o->base ? (const char *)gw_buf_data(o) : empty; /* NULL + 0 is UB */
     gw_slice_t *slot[F_COUNT] = {NULL};
     slot[F_CHANNEL] = &out->channel;
     slot[F_TOKEN] = &out->token;
@@ -267,12 +259,13 @@ static gw_dec_status_t gw_proto_finish(const gw_proto_env_t *e, gw_cmd_t *out, g
             int set = keep[i] && f[i].t == V_STR;
             *slot[i] = (gw_slice_t){set ? base + off[i] : empty, set ? f[i].n : 0};
         }
-    out->since_epoch = (gw_slice_t){has_since ? base + epoch_off : empty, has_since ? e->epoch.n : 0};
+    out->since_epoch =
+        (gw_slice_t){has_since ? base + epoch_off : empty, has_since ? e->epoch.n : 0};
     out->has_since = has_since;
     out->since_offset = has_since ? e->offset.u : 0;
     out->limit = (uint32_t)limit;
-    out->data = (gw_data_t){GW_DATA_MSGPACK, has_data ? (const uint8_t *)base + data_off : NULL,
-                            data_n};
+    out->data =
+        (gw_data_t){GW_DATA_MSGPACK, has_data ? (const uint8_t *)base + data_off : NULL, data_n};
     err->status = GW_DEC_OK;
     err->id = id;
     err->code = 0;
@@ -280,3 +273,556 @@ static gw_dec_status_t gw_proto_finish(const gw_proto_env_t *e, gw_cmd_t *out, g
     return GW_DEC_OK;
 }
 
+/* ---- decoding: msgpack ---------------------------------------------------------------------- */
+
+/* Reduces the (already validated) msgpack value at c to a gw_proto_val_t and skips it. */
+static void gw_proto_mp_val(gw_proto_mp_cur_t *c, gw_proto_val_t *v)
+{
+    gw_proto_mp_cur_t start = *c;
+    gw_proto_mp_item_t it;
+    gw_proto_mp_next(&start, &it);
+    v->t = it.type == GW_MP_NIL    ? V_NIL
+           : it.type == GW_MP_UINT ? V_UINT
+           : it.type == GW_MP_STR  ? V_STR
+           : it.type == GW_MP_MAP  ? V_MAP
+                                   : V_OTHER;
+    v->u = it.u;
+    v->s = (const char *)it.p;
+    v->n = it.n;
+    v->raw = c->p;
+    gw_proto_mp_skip(c, 1);
+    v->raw_n = (size_t)(c->p - v->raw);
+}
+
+/* Walks the validated map at p: the value of each string key found in names[0..nn) goes to
+ * vals[]. Returns -1 when a known key appears twice. */
+static int gw_proto_mp_fields(const uint8_t *p, size_t n, const char *const *names, int nn,
+                              gw_proto_val_t *vals)
+{
+    gw_proto_mp_cur_t c = {p, p + n};
+    gw_proto_mp_item_t m, k;
+    gw_proto_mp_next(&c, &m);
+    for (uint32_t i = 0; i < m.n; i++) {
+        gw_proto_mp_cur_t key = c;
+        gw_proto_mp_next(&key, &k);
+        int idx = -1;
+        for (int j = 0; k.type == GW_MP_STR && j < nn; j++)
+            if (strlen(names[j]) == k.n && memcmp(names[j], k.p, k.n) == 0)
+                idx = j;
+        gw_proto_mp_skip(&c, 1); /* the key */
+        if (idx < 0) {
+            gw_proto_mp_skip(&c, 1); /* unknown field: ignored */
+            continue;
+        }
+        if (vals[idx].t != V_ABSENT)
+            return -1;
+        gw_proto_mp_val(&c, &vals[idx]);
+    }
+    return 0;
+}
+
+static gw_dec_status_t gw_proto_decode_mp(const uint8_t *buf, size_t len, gw_cmd_t *out,
+                                          gw_dec_err_t *err)
+{
+    gw_proto_mp_cur_t c = {buf, buf + len};
+    if (gw_proto_mp_skip(&c, 1) < 0)
+        return GW_MALFORMED("invalid msgpack (truncated, bad length, bad UTF-8 or too deep)");
+    if (c.p != c.end)
+        return GW_MALFORMED("trailing bytes after the msgpack value");
+    if ((buf[0] & 0xf0) != 0x80 && buf[0] != 0xde && buf[0] != 0xdf)
+        return GW_MALFORMED("frame is not a map");
+
+    gw_proto_env_t e;
+    memset(&e, 0, sizeof(e));
+    if (gw_proto_mp_fields(buf, len, gw_proto_fields, F_COUNT, e.f) < 0)
+        return GW_MALFORMED("duplicate field");
+    if (e.f[F_SINCE].t == V_MAP) {
+        static const char *const since_names[] = {"epoch", "offset"};
+        gw_proto_val_t sv[2];
+        memset(sv, 0, sizeof(sv));
+        if (gw_proto_mp_fields(e.f[F_SINCE].raw, e.f[F_SINCE].raw_n, since_names, 2, sv) < 0)
+            return GW_MALFORMED("duplicate field in since");
+        e.epoch = sv[0];
+        e.offset = sv[1];
+    }
+    return gw_proto_finish(&e, out, err);
+}
+
+/* ---- decoding: JSON ------------------------------------------------------------------------- */
+
+static void gw_proto_json_val(const json_t *j, gw_proto_val_t *v)
+{
+    memset(v, 0, sizeof(*v));
+    if (j == NULL)
+        return;
+    switch (json_typeof(j)) {
+    case JSON_NULL:
+        v->t = V_NIL;
+        break;
+    case JSON_INTEGER:
+        v->t = json_integer_value(j) >= 0 ? V_UINT : V_OTHER;
+        v->u = (uint64_t)json_integer_value(j);
+        break;
+    case JSON_STRING:
+        v->t = V_STR;
+        v->s = json_string_value(j);
+        v->n = json_string_length(j);
+        break;
+    case JSON_OBJECT:
+        v->t = V_MAP;
+        break;
+    default:
+        v->t = V_OTHER;
+    }
+}
+
+/* jansson builds a tree (a few dozen bytes per value, so memory stays a constant multiple of
+ * the frame); the bracket pre-scan stops nesting bombs before it recurses. */
+static gw_dec_status_t gw_proto_decode_json(const uint8_t *buf, size_t len, gw_cmd_t *out,
+                                            gw_dec_err_t *err)
+{
+    if (!gw_proto_json_nesting_ok(buf, len, GW_PROTO_MAX_DEPTH + 2))
+        return GW_MALFORMED("nesting too deep");
+    json_error_t jerr;
+    json_t *root =
+        json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
+    if (root == NULL)
+        return GW_MALFORMED("invalid JSON (syntax, UTF-8, duplicate key or integer range)");
+    gw_dec_status_t st;
+    if (!json_is_object(root)) {
+        st = GW_MALFORMED("frame is not an object");
+    } else if (gw_proto_json_model_depth(root) > GW_PROTO_MAX_DEPTH) {
+        st = GW_MALFORMED("nesting too deep");
+    } else {
+        gw_proto_env_t e;
+        memset(&e, 0, sizeof(e));
+        for (int i = 0; i < F_COUNT; i++)
+            gw_proto_json_val(json_object_get(root, gw_proto_fields[i]), &e.f[i]);
+        json_t *since = json_object_get(root, "since");
+        if (json_is_object(since)) {
+            gw_proto_json_val(json_object_get(since, "epoch"), &e.epoch);
+            gw_proto_json_val(json_object_get(since, "offset"), &e.offset);
+        }
+        e.jdata = json_object_get(root, "data");
+        st = gw_proto_finish(&e, out, err);
+    }
+    json_decref(root);
+    return st;
+}
+
+/* ---- decoding: entry points ----------------------------------------------------------------- */
+
+gw_dec_status_t gw_proto_decode(gw_enc_t enc, const uint8_t *buf, size_t len, gw_cmd_t *out,
+                                gw_dec_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    gw_buf_init(&out->owned_, 0);
+    gw_dec_status_t st;
+    if (len == 0)
+        st = GW_MALFORMED("empty frame");
+    else if (enc == GW_ENC_JSON)
+        st = gw_proto_decode_json(buf, len, out, err);
+    else
+        st = gw_proto_decode_mp(buf, len, out, err);
+    if (st != GW_DEC_OK)
+        gw_cmd_free(out);
+    return st;
+}
+
+void gw_cmd_free(gw_cmd_t *cmd)
+{
+    gw_buf_free(&cmd->owned_);
+    memset(cmd, 0, sizeof(*cmd));
+    gw_buf_init(&cmd->owned_, 0);
+}
+
+/* ---- encoding: a writer that emits msgpack or compact JSON ---------------------------------- */
+
+/* Encoders describe a message once (map of n keys, key, value, ...) and the writer produces
+ * either encoding. JSON separators are tracked per nesting level. */
+typedef struct {
+    gw_buf_t *out;
+    gw_enc_t enc;
+    msgpack_packer pk;
+    int lvl;
+    int after_key;    /* JSON: the next value follows a key (no comma) */
+    uint8_t comma[8]; /* JSON: the next element at this level needs a comma */
+} gw_proto_w_t;
+
+static void gw_w_init(gw_proto_w_t *w, gw_buf_t *out, gw_enc_t enc)
+{
+    memset(w, 0, sizeof(*w));
+    w->out = out;
+    w->enc = enc;
+    gw_proto_mp_packer(&w->pk, out);
+}
+
+/* JSON: writes the separator a value needs. */
+static void gw_w_sep(gw_proto_w_t *w)
+{
+    if (w->after_key)
+        w->after_key = 0;
+    else if (w->comma[w->lvl])
+        gw_buf_append(w->out, ",", 1);
+    w->comma[w->lvl] = 1;
+}
+
+static void gw_w_open(gw_proto_w_t *w, size_t n, int map)
+{
+    if (w->enc == GW_ENC_MSGPACK) {
+        if (map)
+            msgpack_pack_map(&w->pk, n);
+        else
+            msgpack_pack_array(&w->pk, n);
+        return;
+    }
+    gw_w_sep(w);
+    gw_buf_append(w->out, map ? "{" : "[", 1);
+    w->comma[++w->lvl] = 0;
+}
+
+static void gw_w_close(gw_proto_w_t *w, int map)
+{
+    if (w->enc == GW_ENC_JSON) {
+        gw_buf_append(w->out, map ? "}" : "]", 1);
+        w->lvl--;
+    }
+}
+
+/* A string, borrowed; invalid UTF-8 is replaced by U+FFFD so no client chokes on it. */
+static void gw_w_str(gw_proto_w_t *w, const char *s, size_t n)
+{
+    if (s == NULL) {
+        s = "";
+        n = 0;
+    }
+    if (w->enc == GW_ENC_JSON) {
+        gw_w_sep(w);
+        gw_proto_json_str(w->out, s, n);
+        return;
+    }
+    if (gw_proto_utf8_valid((const uint8_t *)s, n)) {
+        msgpack_pack_str(&w->pk, n);
+        msgpack_pack_str_body(&w->pk, s, n);
+        return;
+    }
+    gw_buf_t clean;
+    gw_buf_init(&clean, 0);
+    gw_proto_utf8_sanitize(&clean, s, n);
+    msgpack_pack_str(&w->pk, clean.len);
+    msgpack_pack_str_body(&w->pk, gw_buf_data(&clean), clean.len);
+    gw_buf_free(&clean);
+}
+
+static void gw_w_key(gw_proto_w_t *w, const char *k)
+{
+    gw_w_str(w, k, strlen(k));
+    if (w->enc == GW_ENC_JSON) {
+        gw_buf_append(w->out, ":", 1);
+        w->after_key = 1;
+    }
+}
+
+static void gw_w_uint(gw_proto_w_t *w, uint64_t u)
+{
+    if (w->enc == GW_ENC_MSGPACK) {
+        msgpack_pack_uint64(&w->pk, u);
+        return;
+    }
+    gw_w_sep(w);
+    gw_buf_appendf(w->out, "%llu", (unsigned long long)u);
+}
+
+static void gw_w_int(gw_proto_w_t *w, int64_t i)
+{
+    if (w->enc == GW_ENC_MSGPACK) {
+        msgpack_pack_int64(&w->pk, i);
+        return;
+    }
+    gw_w_sep(w);
+    gw_buf_appendf(w->out, "%lld", (long long)i);
+}
+
+static void gw_w_bool(gw_proto_w_t *w, int b)
+{
+    if (w->enc == GW_ENC_MSGPACK) {
+        if (b)
+            msgpack_pack_true(&w->pk);
+        else
+            msgpack_pack_false(&w->pk);
+        return;
+    }
+    gw_w_sep(w);
+    gw_buf_append_str(w->out, b ? "true" : "false");
+}
+
+/* Opaque data, converted when its form differs from the encoding; an invalid value becomes
+ * null. JSON-form data is normalised through msgpack, so the JSON text sent is canonical. */
+static void gw_w_data(gw_proto_w_t *w, gw_data_t d)
+{
+    int ok = 0;
+    if (w->enc == GW_ENC_MSGPACK) {
+        if (d.fmt == GW_DATA_MSGPACK) {
+            ok = d.p && gw_proto_mp_valid(d.p, d.n);
+            if (ok)
+                gw_buf_append(w->out, d.p, d.n);
+        } else {
+            ok = d.p && gw_data_json_to_msgpack(d.p, d.n, w->out) == 0;
+        }
+        if (!ok)
+            msgpack_pack_nil(&w->pk);
+        return;
+    }
+    gw_w_sep(w);
+    if (d.p && d.fmt == GW_DATA_MSGPACK) {
+        ok = gw_data_msgpack_to_json(d.p, d.n, w->out) == 0;
+    } else if (d.p) {
+        gw_buf_t mp;
+        gw_buf_init(&mp, 0);
+        ok = gw_data_json_to_msgpack(d.p, d.n, &mp) == 0 &&
+             gw_data_msgpack_to_json(gw_buf_data(&mp), mp.len, w->out) == 0;
+        gw_buf_free(&mp);
+    }
+    if (!ok)
+        gw_buf_append_str(w->out, "null");
+}
+
+static void gw_w_slice(gw_proto_w_t *w, gw_slice_t s)
+{
+    gw_w_str(w, s.p, s.n);
+}
+
+static void gw_w_cstr(gw_proto_w_t *w, const char *s)
+{
+    gw_w_str(w, s, s ? strlen(s) : 0);
+}
+
+/* {"id":id,"result": — the caller writes the result map and closes both maps. */
+static void gw_w_reply(gw_proto_w_t *w, uint32_t id, const char *what)
+{
+    gw_w_open(w, 2, 1);
+    gw_w_key(w, "id");
+    gw_w_uint(w, id);
+    gw_w_key(w, what);
+}
+
+/* ---- encoding: replies ---------------------------------------------------------------------- */
+
+void gw_proto_enc_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "result");
+    gw_w_open(&w, 0, 1);
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_error(gw_buf_t *out, gw_enc_t enc, uint32_t id, int code, const char *msg)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "error");
+    gw_w_open(&w, 2, 1);
+    gw_w_key(&w, "code");
+    gw_w_int(&w, code);
+    gw_w_key(&w, "message");
+    gw_w_cstr(&w, msg);
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_connect_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t client,
+                             gw_slice_t uid, gw_slice_t node, uint32_t ping_s,
+                             uint32_t expires_in_s)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "result");
+    gw_w_open(&w, expires_in_s ? 5 : 4, 1);
+    gw_w_key(&w, "client");
+    gw_w_slice(&w, client);
+    gw_w_key(&w, "uid");
+    gw_w_slice(&w, uid);
+    gw_w_key(&w, "node");
+    gw_w_slice(&w, node);
+    gw_w_key(&w, "ping");
+    gw_w_uint(&w, ping_s);
+    if (expires_in_s) {
+        gw_w_key(&w, "expires_in");
+        gw_w_uint(&w, expires_in_s);
+    }
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
+/* {"offset":..,"data":..[,"from":..]} */
+static void gw_w_pub_fields(gw_proto_w_t *w, const gw_pub_t *pub)
+{
+    gw_w_key(w, "offset");
+    gw_w_uint(w, pub->offset);
+    gw_w_key(w, "data");
+    gw_w_data(w, pub->data);
+    if (pub->from.n) {
+        gw_w_key(w, "from");
+        gw_w_slice(w, pub->from);
+    }
+}
+
+void gw_proto_enc_position_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
+                              uint64_t offset, int has_recovered, int recovered,
+                              const gw_pub_t *pubs, size_t npubs)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "result");
+    gw_w_open(&w, 2 + (has_recovered ? 1 : 0) + (npubs ? 1 : 0), 1);
+    gw_w_key(&w, "epoch");
+    gw_w_slice(&w, epoch);
+    gw_w_key(&w, "offset");
+    gw_w_uint(&w, offset);
+    if (has_recovered) {
+        gw_w_key(&w, "recovered");
+        gw_w_bool(&w, recovered);
+    }
+    if (npubs) {
+        gw_w_key(&w, "publications");
+        gw_w_open(&w, npubs, 0);
+        for (size_t i = 0; i < npubs; i++) {
+            gw_w_open(&w, pubs[i].from.n ? 3 : 2, 1);
+            gw_w_pub_fields(&w, &pubs[i]);
+            gw_w_close(&w, 1);
+        }
+        gw_w_close(&w, 0);
+    }
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_publish_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
+                             uint64_t offset)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "result");
+    gw_w_open(&w, 2, 1);
+    gw_w_key(&w, "epoch");
+    gw_w_slice(&w, epoch);
+    gw_w_key(&w, "offset");
+    gw_w_uint(&w, offset);
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
+/* {"uid":..,"client":..} */
+static void gw_w_info(gw_proto_w_t *w, const gw_client_info_t *ci)
+{
+    gw_w_open(w, 2, 1);
+    gw_w_key(w, "uid");
+    gw_w_slice(w, ci->uid);
+    gw_w_key(w, "client");
+    gw_w_slice(w, ci->client);
+    gw_w_close(w, 1);
+}
+
+void gw_proto_enc_presence_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
+                              const gw_client_info_t *clients, size_t n)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "result");
+    gw_w_open(&w, 1, 1);
+    gw_w_key(&w, "clients");
+    gw_w_open(&w, n, 0);
+    for (size_t i = 0; i < n; i++)
+        gw_w_info(&w, &clients[i]);
+    gw_w_close(&w, 0);
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_rpc_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_data_t data)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "result");
+    gw_w_open(&w, 1, 1);
+    gw_w_key(&w, "data");
+    gw_w_data(&w, data);
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
+/* ---- encoding: pushes ----------------------------------------------------------------------- */
+
+/* {"push":kind,"channel":ch — n counts every key of the push. */
+static void gw_w_push(gw_proto_w_t *w, size_t n, const char *kind, const gw_slice_t *channel)
+{
+    gw_w_open(w, n, 1);
+    gw_w_key(w, "push");
+    gw_w_cstr(w, kind);
+    if (channel) {
+        gw_w_key(w, "channel");
+        gw_w_slice(w, *channel);
+    }
+}
+
+void gw_proto_enc_pub(gw_buf_t *out, gw_enc_t enc, gw_slice_t channel, const gw_pub_t *pub)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_push(&w, pub->from.n ? 5 : 4, "pub", &channel);
+    gw_w_pub_fields(&w, pub);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_join(gw_buf_t *out, gw_enc_t enc, gw_slice_t channel,
+                       const gw_client_info_t *info, int leave)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_push(&w, 3, leave ? "leave" : "join", &channel);
+    gw_w_key(&w, "info");
+    gw_w_info(&w, info);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_unsub(gw_buf_t *out, gw_enc_t enc, gw_slice_t channel, int code,
+                        const char *reason)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_push(&w, 4, "unsub", &channel);
+    gw_w_key(&w, "code");
+    gw_w_int(&w, code);
+    gw_w_key(&w, "reason");
+    gw_w_cstr(&w, reason);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_disconnect(gw_buf_t *out, gw_enc_t enc, int code, const char *reason,
+                             int reconnect, uint32_t delay_ms)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_push(&w, 5, "disconnect", NULL);
+    gw_w_key(&w, "code");
+    gw_w_int(&w, code);
+    gw_w_key(&w, "reason");
+    gw_w_cstr(&w, reason);
+    gw_w_key(&w, "reconnect");
+    gw_w_bool(&w, reconnect);
+    gw_w_key(&w, "delay_ms");
+    gw_w_uint(&w, delay_ms);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_refresh(gw_buf_t *out, gw_enc_t enc, uint32_t expires_in_s)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_push(&w, 2, "refresh", NULL);
+    gw_w_key(&w, "expires_in");
+    gw_w_uint(&w, expires_in_s);
+    gw_w_close(&w, 1);
+}

@@ -58,6 +58,23 @@ int gw_proto_utf8_valid(const uint8_t *p, size_t n)
     return 1;
 }
 
+void gw_proto_utf8_sanitize(gw_buf_t *out, const char *s, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)s;
+    size_t run = 0, i = 0;
+    while (i < n) {
+        size_t k = p[i] < 0x80 ? 1 : gw_proto_utf8_seq(p + i, n - i);
+        if (k) {
+            i += k;
+            continue;
+        }
+        gw_buf_append(out, p + run, i - run);
+        gw_buf_append(out, "\xef\xbf\xbd", 3);
+        run = ++i;
+    }
+    gw_buf_append(out, p + run, n - run);
+}
+
 /* ---- JSON text writer ----------------------------------------------------------------------- */
 
 void gw_proto_json_str(gw_buf_t *out, const char *s, size_t n)
@@ -140,7 +157,7 @@ void gw_proto_json_double(gw_buf_t *out, double d)
             break;
     }
     /* e is "[-]D[.DDD]e(+|-)XX" */
-    char dig[24];
+    char dig[24] = {0};
     size_t nd = 0;
     const char *q = e;
     int neg = *q == '-';
@@ -390,8 +407,8 @@ int gw_proto_json_pack(const json_t *v, msgpack_packer *pk)
             return gw_proto_json_pack_b64(val, 0, 0, pk);
         if (k && strcmp(k, "$ext") == 0) {
             json_t *t = json_array_get(val, 0);
-            if (json_array_size(val) != 2 || !json_is_integer(t) ||
-                json_integer_value(t) < -128 || json_integer_value(t) > 127)
+            if (json_array_size(val) != 2 || !json_is_integer(t) || json_integer_value(t) < -128 ||
+                json_integer_value(t) > 127)
                 return -EINVAL;
             return gw_proto_json_pack_b64(json_array_get(val, 1), 1, (int)json_integer_value(t),
                                           pk);

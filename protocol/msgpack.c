@@ -1,12 +1,13 @@
 /* msgpack.c — the msgpack side of the codec: a bounded, allocation-free cursor reader that
- * validates untrusted frames, the packer glue onto gw_buf_t, and msgpack data -> JSON text.
- *
- * Why not msgpack_unpack(): msgpack-c's unpacker allocates arrays and maps by their *declared*
+ * validates untrusted frames, the packer glue onto gw_buf_t, and msgpack data -> JSON text. */
+
+/* Why not msgpack_unpack(): msgpack-c's unpacker allocates arrays and maps by their *declared*
  * element count before it knows the frame holds them, so a 5-byte "array32 of 4G" asks for tens
  * of GB. This reader checks every declared length against the bytes actually left (an element
  * takes at least one byte), limits nesting, validates UTF-8 and allocates nothing; decoding work
  * is linear in the frame length. msgpack-c is used only to *write* (its packer picks the smallest
  * encodings, str8 included, exactly like Python's msgpack.packb). */
+
 #include "proto_int.h"
 
 #include <errno.h>
@@ -147,7 +148,8 @@ int gw_proto_mp_next(gw_proto_mp_cur_t *c, gw_proto_mp_item_t *it)
         if (gw_proto_mp_len(c, w, &n) < 0)
             return -EINVAL;
         /* sign-extend the w-byte two's complement value */
-        int64_t v = w == 8 ? (int64_t)n : (int64_t)(n ^ (1ull << (8 * w - 1))) - (1ll << (8 * w - 1));
+        int64_t v =
+            w == 8 ? (int64_t)n : (int64_t)(n ^ (1ull << (8 * w - 1))) - (1ll << (8 * w - 1));
         return gw_proto_mp_signed(it, v);
     }
     case 0xd4:

@@ -12,6 +12,8 @@
 
 /* 1 when p[0..n) is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF). */
 int gw_proto_utf8_valid(const uint8_t *p, size_t n);
+/* Appends s[0..n) with every byte that is not part of well-formed UTF-8 replaced by U+FFFD. */
+void gw_proto_utf8_sanitize(gw_buf_t *out, const char *s, size_t n);
 /* Appends s as a JSON string literal, escaped exactly like Python's json.dumps with
  * ensure_ascii=False; an invalid UTF-8 byte is written as U+FFFD. */
 void gw_proto_json_str(gw_buf_t *out, const char *s, size_t n);

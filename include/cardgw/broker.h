@@ -49,6 +49,17 @@ int gw_broker_cmd_connected(const gw_broker_t *b);
 int gw_broker_command_argv(gw_broker_t *b, gw_broker_reply_cb cb, void *priv, int argc,
                            const char **argv, const size_t *argvlen);
 
+/* A Lua script run with EVALSHA; Redis's script cache is volatile (restart, failover, SCRIPT
+ * FLUSH), so on NOSCRIPT (nothing ran) it is sent again with EVAL, which caches it again. */
+typedef struct {
+    const char *src;
+    char sha[41];
+} gw_script_t;
+void gw_script_init(gw_script_t *s, const char *src);
+/* argv: numkeys, the keys, then the arguments (copied). cb as for gw_broker_command_argv. */
+int gw_broker_eval(gw_broker_t *b, const gw_script_t *s, gw_broker_reply_cb cb, void *priv,
+                   int argc, const char **argv, const size_t *argvlen);
+
 /* Queues a SUBSCRIBE/UNSUBSCRIBE; queued requests are sent in batches on the next loop turn,
  * in order. Requests made while the pub/sub connection is down are dropped: the owner
  * resubscribes on GW_BROKER_SUB_UP. */

@@ -48,6 +48,8 @@ typedef struct {
     int max_errors_per_minute;
     int ping_interval_s;
     int shutdown_timeout_ms;
+    int drain_window_ms;
+    int position_check_interval_ms;
 
     char *api_key;
     char *jwt_secret;

@@ -43,7 +43,6 @@ typedef struct gw_conn {
     gw_enc_t enc;
     gw_conn_state_t state;
     uint16_t close_code; /* set: close once the queue is flushed (or now, see gw_conn_close) */
-    uint8_t close_now;
     uint64_t id;
     char cid[24];           /* client id: <node instance>-<seq>, unique across nodes */
     char *uid;              /* after connect */
@@ -77,7 +76,8 @@ void gw_conn_on_closed(gw_conn_t *c);
 int gw_conn_send(gw_conn_t *c, gw_frame_t *f);
 /* Encodes and queues a one-off message built by the caller into buf (takes its memory). */
 int gw_conn_send_buf(gw_conn_t *c, gw_buf_t *buf);
-/* Asks for the connection to be closed with code; when now is 0, queued frames go first. */
+/* Closes with code (a GW_CLOSE_* or 1001): queues a Close frame behind what is queued (when now
+ * is 0) or instead of it (now = 1), and ignores what the client sends from then on. */
 void gw_conn_close(gw_conn_t *c, int code, int now);
 
 /* Replies to command id. Errors count towards max_errors_per_minute. */

@@ -28,7 +28,6 @@ void gw_hub_on_message(void *hub, const char *ch, size_t chlen, const char *payl
 void gw_hub_on_subscription(void *hub, const char *ch, size_t chlen, int subscribed);
 void gw_hub_on_event(void *hub, gw_broker_event_t ev);
 
-void gw_hub_conn_authenticated(gw_hub_t *hub, gw_conn_t *c);
 /* Drops every subscription of c (called when its socket closed). */
 void gw_hub_conn_closed(gw_hub_t *hub, gw_conn_t *c);
 

@@ -28,7 +28,9 @@ typedef struct gw_node {
     uint64_t nconns;
     uint64_t conn_seq;
     uv_signal_t sigint, sigterm;
-    uv_timer_t stop_timer; /* shutdown deadline */
+    uv_timer_t stop_timer;  /* shutdown deadline */
+    uv_timer_t drain_timer; /* closes connections in batches over drain_window_ms */
+    uint64_t drain_per_tick;
     int stopping;
     int exit_code;
     char errstr[256];
@@ -37,8 +39,10 @@ typedef struct gw_node {
 /* Creates the lws context on loop, listens, and connects to Redis. Returns 0, or -errno with
  * node->errstr set (nothing left to free but what gw_node_destroy frees). */
 int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg);
-/* Starts a graceful stop: stop listening, close every connection with 1001, stop the loop when
- * all are closed or shutdown_timeout_ms has passed. Safe to call more than once. */
+/* Starts a graceful stop (drain): stop listening, send every client a `disconnect` push with
+ * reconnect advice and a random delay within drain_window_ms, close the connections (1001) in
+ * batches spread over that window, and stop the loop when all are closed or shutdown_timeout_ms
+ * has passed. Safe to call more than once. */
 void gw_node_stop(gw_node_t *node);
 /* After uv_run has returned: frees everything and runs the loop until no handle is left. */
 void gw_node_destroy(gw_node_t *node);

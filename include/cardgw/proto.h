@@ -52,6 +52,8 @@ enum {
     GW_ERR_BAD_CHANNEL = 113, /* channel name does not follow the grammar */
     GW_ERR_METHOD_NOT_FOUND = 114,
     GW_ERR_TOO_MANY_REQUESTS = 115,
+    GW_ERR_INSUFFICIENT_STATE =
+        116, /* the node lost track of the channel: resubscribe with since */
 };
 
 /* WebSocket close codes: 4000–4499 mean "reconnect" (after the advised delay),

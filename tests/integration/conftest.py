@@ -97,7 +97,7 @@ class Node:
             "listen_address": "127.0.0.1", "port": self.port, "redis_url": redis_url,
             "api_key": API_KEY, "jwt_secret": JWT_SECRET, "log_level": "info",
             "redis_canary_interval_ms": 200, "redis_backoff_min_ms": 50,
-            "redis_backoff_max_ms": 500, "shutdown_timeout_ms": 3000,
+            "redis_backoff_max_ms": 500, "shutdown_timeout_ms": 5000, "drain_window_ms": 300,
             "namespace.public.subscribe": "public", "namespace.public.publish": "true",
             "namespace.public.presence": "true",
         }

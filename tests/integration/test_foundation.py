@@ -95,10 +95,14 @@ def test_sigterm_closes_clients_with_1001_and_frees_everything(make_node):
         await clients[0].call("subscribe", channel="public:lobby")
         node.proc.send_signal(signal.SIGTERM)
         for c in clients:
+            push = await c.next_push(timeout=10)
+            assert push["push"] == "disconnect" and push["reconnect"] is True
+            assert push["code"] == 4000 and 0 <= push["delay_ms"] <= 300
             with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
                 await c.recv(timeout=10)
             assert e.value.code == 1001
     run(go())
+    node.proc.wait(20)  # it exits by itself after the drain
     rc = node.stop()
     assert_clean_exit(rc, node.read_log())
 

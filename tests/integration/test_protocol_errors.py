@@ -23,11 +23,14 @@ async def bystander_ok(node):
     await c.close()
 
 
-def nest(depth):
-    v = 1
-    for _ in range(depth):
-        v = [v]
-    return v
+def msgpack_bomb(depth):
+    """A publish whose data nests `depth` arrays (msgpack itself refuses to pack that deep)."""
+    head = msgpack.packb({"id": 1, "cmd": "publish", "channel": "public:a"})
+    return bytes([0x84]) + head[1:] + msgpack.packb("data") + b"\x91" * depth + b"\x01"
+
+
+def json_bomb(depth):
+    return '{"id":1,"cmd":"publish","channel":"public:a","data":%s1%s}' % ("[" * depth, "]" * depth)
 
 
 MALFORMED = [
@@ -36,13 +39,11 @@ MALFORMED = [
     ("msgpack", b"\xdd\xff\xff\xff\xff\x01", 4500),                                # array32 of 4G
     ("msgpack", b"\xdf\xff\xff\xff\xff", 4500),                                    # map32 of 4G
     ("msgpack", b"\x82\xa2id\x01\xa3cmd\xdb\xff\xff\xff\xf0ping", 4500),           # str32 4G
-    ("msgpack", msgpack.packb({"id": 1, "cmd": "publish", "channel": "public:a",
-                               "data": nest(1000)}), 4500),                        # nesting bomb
+    ("msgpack", msgpack_bomb(1000), 4500),                                         # nesting bomb
     ("msgpack", msgpack.packb([1, "ping"]), 4500),                                 # not a map
     ("msgpack", msgpack.packb({"id": 1, "cmd": "ping"}) + b"\x01", 4500),          # trailing
     ("json", '{"id":1,"cmd":"ping"', 4500),                                        # truncated
-    ("json", json.dumps({"id": 1, "cmd": "publish", "channel": "public:a",
-                         "data": nest(1000)}), 4500),                              # nesting bomb
+    ("json", json_bomb(1000), 4500),                                               # nesting bomb
     ("json", '{"cmd":"ping"}', 4500),                                              # no id
     ("json", '{"id":0,"cmd":"ping"}', 4500),                                       # id 0
 ]

@@ -1,0 +1,47 @@
+# bench.mk — the cardgw benchmarks (make bench-*), included by the top-level Makefile.
+# Scenarios are driven by bench/run.py; results go to bench/results.csv and bench/RESULTS.md.
+
+BENCH_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -O2 -g
+BENCH_PY     := /usr/bin/python3
+BENCH_RUN    := $(BENCH_PY) bench/run.py
+BENCH_ARGS   ?=
+
+.PHONY: bench-build bench-connect bench-idle bench-fanout bench-cross-node bench-floor \
+        bench-peers bench-tsung bench-plot bench-all
+
+build/bench/loadgen: bench/loadgen.c bench/hist.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $< -o $@ $$(pkg-config --cflags --libs libuv hiredis libcrypto)
+
+build/bench/floor: bench/floor.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $< -o $@
+
+bench-build: build/cardgw build/bench/loadgen build/bench/floor
+
+bench-connect: bench-build
+	$(BENCH_RUN) connect $(BENCH_ARGS)
+
+bench-idle: bench-build
+	$(BENCH_RUN) idle $(BENCH_ARGS)
+
+bench-fanout: bench-build
+	$(BENCH_RUN) fanout $(BENCH_ARGS)
+
+bench-cross-node: bench-build
+	$(BENCH_RUN) crossnode $(BENCH_ARGS)
+
+bench-floor: bench-build
+	$(BENCH_RUN) floor $(BENCH_ARGS)
+
+bench-peers: bench-build
+	$(BENCH_RUN) peers $(BENCH_ARGS)
+
+bench-tsung: bench-build
+	$(BENCH_RUN) tsung $(BENCH_ARGS)
+
+bench-plot:
+	bench/plot.sh
+
+bench-all: bench-connect bench-idle bench-fanout bench-cross-node bench-floor bench-peers \
+           bench-tsung bench-plot

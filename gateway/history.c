@@ -1,0 +1,110 @@
+/* history.c — one Lua script reads a channel's epoch, top offset and retained publications
+ * atomically (creating the epoch when missing, so every position a client gets is concrete). */
+#include "cardgw/history.h"
+#include "cardgw/broker.h"
+#include "cardgw/common.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* KEYS: meta hash, stream. ARGV: mode (p|a|t), after, count, meta ttl.
+ * Returns {epoch, top, entries}; entries as XRANGE gives them, oldest first. */
+static const char gw_history_lua[] =
+    "local e = redis.call('HGET', KEYS[1], 'e')\n"
+    "if not e then\n"
+    "  local t = redis.call('TIME')\n"
+    "  e = string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))\n"
+    "  redis.call('HSET', KEYS[1], 'e', e)\n"
+    "  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))\n"
+    "end\n"
+    "local s = redis.call('HGET', KEYS[1], 's') or '0'\n"
+    "local r = {}\n"
+    "if ARGV[1] == 'a' then\n"
+    "  r = redis.call('XRANGE', KEYS[2], '(' .. ARGV[2] .. '-0', '+', 'COUNT', ARGV[3])\n"
+    "elseif ARGV[1] == 't' then\n"
+    "  local rev = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])\n"
+    "  for i = #rev, 1, -1 do r[#r + 1] = rev[i] end\n"
+    "end\n"
+    "return {e, s, r}\n";
+
+typedef struct {
+    gw_history_cb cb;
+    void *priv;
+} gw_hist_op_t;
+
+static gw_script_t gw_history_script;
+
+/* Fills p from one stream entry [id, [field, value, ...]]; returns 0 or -EINVAL. */
+static int gw_history_entry(const redisReply *e, gw_pub_t *p)
+{
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+        return -EINVAL;
+    memset(p, 0, sizeof(*p));
+    p->offset = strtoull(e->element[0]->str, NULL, 10);
+    const redisReply *f = e->element[1];
+    for (size_t j = 0; j + 1 < f->elements; j += 2) {
+        const redisReply *k = f->element[j], *v = f->element[j + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        if (!strcmp(k->str, "d")) {
+            p->data.p = (const uint8_t *)v->str;
+            p->data.n = v->len;
+        } else if (!strcmp(k->str, "f")) {
+            p->data.fmt = v->str[0] == 'j' ? GW_DATA_JSON : GW_DATA_MSGPACK;
+        } else if (!strcmp(k->str, "u")) {
+            p->from = (gw_slice_t){v->str, v->len};
+        }
+    }
+    return p->data.p && p->offset ? 0 : -EINVAL;
+}
+
+static void gw_on_history(void *priv, redisReply *r)
+{
+    gw_hist_op_t *op = priv;
+    gw_history_t h;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
+        r->element[2]->type != REDIS_REPLY_ARRAY) {
+        op->cb(op->priv, NULL);
+        free(op);
+        return;
+    }
+    const redisReply *entries = r->element[2];
+    h.epoch = r->element[0]->str;
+    h.top = strtoull(r->element[1]->str, NULL, 10);
+    h.pubs = gw_calloc(entries->elements ? entries->elements : 1, sizeof(*h.pubs));
+    h.npubs = 0;
+    for (size_t i = 0; i < entries->elements; i++)
+        if (gw_history_entry(entries->element[i], &h.pubs[h.npubs]) == 0)
+            h.npubs++;
+    op->cb(op->priv, &h);
+    free(h.pubs);
+    free(op);
+}
+
+int gw_history_read(gw_broker_t *b, const char *ch, size_t n, gw_hist_mode_t mode, uint64_t after,
+                    uint32_t count, uint32_t meta_ttl_s, gw_history_cb cb, void *priv)
+{
+    char km[GW_PROTO_MAX_CHANNEL + 16], kx[GW_PROTO_MAX_CHANNEL + 16], a[24], c[16], t[16];
+    int kmn = snprintf(km, sizeof(km), "cardgw:{%.*s}:m", (int)n, ch);
+    int kxn = snprintf(kx, sizeof(kx), "cardgw:{%.*s}:x", (int)n, ch);
+    int an = snprintf(a, sizeof(a), "%" PRIu64, after);
+    int cn = snprintf(c, sizeof(c), "%u", count ? count : 1);
+    int tn = snprintf(t, sizeof(t), "%u", meta_ttl_s ? meta_ttl_s : 1);
+    const char *m = mode == GW_HIST_AFTER ? "a" : mode == GW_HIST_TAIL ? "t" : "p";
+    const char *argv[] = {"2", km, kx, m, a, c, t};
+    size_t argvlen[] = {1, (size_t)kmn, (size_t)kxn, 1, (size_t)an, (size_t)cn, (size_t)tn};
+    gw_hist_op_t *op = gw_malloc(sizeof(*op));
+    op->cb = cb;
+    op->priv = priv;
+    if (!gw_history_script.src)
+        gw_script_init(&gw_history_script, gw_history_lua);
+    if (gw_broker_eval(b, &gw_history_script, gw_on_history, op, 7, argv, argvlen) != 0) {
+        free(op);
+        return -ENOTCONN;
+    }
+    return 0;
+}

@@ -1,0 +1,100 @@
+/* hub_int.h — the hub's private types, shared by hub.c (index, subscribe, relay, recovery),
+ * presence.c and publish.c. Nothing outside the hub includes this. */
+#ifndef CARDGW_HUB_INT_H
+#define CARDGW_HUB_INT_H
+
+#include "cardgw/history.h"
+#include "cardgw/hub.h"
+#include "cardgw/node.h"
+
+#define GW_META_TTL_MIN_S (7 * 86400)
+#define GW_RECOVERY_MAX   300  /* publications a subscribe may recover; more: recovered:false */
+#define GW_FILL_MAX       1000 /* publications one gap fill reads */
+
+typedef enum { GW_RS_NONE = 0, GW_RS_SUBSCRIBING, GW_RS_SUBSCRIBED, GW_RS_UNSUBSCRIBING } gw_rs_t;
+
+typedef enum {
+    GW_SUB_AUTHORIZING = 0, /* waiting for the membership check */
+    GW_SUB_WAITING,         /* linked to the channel, waiting for Redis to confirm SUBSCRIBE */
+    GW_SUB_POSITIONING,     /* reading position/history; live publications are buffered */
+    GW_SUB_LIVE,
+} gw_sub_state_t;
+
+/* A relay frame copied aside while the channel fills a gap (Redis's reply is gone by then). */
+typedef struct gw_held {
+    struct gw_held *next;
+    size_t n;
+    char payload[];
+} gw_held_t;
+
+typedef struct gw_channel {
+    struct gw_channel *next; /* hash chain */
+    gw_list_t subs;          /* gw_sub_t.chan_link (linked once authorised) */
+    uint32_t nsubs;
+    uint32_t op_refs; /* reads in flight that refer to the channel */
+    gw_rs_t rs;
+    const gw_namespace_t *ns;
+    char epoch[GW_PROTO_MAX_EPOCH + 1];
+    uint64_t last;  /* highest offset relayed in order (valid when synced) */
+    uint8_t synced; /* epoch and last are known */
+    uint8_t filling;
+    uint8_t suspect; /* pub/sub was lost: fill as soon as Redis confirms the SUBSCRIBE */
+    gw_held_t *held, **held_tail;
+    size_t n;
+    char name[]; /* NUL-terminated */
+} gw_channel_t;
+
+typedef struct {
+    uint64_t offset;
+    gw_frame_t *frame;
+} gw_pending_pub_t;
+
+typedef struct gw_sub {
+    gw_conn_t *conn;
+    gw_channel_t *ch;    /* NULL while authorising */
+    char *name;          /* channel name, owned */
+    gw_list_t conn_link; /* conn->subs */
+    gw_list_t chan_link; /* ch->subs */
+    gw_sub_state_t state;
+    uint32_t cmd_id; /* the subscribe command still to answer */
+    uint64_t pos;    /* last offset delivered */
+    uint8_t op_pending;
+    uint8_t dead; /* unsubscribed or closed while op_pending: freed when the op completes */
+    uint8_t has_since;
+    char since_epoch[GW_PROTO_MAX_EPOCH + 1];
+    uint64_t since_offset;
+    gw_pending_pub_t *pend;
+    uint32_t npend, cappend;
+} gw_sub_t;
+
+struct gw_hub {
+    gw_node_t *node;
+    gw_channel_t **buckets;
+    size_t nbuckets, nchannels;
+    gw_script_t publish_script;
+    uv_timer_t tick_timer; /* presence refresh and position checks */
+    uint64_t last_presence_ms, last_check_ms;
+};
+
+/* "cardgw:{<ch>}<suffix>" into out; returns its length. */
+size_t gw_hub_key(char *out, size_t cap, const char *ch, size_t n, const char *suffix);
+gw_sub_t *gw_hub_find_sub(gw_conn_t *c, const char *name, size_t n);
+/* Looks up the namespace of a command's channel; replies with the error and returns NULL. */
+const gw_namespace_t *gw_hub_cmd_namespace(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
+uint32_t gw_hub_meta_ttl(const gw_namespace_t *ns);
+
+/* presence.c */
+void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce);
+void gw_presence_refresh(gw_hub_t *hub);
+void gw_presence_fanout(gw_channel_t *ch, gw_slice_t uid, gw_slice_t client, int leave);
+
+/* Keeps a connection alive across an asynchronous reply to one of its commands. */
+typedef struct {
+    gw_conn_t *c; /* held */
+    uint32_t id;
+} gw_cmd_op_t;
+gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id);
+/* Frees op; returns the connection if it is still open (borrowed), else NULL. */
+gw_conn_t *gw_cmd_op_done(gw_cmd_op_t *op);
+
+#endif

@@ -1,0 +1,141 @@
+/* presence.c — who is online in a channel, across nodes: a Redis sorted set per channel that
+ * every node keeps fresh for its own subscribers, and join/leave pushes relayed on the channel. */
+#include "hub_int.h"
+
+#include "cardgw/log.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+
+/* Members are "<uid> <client>" scored by their expiry time (ms); a node refreshes its own every
+ * 30 s, so the members of a node that died expire on their own. Join and leave travel on the
+ * channel as relay frames without an offset (they are not publications and not in history). */
+#define GW_PRESENCE_TTL_MS 90000
+
+static void gw_on_presence_write(void *priv, redisReply *r)
+{
+    (void)priv;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        gw_warn("presence", "update failed: %s", r->str);
+}
+
+void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
+{
+    char key[GW_PROTO_MAX_CHANNEL + 16], member[256], score[24], frame[300];
+    gw_channel_t *ch = s->ch;
+    gw_conn_t *c = s->conn;
+    gw_broker_t *br = hub->node->broker;
+    int mn = snprintf(member, sizeof(member), "%s %s", c->uid, c->cid);
+    size_t kn = gw_hub_key(key, sizeof(key), ch->name, ch->n, ":p");
+    if (join) {
+        int sn = snprintf(score, sizeof(score), "%" PRIu64, gw_wall_ms() + GW_PRESENCE_TTL_MS);
+        const char *argv[] = {"ZADD", key, score, member};
+        size_t argvlen[] = {4, kn, (size_t)sn, (size_t)mn};
+        gw_broker_command_argv(br, gw_on_presence_write, NULL, 4, argv, argvlen);
+    } else {
+        const char *argv[] = {"ZREM", key, member};
+        size_t argvlen[] = {4, kn, (size_t)mn};
+        gw_broker_command_argv(br, gw_on_presence_write, NULL, 3, argv, argvlen);
+    }
+    if (!announce)
+        return;
+    int fn = snprintf(frame, sizeof(frame), "1\n\n0\n%c\n%s\n%s", join ? 'J' : 'L', c->uid, c->cid);
+    kn = gw_hub_key(key, sizeof(key), ch->name, ch->n, "");
+    const char *argv[] = {"PUBLISH", key, frame};
+    size_t argvlen[] = {7, kn, (size_t)fn};
+    gw_broker_command_argv(br, gw_on_presence_write, NULL, 3, argv, argvlen);
+}
+
+void gw_presence_refresh(gw_hub_t *hub)
+{
+    for (size_t i = 0; i < hub->nbuckets; i++)
+        for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next) {
+            gw_list_t *it;
+            if (!ch->ns->presence)
+                continue;
+            gw_list_foreach(it, &ch->subs)
+            {
+                gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
+                if (s->state == GW_SUB_LIVE)
+                    gw_presence_update(hub, s, 1, 0);
+            }
+        }
+}
+
+/* A join or leave from any node: every live subscriber but the one it is about gets a push. */
+void gw_presence_fanout(gw_channel_t *ch, gw_slice_t uid, gw_slice_t client, int leave)
+{
+    gw_frame_t *frames[2] = {NULL, NULL};
+    gw_client_info_t info = {uid, client};
+    gw_list_t *it;
+    if (!ch->ns->presence)
+        return;
+    gw_list_foreach(it, &ch->subs)
+    {
+        gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
+        gw_conn_t *c = s->conn;
+        if (s->state != GW_SUB_LIVE ||
+            (strlen(c->cid) == client.n && memcmp(c->cid, client.p, client.n) == 0))
+            continue;
+        if (!frames[c->enc]) {
+            gw_buf_t b;
+            gw_buf_init(&b, GW_FRAME_HEADROOM);
+            gw_proto_enc_join(&b, c->enc, (gw_slice_t){ch->name, ch->n}, &info, leave);
+            frames[c->enc] = gw_frame_from_buf(&b, c->enc == GW_ENC_MSGPACK);
+        }
+        gw_conn_send(c, frames[c->enc]);
+    }
+    gw_frame_unref(frames[0]);
+    gw_frame_unref(frames[1]);
+}
+
+/* ---- the presence command ------------------------------------------------------------------- */
+
+static void gw_on_presence(void *priv, redisReply *r)
+{
+    gw_cmd_op_t *op = priv;
+    uint32_t id = op->id;
+    gw_conn_t *c = gw_cmd_op_done(op);
+    if (!c)
+        return;
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
+        return;
+    }
+    gw_client_info_t *ci = gw_calloc(r->elements ? r->elements : 1, sizeof(*ci));
+    size_t k = 0;
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *m = r->element[i];
+        const char *sp = m->type == REDIS_REPLY_STRING ? memchr(m->str, ' ', m->len) : NULL;
+        if (!sp)
+            continue;
+        ci[k].uid = (gw_slice_t){m->str, (size_t)(sp - m->str)};
+        ci[k].client = (gw_slice_t){sp + 1, m->len - (size_t)(sp + 1 - m->str)};
+        k++;
+    }
+    gw_buf_t b;
+    gw_buf_init(&b, GW_FRAME_HEADROOM);
+    gw_proto_enc_presence_ok(&b, c->enc, id, ci, k);
+    free(ci);
+    gw_conn_send_buf(c, &b);
+}
+
+void gw_hub_presence(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    const gw_namespace_t *ns = gw_hub_cmd_namespace(hub, c, cmd);
+    if (!ns)
+        return;
+    gw_sub_t *s = gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n);
+    if (!ns->presence || !s || s->state != GW_SUB_LIVE) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
+        return;
+    }
+    char kp[GW_PROTO_MAX_CHANNEL + 16], now[24];
+    size_t kpn = gw_hub_key(kp, sizeof(kp), cmd->channel.p, cmd->channel.n, ":p");
+    int nn = snprintf(now, sizeof(now), "%" PRIu64, gw_wall_ms());
+    const char *argv[] = {"ZRANGEBYSCORE", kp, now, "+inf"};
+    size_t argvlen[] = {13, kpn, (size_t)nn, 4};
+    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
+    if (gw_broker_command_argv(hub->node->broker, gw_on_presence, op, 4, argv, argvlen) != 0)
+        gw_on_presence(op, NULL);
+}

@@ -1,0 +1,37 @@
+/* history.h — reading a channel's position and retained publications from Redis in one atomic
+ * script: used to join a channel at an exact position, recover after a reconnect, fill gaps in the
+ * relay, check idle channels, and answer the history command. */
+#ifndef CARDGW_HISTORY_H
+#define CARDGW_HISTORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cardgw/proto.h"
+
+struct gw_broker;
+
+typedef enum {
+    GW_HIST_POSITION = 0, /* only the position */
+    GW_HIST_AFTER,        /* publications with offset > after, oldest first */
+    GW_HIST_TAIL,         /* the newest `count` publications, oldest first */
+} gw_hist_mode_t;
+
+/* What the script found; every pointer is borrowed from the Redis reply for the callback. */
+typedef struct {
+    const char *epoch; /* never empty: the script creates the epoch when the channel has none */
+    uint64_t top;      /* highest offset published in this epoch (0: none yet) */
+    gw_pub_t *pubs;
+    size_t npubs;
+} gw_history_t;
+
+/* h is NULL when Redis failed or is unavailable. */
+typedef void (*gw_history_cb)(void *priv, const gw_history_t *h);
+
+/* Reads channel ch[0..n). meta_ttl_s is applied when the epoch is created here. Returns 0 (cb is
+ * called exactly once) or -ENOTCONN (cb is not called). */
+int gw_history_read(struct gw_broker *b, const char *ch, size_t n, gw_hist_mode_t mode,
+                    uint64_t after, uint32_t count, uint32_t meta_ttl_s, gw_history_cb cb,
+                    void *priv);
+
+#endif

@@ -1,0 +1,172 @@
+/* fuzz_decode.c — libFuzzer target for the v1 codec: decodes frames in both encodings, re-encodes
+ * what decoded, and checks the msgpack <-> JSON data conversions are stable (trap on violation). */
+
+/* Input: first byte & 3 picks the mode, the rest is the payload.
+ *   0: a msgpack frame   1: a JSON frame   2: msgpack data   3: JSON data
+ * Seeds in tests/fuzz/corpus start with 0 or 1 (one file per vector) or 2/3 (data values). */
+
+#include "cardgw/proto.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+
+#define ASSERT(c)                                                                                  \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            __builtin_trap();                                                                      \
+    } while (0)
+
+static const uint8_t *bytes(const gw_buf_t *b)
+{
+    return b->base ? gw_buf_data(b) : (const uint8_t *)"";
+}
+
+static int same(const gw_buf_t *a, const gw_buf_t *b)
+{
+    return a->len == b->len && memcmp(bytes(a), bytes(b), a->len) == 0;
+}
+
+/* The writer must always produce one valid JSON document. */
+static void assert_json_text(const gw_buf_t *b)
+{
+    json_error_t e;
+    json_t *v = json_loadb((const char *)bytes(b), b->len,
+                           JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &e);
+    /* jansson cannot hold a NUL in an object key (a msgpack key may have one); all else parses */
+    ASSERT(v != NULL || strstr(e.text, "NUL byte in object key") != NULL);
+    json_decref(v);
+}
+
+/* A valid msgpack data value: its JSON form must exist, and when that JSON form converts back,
+ * converting once more must give the same JSON text (the conversion is stable after one step). */
+static void check_msgpack_data(const uint8_t *p, size_t n, int must_be_valid)
+{
+    gw_buf_t j, m, j2;
+    gw_buf_init(&j, 0);
+    gw_buf_init(&m, 0);
+    gw_buf_init(&j2, 0);
+    int rc = gw_data_msgpack_to_json(p, n, &j);
+    ASSERT(rc == 0 || !must_be_valid);
+    ASSERT(rc == 0 || j.len == 0); /* nothing appended on failure */
+    if (rc == 0) {
+        assert_json_text(&j);
+        if (gw_data_json_to_msgpack(bytes(&j), j.len, &m) == 0) {
+            ASSERT(gw_data_msgpack_to_json(bytes(&m), m.len, &j2) == 0);
+            ASSERT(same(&j, &j2));
+        }
+    }
+    gw_buf_free(&j);
+    gw_buf_free(&m);
+    gw_buf_free(&j2);
+}
+
+/* JSON data that converts: msgpack -> JSON -> msgpack gives the same msgpack bytes. */
+static void check_json_data(const uint8_t *p, size_t n)
+{
+    gw_buf_t m, j, m2;
+    gw_buf_init(&m, 0);
+    gw_buf_init(&j, 0);
+    gw_buf_init(&m2, 0);
+    if (gw_data_json_to_msgpack(p, n, &m) == 0) {
+        ASSERT(gw_data_msgpack_to_json(bytes(&m), m.len, &j) == 0);
+        ASSERT(gw_data_json_to_msgpack(bytes(&j), j.len, &m2) == 0);
+        ASSERT(same(&m, &m2));
+    } else {
+        ASSERT(m.len == 0);
+    }
+    gw_buf_free(&m);
+    gw_buf_free(&j);
+    gw_buf_free(&m2);
+}
+
+static void check_slice(gw_slice_t s)
+{
+    ASSERT(s.p != NULL && s.p[s.n] == '\0');
+}
+
+static void check_command(const gw_cmd_t *c)
+{
+    ASSERT(c->id >= 1);
+    ASSERT(strcmp(gw_cmd_name(c->kind), "?") != 0 && c->kind != GW_CMD_NONE);
+    check_slice(c->channel);
+    check_slice(c->token);
+    check_slice(c->client);
+    check_slice(c->method);
+    check_slice(c->since_epoch);
+    ASSERT(c->data.fmt == GW_DATA_MSGPACK);
+    switch (c->kind) {
+    case GW_CMD_SUBSCRIBE:
+    case GW_CMD_UNSUBSCRIBE:
+    case GW_CMD_PUBLISH:
+    case GW_CMD_PRESENCE:
+    case GW_CMD_HISTORY:
+        ASSERT(gw_proto_channel_valid(c->channel.p, c->channel.n, NULL));
+        break;
+    case GW_CMD_CONNECT:
+    case GW_CMD_REFRESH:
+        ASSERT(c->token.n >= 1 && c->token.n <= GW_PROTO_MAX_TOKEN);
+        break;
+    default:
+        break;
+    }
+    ASSERT(c->since_epoch.n <= GW_PROTO_MAX_EPOCH);
+    ASSERT((c->data.p != NULL) == (c->kind == GW_CMD_PUBLISH || c->kind == GW_CMD_RPC));
+}
+
+static void reencode(const gw_cmd_t *c)
+{
+    gw_pub_t pub = {c->since_offset, c->data, c->token};
+    gw_slice_t ch = c->channel;
+    for (int enc = 0; enc < 2; enc++) {
+        gw_buf_t b;
+        gw_buf_init(&b, 16);
+        gw_proto_enc_pub(&b, (gw_enc_t)enc, ch, &pub);
+        ASSERT(b.len > 0);
+        if (enc == GW_ENC_JSON)
+            assert_json_text(&b);
+        else /* the push nests data one level deeper than the frame did: still within limits */
+            check_msgpack_data(bytes(&b), b.len, 1);
+        gw_buf_reset(&b);
+        gw_proto_enc_position_ok(&b, (gw_enc_t)enc, c->id, c->since_epoch, c->limit, 1, 1, &pub, 1);
+        gw_proto_enc_error(&b, (gw_enc_t)enc, c->id, GW_ERR_BAD_REQUEST, c->method.p);
+        gw_proto_enc_rpc_ok(&b, (gw_enc_t)enc, c->id, c->data);
+        gw_buf_free(&b);
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    int mode = data[0] & 3;
+    const uint8_t *p = data + 1;
+    size_t n = size - 1;
+    /* copy to an exact-size heap block so ASan catches any read past the frame */
+    uint8_t *frame = malloc(n ? n : 1);
+    memcpy(frame, p, n);
+    if (mode < 2) {
+        gw_cmd_t c;
+        gw_dec_err_t e;
+        gw_dec_status_t st = gw_proto_decode(mode ? GW_ENC_JSON : GW_ENC_MSGPACK, frame, n, &c, &e);
+        if (st == GW_DEC_OK) {
+            check_command(&c);
+            if (c.data.p)
+                check_msgpack_data(c.data.p, c.data.n, 1);
+            reencode(&c);
+            gw_cmd_free(&c);
+        } else {
+            ASSERT(e.msg != NULL && e.status == st);
+            ASSERT(st == GW_DEC_MALFORMED || e.id >= 1);
+            ASSERT(st != GW_DEC_UNKNOWN || e.code == GW_ERR_UNKNOWN_COMMAND);
+            ASSERT(st != GW_DEC_INVALID || e.code == GW_ERR_BAD_REQUEST ||
+                   e.code == GW_ERR_BAD_CHANNEL);
+            ASSERT(c.owned_.base == NULL);
+        }
+    } else if (mode == 2) {
+        check_msgpack_data(frame, n, 0);
+    } else {
+        check_json_data(frame, n);
+    }
+    free(frame);
+    return 0;
+}
