@@ -1,5 +1,6 @@
 /* floor.c — the physical floor of fan-out on this machine: an epoll program that writes the same
- * pre-encoded WebSocket frame to N loopback sockets in G groups at a fixed rate, no gateway logic. */
+ * pre-encoded WebSocket frame to N loopback sockets in G groups at a fixed rate, no gateway logic.
+ */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -81,19 +82,30 @@ static int run_reader(int port)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {{"conns", 1, 0, 'n'},    {"groups", 1, 0, 'g'},
-                                         {"rate", 1, 0, 'r'},     {"duration", 1, 0, 'd'},
-                                         {"bytes", 1, 0, 'b'},    {"src", 1, 0, 's'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"conns", 1, 0, 'n'}, {"groups", 1, 0, 'g'}, {"rate", 1, 0, 'r'}, {"duration", 1, 0, 'd'},
+        {"bytes", 1, 0, 'b'}, {"src", 1, 0, 's'},    {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'n': conns = atoi(optarg); break;
-        case 'g': groups = atoi(optarg); break;
-        case 'r': rate = atof(optarg); break;
-        case 'd': duration = atof(optarg); break;
-        case 'b': frame_bytes = atoi(optarg); break;
-        case 's': nsrc = atoi(optarg); break;
+        case 'n':
+            conns = atoi(optarg);
+            break;
+        case 'g':
+            groups = atoi(optarg);
+            break;
+        case 'r':
+            rate = atof(optarg);
+            break;
+        case 'd':
+            duration = atof(optarg);
+            break;
+        case 'b':
+            frame_bytes = atoi(optarg);
+            break;
+        case 's':
+            nsrc = atoi(optarg);
+            break;
         default:
             fputs("usage: floor --conns N --groups G --rate R --duration S --bytes B --src N\n",
                   stderr);
@@ -121,7 +133,8 @@ int main(int argc, char **argv)
         close(ls);
         _exit(run_reader(ntohs(a.sin_port)) ? 1 : 0);
     }
-    /* The writer: accept N, then the pre-encoded frame to every member of a group per publication. */
+    /* The writer: accept N, then the pre-encoded frame to every member of a group per publication.
+     */
     int *fds = calloc((size_t)conns, sizeof(int));
     int ep = epoll_create1(0);
     for (int i = 0; i < conns; i++) {
@@ -178,7 +191,7 @@ int main(int argc, char **argv)
     printf("{\"ev\":\"floor\",\"conns\":%d,\"groups\":%d,\"rate\":%.1f,\"frame_bytes\":%d,"
            "\"publications\":%ld,\"writes\":%ld,\"short_writes\":%ld,\"elapsed_us\":%llu,"
            "\"cpu_us\":%.0f,\"us_per_write\":%.3f}\n",
-           conns, groups, rate, frame_bytes, pubs, writes, short_w,
-           (unsigned long long)(t1 - t0), us, writes ? us / (double)writes : 0.0);
+           conns, groups, rate, frame_bytes, pubs, writes, short_w, (unsigned long long)(t1 - t0),
+           us, writes ? us / (double)writes : 0.0);
     return 0;
 }

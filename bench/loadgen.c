@@ -33,13 +33,13 @@ enum { ST_IDLE, ST_TCP, ST_HTTP, ST_AUTH, ST_SUB, ST_READY, ST_DEAD };
 typedef struct {
     uv_tcp_t tcp;
     uv_connect_t creq;
-    uint32_t idx;   /* global user index: uid u<idx>, group g<idx % groups> */
-    uint8_t state;  /* ST_* */
+    uint32_t idx;  /* global user index: uid u<idx>, group g<idx % groups> */
+    uint8_t state; /* ST_* */
     uint8_t subacks;
     uint16_t carry_len, carry_cap;
-    uint64_t t_start;    /* µs, monotonic: TCP connect started */
-    uint64_t expect[2];  /* cardgw: next offset per channel (0 user, 1 group); peers: last seq */
-    uint8_t *carry;      /* a partial frame left from the previous read (allocated once) */
+    uint64_t t_start;   /* µs, monotonic: TCP connect started */
+    uint64_t expect[2]; /* cardgw: next offset per channel (0 user, 1 group); peers: last seq */
+    uint8_t *carry;     /* a partial frame left from the previous read (allocated once) */
 } conn_t;
 
 static struct {
@@ -47,7 +47,8 @@ static struct {
     const char *mode, *host, *path, *secret, *script, *api_key, *out_prefix;
     int target, port, conns, first, groups, nsrc, json, inflight, no_sub, redis_port;
     int http_conns, bytes;
-    double duration, ready_timeout, rate, pub_duration;
+    double duration, ready_timeout, rate, pub_duration, connect_rate;
+    uint64_t t_begin; /* monotonic µs when connecting began (for --connect-rate) */
     long count;
     uint64_t seq_start;
     /* state */
@@ -61,8 +62,8 @@ static struct {
     uint8_t rbuf[65536];
     char req[512];
     int reqlen;
-    uv_timer_t t_dur, t_ready;
-    uv_signal_t s_usr1, s_term, s_int;
+    uv_timer_t t_dur, t_ready, t_pace;
+    uv_signal_t s_usr1, s_usr2, s_term, s_int;
 } G = {
     .mode = "sub",
     .host = "127.0.0.1",
@@ -103,7 +104,8 @@ static void note_error(const char *what, const void *p, size_t n)
     }
 }
 
-/* ---- JWT (HS256) ------------------------------------------------------------------------------ */
+/* ---- JWT (HS256) ------------------------------------------------------------------------------
+ */
 
 static size_t b64url(char *out, const uint8_t *in, size_t n)
 {
@@ -145,7 +147,8 @@ static size_t make_jwt(char *out, uint32_t idx)
     return o;
 }
 
-/* ---- minimal msgpack reader (enough for replies and pushes) ------------------------------------ */
+/* ---- minimal msgpack reader (enough for replies and pushes) ------------------------------------
+ */
 
 typedef struct {
     const uint8_t *p, *e;
@@ -408,7 +411,8 @@ static int parse_json(const uint8_t *p, size_t n, msg_t *o)
     return 0;
 }
 
-/* ---- WebSocket client ------------------------------------------------------------------------- */
+/* ---- WebSocket client -------------------------------------------------------------------------
+ */
 
 typedef struct {
     uv_write_t w;
@@ -474,7 +478,8 @@ static int ws_send(conn_t *c, int opcode, const void *p, size_t n)
     return conn_send(c, f, ws_frame(f, opcode, p, n));
 }
 
-/* ---- per-target protocol ---------------------------------------------------------------------- */
+/* ---- per-target protocol ----------------------------------------------------------------------
+ */
 
 static void conn_done_setup(conn_t *c)
 {
@@ -515,8 +520,8 @@ static void cardgw_send_cmd(conn_t *c, uint32_t id, const char *cmd, const char 
     uint8_t m[700];
     size_t n;
     if (G.json) {
-        n = (size_t)snprintf((char *)m, sizeof(m), "{\"id\":%u,\"cmd\":\"%s\",\"%s\":\"%.*s\"}",
-                             id, cmd, key, (int)vlen, val);
+        n = (size_t)snprintf((char *)m, sizeof(m), "{\"id\":%u,\"cmd\":\"%s\",\"%s\":\"%.*s\"}", id,
+                             cmd, key, (int)vlen, val);
     } else {
         size_t cl = strlen(cmd), kl = strlen(key);
         n = 0;
@@ -849,8 +854,14 @@ static int conn_start(conn_t *c)
 
 static void maybe_start_more(void)
 {
-    /* in flight = started and not yet ready or failed */
-    while (G.next < G.conns && (G.next - G.ready - G.failed - G.closed) < G.inflight) {
+    /* in flight = started and not yet ready or failed; --connect-rate paces the starts */
+    int limit = G.conns;
+    if (G.connect_rate > 0) {
+        double allowed = (double)(now_us(CLOCK_MONOTONIC) - G.t_begin) * G.connect_rate / 1e6 + 1;
+        if (allowed < limit)
+            limit = (int)allowed;
+    }
+    while (G.next < limit && (G.next - G.ready - G.failed - G.closed) < G.inflight) {
         conn_t *c = &G.c[G.next++];
         G.active++;
         int r = conn_start(c);
@@ -866,7 +877,8 @@ static void maybe_start_more(void)
     check_ready();
 }
 
-/* ---- reporting -------------------------------------------------------------------------------- */
+/* ---- reporting --------------------------------------------------------------------------------
+ */
 
 static long self_rss_kb(void)
 {
@@ -883,12 +895,11 @@ static void print_stats(const char *ev)
             "\"t_first\":%llu,\"t_last\":%llu,\"now\":%llu,\"rx\":%llu,\"rx_total\":%llu,"
             "\"dup\":%llu,\"gap\":%llu,\"errors\":%llu,\"pings\":%llu,\"maxrss_kb\":%ld,"
             "\"err\":\"%s\",\"lat\":",
-            ev, (int)getpid(), G.conns, G.ready, G.failed, G.closed,
-            (unsigned long long)G.t_first, (unsigned long long)G.t_last,
-            (unsigned long long)now_us(CLOCK_REALTIME), (unsigned long long)G.rx,
-            (unsigned long long)G.rx_total, (unsigned long long)G.dup,
-            (unsigned long long)G.gap, (unsigned long long)G.errors,
-            (unsigned long long)G.pings, self_rss_kb(), G.err_msg);
+            ev, (int)getpid(), G.conns, G.ready, G.failed, G.closed, (unsigned long long)G.t_first,
+            (unsigned long long)G.t_last, (unsigned long long)now_us(CLOCK_REALTIME),
+            (unsigned long long)G.rx, (unsigned long long)G.rx_total, (unsigned long long)G.dup,
+            (unsigned long long)G.gap, (unsigned long long)G.errors, (unsigned long long)G.pings,
+            self_rss_kb(), G.err_msg);
     hist_print(f, &G.lat);
     fputs(",\"ttfr\":", f);
     hist_print(f, &G.ttfr);
@@ -898,6 +909,12 @@ static void print_stats(const char *ev)
 
 static void on_signal(uv_signal_t *s, int sig)
 {
+    if (sig == SIGUSR2) { /* progress only: counts, nothing reset */
+        printf("{\"ev\":\"peek\",\"rx_total\":%llu,\"ready\":%d,\"closed\":%d}\n",
+               (unsigned long long)G.rx_total, G.ready, G.closed);
+        fflush(stdout);
+        return;
+    }
     if (sig == SIGUSR1) { /* end of a load step: report it and start the next one */
         print_stats("step");
         memset(&G.lat, 0, sizeof(G.lat));
@@ -922,6 +939,13 @@ static void on_ready_timeout(uv_timer_t *t)
     }
 }
 
+static void on_pace(uv_timer_t *t)
+{
+    maybe_start_more();
+    if (G.next >= G.conns)
+        uv_timer_stop(t);
+}
+
 static int run_sub(void)
 {
     G.loop = uv_default_loop();
@@ -932,31 +956,37 @@ static int run_sub(void)
         G.c[i].idx = (uint32_t)(G.first + i);
     if (!G.path)
         G.path = G.target == T_SOCKETIO ? "/socket.io/?EIO=4&transport=websocket" : "/ws";
-    G.reqlen = snprintf(G.req, sizeof(G.req),
-                        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-                        G.path, G.host, G.port,
-                        G.target == T_CARDGW ? "Sec-WebSocket-Protocol: " : "",
-                        G.target == T_CARDGW
-                            ? (G.json ? "cardgw.v1.json" : "cardgw.v1.msgpack")
-                            : "",
-                        G.target == T_CARDGW ? "\r\n" : "");
+    G.reqlen =
+        snprintf(G.req, sizeof(G.req),
+                 "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                 G.path, G.host, G.port, G.target == T_CARDGW ? "Sec-WebSocket-Protocol: " : "",
+                 G.target == T_CARDGW ? (G.json ? "cardgw.v1.json" : "cardgw.v1.msgpack") : "",
+                 G.target == T_CARDGW ? "\r\n" : "");
     uv_timer_init(G.loop, &G.t_dur);
     uv_timer_init(G.loop, &G.t_ready);
     uv_timer_start(&G.t_dur, on_duration, (uint64_t)(G.duration * 1000), 0);
     uv_timer_start(&G.t_ready, on_ready_timeout, (uint64_t)(G.ready_timeout * 1000), 0);
     uv_signal_init(G.loop, &G.s_usr1);
+    uv_signal_init(G.loop, &G.s_usr2);
     uv_signal_init(G.loop, &G.s_term);
     uv_signal_init(G.loop, &G.s_int);
     uv_signal_start(&G.s_usr1, on_signal, SIGUSR1);
+    uv_signal_start(&G.s_usr2, on_signal, SIGUSR2);
     uv_signal_start(&G.s_term, on_signal, SIGTERM);
     uv_signal_start(&G.s_int, on_signal, SIGINT);
+    G.t_begin = now_us(CLOCK_MONOTONIC);
+    if (G.connect_rate > 0) {
+        uv_timer_init(G.loop, &G.t_pace);
+        uv_timer_start(&G.t_pace, on_pace, 1, 1);
+    }
     maybe_start_more();
     return uv_run(G.loop, UV_RUN_DEFAULT) < 0 ? -EIO : 0;
 }
 
-/* ---- publishers ------------------------------------------------------------------------------- */
+/* ---- publishers -------------------------------------------------------------------------------
+ */
 
 /* Payload of `bytes` bytes: {"t":<realtime µs>,"s":<seq>,"pad":"xxx"} as msgpack or JSON. */
 static size_t make_payload(uint8_t *out, int msgpack, uint64_t seq, int bytes)
@@ -1034,7 +1064,8 @@ static int run_pub_redis(void)
     freeReplyObject(r);
     long total = G.count > 0 ? G.count : (long)(G.rate * G.pub_duration);
     long sent = 0, acked = 0, errors = 0;
-    uint64_t t0 = now_us(CLOCK_MONOTONIC), deadline = t0 + (uint64_t)(G.pub_duration * 3e6) + 5000000;
+    uint64_t t0 = now_us(CLOCK_MONOTONIC),
+             deadline = t0 + (uint64_t)(G.pub_duration * 3e6) + 5000000;
     hist_t *ack = calloc(1, sizeof(hist_t));
     uint8_t data[2048];
     while (acked < total && now_us(CLOCK_MONOTONIC) < deadline) {
@@ -1048,8 +1079,8 @@ static int run_pub_redis(void)
             snprintf(k2, sizeof(k2), "cardgw:{%s}:x", ch);
             snprintf(k3, sizeof(k3), "cardgw:{%s}", ch);
             size_t dn = make_payload(data, 1, seq, G.bytes);
-            redisAppendCommand(rc, "EVALSHA %s 3 %s %s %s %b m %s 100 600 604800", sha, k1, k2,
-                               k3, data, dn, "");
+            redisAppendCommand(rc, "EVALSHA %s 3 %s %s %s %b m %s 100 600 604800", sha, k1, k2, k3,
+                               data, dn, "");
         }
         for (; batch > 0; batch--, acked++) {
             if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
@@ -1065,7 +1096,8 @@ static int run_pub_redis(void)
         }
         hist_add(ack, now_us(CLOCK_MONOTONIC) - tb);
         if (sent < total) {
-            uint64_t next = t0 + (uint64_t)((double)sent * 1e6 / G.rate), now = now_us(CLOCK_MONOTONIC);
+            uint64_t next = t0 + (uint64_t)((double)sent * 1e6 / G.rate),
+                     now = now_us(CLOCK_MONOTONIC);
             if (next > now)
                 usleep((useconds_t)(next - now));
         }
@@ -1164,7 +1196,8 @@ static int run_pub_http(void)
             return -ECONNREFUSED;
     long total = G.count > 0 ? G.count : (long)(G.rate * G.pub_duration);
     long sent = 0, done = 0, errors = 0;
-    uint64_t t0 = now_us(CLOCK_MONOTONIC), deadline = t0 + (uint64_t)(G.pub_duration * 3e6) + 5000000;
+    uint64_t t0 = now_us(CLOCK_MONOTONIC),
+             deadline = t0 + (uint64_t)(G.pub_duration * 3e6) + 5000000;
     while (done < total && now_us(CLOCK_MONOTONIC) < deadline) {
         long due = pub_due(t0, now_us(CLOCK_MONOTONIC), total);
         for (int i = 0; i < nc && sent < due; i++)
@@ -1212,14 +1245,16 @@ static int run_pub_http(void)
     return 0;
 }
 
-/* ---- main ------------------------------------------------------------------------------------- */
+/* ---- main -------------------------------------------------------------------------------------
+ */
 
 static void usage(void)
 {
     fputs("usage: loadgen --mode sub|pub-redis|pub-http [options]\n"
           " common: --target cardgw|nchan|socketio --host A --port P --groups G\n"
           " sub:    --conns N --first K --src N --inflight N --json --no-subscribe --path P\n"
-          "         --secret S --duration S --ready-timeout S   (SIGUSR1: print a step, reset)\n"
+          "         --connect-rate R (new connections per second; default: as fast as possible)\n"
+          "         --secret S --duration S --ready-timeout S   (SIGUSR1: step, SIGUSR2: peek)\n"
           " pub:    --rate R --count N --pub-duration S --bytes B --seq-start K\n"
           "         --redis-port P --script FILE (pub-redis) --http-conns N --api-key K\n"
           "Prints JSON lines: ready/step/final (sub), pub (publishers).\n",
@@ -1237,43 +1272,93 @@ int main(int argc, char **argv)
         {"rate", 1, 0, 'r'},         {"count", 1, 0, 'c'},      {"pub-duration", 1, 0, 'D'},
         {"bytes", 1, 0, 'b'},        {"seq-start", 1, 0, 'q'},  {"redis-port", 1, 0, 'e'},
         {"script", 1, 0, 'l'},       {"http-conns", 1, 0, 'H'}, {"api-key", 1, 0, 'k'},
-        {"help", 0, 0, '?'},         {0, 0, 0, 0}};
+        {"connect-rate", 1, 0, 'C'}, {"help", 0, 0, '?'},       {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'm': G.mode = optarg; break;
+        case 'm':
+            G.mode = optarg;
+            break;
         case 'T':
-            G.target = !strcmp(optarg, "nchan") ? T_NCHAN
+            G.target = !strcmp(optarg, "nchan")      ? T_NCHAN
                        : !strcmp(optarg, "socketio") ? T_SOCKETIO
                                                      : T_CARDGW;
             break;
-        case 'h': G.host = optarg; break;
-        case 'p': G.port = atoi(optarg); break;
-        case 'P': G.path = optarg; break;
-        case 'n': G.conns = atoi(optarg); break;
-        case 'f': G.first = atoi(optarg); break;
-        case 'g': G.groups = atoi(optarg); break;
-        case 's': G.nsrc = atoi(optarg); break;
-        case 'j': G.json = 1; break;
-        case 'i': G.inflight = atoi(optarg); break;
-        case 'N': G.no_sub = 1; break;
-        case 'S': G.secret = optarg; break;
-        case 'd': G.duration = atof(optarg); break;
-        case 'R': G.ready_timeout = atof(optarg); break;
-        case 'r': G.rate = atof(optarg); break;
-        case 'c': G.count = atol(optarg); break;
-        case 'D': G.pub_duration = atof(optarg); break;
-        case 'b': G.bytes = atoi(optarg); break;
-        case 'q': G.seq_start = strtoull(optarg, NULL, 10); break;
-        case 'e': G.redis_port = atoi(optarg); break;
-        case 'l': G.script = optarg; break;
-        case 'H': G.http_conns = atoi(optarg); break;
-        case 'k': G.api_key = optarg; break;
-        default: usage(); return 2;
+        case 'h':
+            G.host = optarg;
+            break;
+        case 'p':
+            G.port = atoi(optarg);
+            break;
+        case 'P':
+            G.path = optarg;
+            break;
+        case 'n':
+            G.conns = atoi(optarg);
+            break;
+        case 'f':
+            G.first = atoi(optarg);
+            break;
+        case 'g':
+            G.groups = atoi(optarg);
+            break;
+        case 's':
+            G.nsrc = atoi(optarg);
+            break;
+        case 'j':
+            G.json = 1;
+            break;
+        case 'i':
+            G.inflight = atoi(optarg);
+            break;
+        case 'N':
+            G.no_sub = 1;
+            break;
+        case 'S':
+            G.secret = optarg;
+            break;
+        case 'd':
+            G.duration = atof(optarg);
+            break;
+        case 'R':
+            G.ready_timeout = atof(optarg);
+            break;
+        case 'r':
+            G.rate = atof(optarg);
+            break;
+        case 'c':
+            G.count = atol(optarg);
+            break;
+        case 'D':
+            G.pub_duration = atof(optarg);
+            break;
+        case 'b':
+            G.bytes = atoi(optarg);
+            break;
+        case 'q':
+            G.seq_start = strtoull(optarg, NULL, 10);
+            break;
+        case 'e':
+            G.redis_port = atoi(optarg);
+            break;
+        case 'l':
+            G.script = optarg;
+            break;
+        case 'H':
+            G.http_conns = atoi(optarg);
+            break;
+        case 'k':
+            G.api_key = optarg;
+            break;
+        case 'C':
+            G.connect_rate = atof(optarg);
+            break;
+        default:
+            usage();
+            return 2;
         }
     }
-    if (G.groups < 1 || G.conns < 1 || G.nsrc < 1 || G.rate <= 0 || G.bytes < 40 ||
-        G.bytes > 900) {
+    if (G.groups < 1 || G.conns < 1 || G.nsrc < 1 || G.rate <= 0 || G.bytes < 40 || G.bytes > 900) {
         usage();
         return 2;
     }

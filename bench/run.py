@@ -297,6 +297,25 @@ class Loadgens:
             p.send_signal(signal.SIGUSR1)
         return self.collect("step", 30)
 
+    def rx_total(self):
+        for p in self.procs:
+            p.send_signal(signal.SIGUSR2)
+        return summed(self.collect("peek", 10), "rx_total")
+
+    def drain(self, want, quiet=1.0, limit=20.0):
+        """Waits until want messages arrived in total, or nothing arrived for `quiet` s."""
+        last, t_last, end = -1, time.time(), time.time() + limit
+        while time.time() < end:
+            got = self.rx_total()
+            if got >= want:
+                return got
+            if got != last:
+                last, t_last = got, time.time()
+            elif time.time() - t_last >= quiet:
+                return got
+            time.sleep(0.2)
+        return last
+
     def stop(self):
         for p in self.procs:
             if p.poll() is None:
@@ -501,6 +520,7 @@ def sc_idle(a):
 def fanout_steps(a, lg, pids_fn, publish, rates, members, metrics_fn=None, label=""):
     rows, seq = [], 0
     crossed = None
+    want = lg.rx_total()
     for rate in rates:
         lg.step()  # discard what came before
         pids = pids_fn()
@@ -508,8 +528,12 @@ def fanout_steps(a, lg, pids_fn, publish, rates, members, metrics_fn=None, label
         c0 = cpu_s(pids)
         pub = publish(rate, a.step_seconds, seq)
         seq += pub["published"]
-        time.sleep(a.drain)
+        want += pub["published"] * members
+        t_pub_end = time.time()
+        got = lg.drain(want, quiet=a.drain)
+        drain_s = time.time() - t_pub_end
         st = lg.step()
+        want = got if got > want else want  # (more than expected would be duplicates)
         cpu = cpu_s(pids) - c0
         m1 = metrics_fn() if metrics_fn else {}
         h = merge(st)
@@ -517,9 +541,11 @@ def fanout_steps(a, lg, pids_fn, publish, rates, members, metrics_fn=None, label
         expected = pub["published"] * members
         secs = pub["elapsed_us"] / 1e6
         r = {"pubs_per_s": rate, "published": pub["published"], "pub_errors": pub["errors"],
-             "delivered": rx, "delivered_per_s": rx / secs if secs else 0,
+             "delivered": rx,
+             "delivered_per_s": rx / (secs + drain_s) if secs else 0,
              "cpu_us_per_msg": cpu * 1e6 / rx if rx else float("nan"),
-             "node_cpu_pct": cpu / (secs + a.drain) * 100,
+             "node_cpu_pct": cpu / (secs + drain_s) * 100, "drain_s": drain_s,
+             "closed": summed(st, "closed"),
              "p50_ms": h.pct(50) / 1000, "p90_ms": h.pct(90) / 1000, "p99_ms": h.pct(99) / 1000,
              "p999_ms": h.pct(99.9) / 1000, "max_ms": h.max / 1000,
              "lost": expected - rx + summed(st, "dup"), "dup": summed(st, "dup"),
@@ -597,8 +623,95 @@ def sc_crossnode(a):
         redis.stop()
 
 
+def jwt(uid, secret=b"s"):
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(b):
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(json.dumps({"sub": uid, "exp": int(time.time()) + 86400}).encode())
+    sig = hmac.new(secret, ("%s.%s" % (head, body)).encode(), hashlib.sha256).digest()
+    return "%s.%s.%s" % (head, body, b64(sig))
+
+
+def tsung_stats(logdir):
+    """Last 'stats:' line per name in tsung.log: name -> (mean_ms, count) over the whole run."""
+    out = {}
+    for root, _, files in os.walk(logdir):
+        if "tsung.log" in files:
+            with open(os.path.join(root, "tsung.log")) as f:
+                for line in f:
+                    p = line.split()
+                    if len(p) >= 9 and p[0] == "stats:":
+                        # stats: name count mean stdvar max min global_mean global_count
+                        out[p[1]] = (float(p[7]), int(p[8]), float(p[5]))
+                    elif len(p) == 3 and p[0] == "stats:":
+                        out[p[1]] = (0.0, int(p[2]), 0.0)
+    return out
+
+
 def sc_tsung(a):
-    raise NotImplementedError("tsung")
+    """The connect scenario at a fixed arrival rate, measured by loadgen and by tsung."""
+    if not shutil.which("tsung"):
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "tsung"],
+                       check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    n = (a.sizes or [10000])[0]
+    rate = a.connect_rate
+    hold = int(n / rate) + 10
+    rows = []
+    env = CardgwEnv(a, n)
+    try:
+        lg = Loadgens(n, env.port_of, no_sub=True, duration=hold + 60,
+                      extra=["--connect-rate", str(rate / max(1, math.ceil(n / PER_PROC)))])
+        ready = lg.collect("ready", hold + 60)
+        lg.stop()
+        h = merge(ready, "ttfr")
+        span = (max(m["t_last"] for m in ready) - min(m["t_first"] for m in ready)) / 1e6
+        rows.append({"tool": "loadgen", "conns": n, "arrival_per_s": rate,
+                     "ok": summed(ready, "ready"), "connects_per_s": summed(ready, "ready") / span,
+                     "ttfr_mean_ms": h.sum / max(h.n, 1) / 1000, "ttfr_p50_ms": h.pct(50) / 1000,
+                     "ttfr_p99_ms": h.pct(99) / 1000})
+    finally:
+        env.stop()
+    env = CardgwEnv(a, n)
+    logdir = os.path.join(TMP, "tsung")
+    os.makedirs(logdir, exist_ok=True)
+    conf = os.path.join(TMP, "connect.xml")
+    with open(os.path.join(BENCH, "tsung", "connect.xml.in")) as f:
+        x = f.read()
+    for k, v in (("PORT", env.nodes[0].port), ("RATE", rate), ("N", n), ("HOLD", hold),
+                 ("SECONDS", int(math.ceil(n / rate)) + 1), ("TOKEN", jwt("u0"))):
+        x = x.replace("@%s@" % k, str(v))
+    with open(conf, "w") as f:
+        f.write(x)
+    tenv = dict(os.environ, ERL_EPMD_ADDRESS="127.0.0.1", HOME=TMP)
+    try:
+        t0 = time.time()
+        p = start(["tsung", "-f", conf, "-l", logdir, "start"], env=tenv,
+                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out = p.communicate(timeout=hold + 120)[0]
+        except subprocess.TimeoutExpired:
+            stop(p)
+            out = "timeout"
+        wall = time.time() - t0
+        st = tsung_stats(logdir)
+        log("tsung:", out.strip()[-300:], st)
+        tr = st.get("tr_ttfr", (float("nan"), 0, float("nan")))
+        rows.append({"tool": "tsung", "conns": n, "arrival_per_s": rate, "ok": tr[1],
+                     "connects_per_s": tr[1] / (n / rate) if tr[1] else float("nan"),
+                     "ttfr_mean_ms": tr[0], "ttfr_p50_ms": None, "ttfr_p99_ms": None,
+                     "wall_s": wall})
+    finally:
+        env.stop()
+        subprocess.run(["epmd", "-kill"], env=tenv, capture_output=True)
+    lo, ts = rows
+    rows.append({"tool": "loadgen/tsung", "ok": lo["ok"] / ts["ok"] if ts["ok"] else None,
+                 "ttfr_mean_ms": lo["ttfr_mean_ms"] / ts["ttfr_mean_ms"]
+                 if ts["ttfr_mean_ms"] else None})
+    return rows
 
 
 def sc_floor(a):
@@ -719,6 +832,8 @@ COLS = {
                "dup", "gaps"],
     "crossnode": ["pubs_per_s", "delivered_per_s", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
                   "max_ms", "lost", "dup"],
+    "tsung": ["tool", "conns", "arrival_per_s", "ok", "connects_per_s", "ttfr_mean_ms",
+              "ttfr_p50_ms", "ttfr_p99_ms"],
     "peers": ["figure", "cardgw", "nchan", "socketio", "cardgw/nchan", "cardgw/socketio"],
     "floor": ["conns", "pubs_per_s", "floor_us_per_write", "cardgw_us_per_msg", "ratio",
               "writes_per_delivery", "cardgw_p99_ms"],
@@ -738,6 +853,7 @@ def main():
     ap.add_argument("--settle", type=float, default=3)
     ap.add_argument("--idle-seconds", type=float, default=10)
     ap.add_argument("--inflight", type=int, default=256)
+    ap.add_argument("--connect-rate", type=float, default=1000, help="tsung: arrivals/s")
     ap.add_argument("--no-csv", action="store_true")
     a = ap.parse_args()
     for b in (LOADGEN, FLOOR, CARDGW):

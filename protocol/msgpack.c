@@ -182,6 +182,17 @@ int gw_proto_mp_next(gw_proto_mp_cur_t *c, gw_proto_mp_item_t *it)
     }
 }
 
+/* 1 when the value at c starts with an array or map header. Map keys must be scalars: JSON
+ * writes a non-string key as a string holding the key's JSON text, so a container key nested in
+ * a container key would double its escaping per level (a few hundred bytes -> gigabytes). */
+static int gw_proto_mp_container_at(const gw_proto_mp_cur_t *c)
+{
+    if (c->p >= c->end)
+        return 0;
+    uint8_t b = *c->p;
+    return (b >= 0x80 && b <= 0x9f) || (b >= 0xdc && b <= 0xdf);
+}
+
 int gw_proto_mp_skip(gw_proto_mp_cur_t *c, int depth)
 {
     gw_proto_mp_item_t it;
@@ -194,9 +205,12 @@ int gw_proto_mp_skip(gw_proto_mp_cur_t *c, int depth)
     if (depth > GW_PROTO_MAX_DEPTH)
         return -EINVAL;
     uint64_t n = it.type == GW_MP_MAP ? 2 * (uint64_t)it.n : it.n;
-    for (uint64_t i = 0; i < n; i++)
+    for (uint64_t i = 0; i < n; i++) {
+        if (it.type == GW_MP_MAP && i % 2 == 0 && gw_proto_mp_container_at(c))
+            return -EINVAL; /* a map key that is an array or a map */
         if (gw_proto_mp_skip(c, depth + 1) < 0)
             return -EINVAL;
+    }
     return 0;
 }
 
@@ -280,12 +294,12 @@ static int gw_proto_mp_json(gw_proto_mp_cur_t *c, int depth, gw_buf_t *out)
                 gw_buf_append(out, ",", 1);
             gw_proto_mp_cur_t k = *c;
             gw_proto_mp_item_t kit;
-            if (gw_proto_mp_next(&k, &kit) < 0)
+            if (gw_proto_mp_next(&k, &kit) < 0 || kit.type == GW_MP_ARRAY || kit.type == GW_MP_MAP)
                 return -EINVAL;
             if (kit.type == GW_MP_STR) {
                 if (gw_proto_mp_json(c, depth + 1, out) < 0)
                     return -EINVAL;
-            } else { /* a non-string key: its JSON text becomes the key */
+            } else { /* a scalar non-string key: its JSON text becomes the key */
                 gw_buf_t kb;
                 gw_buf_init(&kb, 0);
                 int rc = gw_proto_mp_json(c, depth + 1, &kb);

@@ -67,7 +67,8 @@ typedef struct {
  * Does not check UTF-8. 0 or -EINVAL. */
 int gw_proto_mp_next(gw_proto_mp_cur_t *c, gw_proto_mp_item_t *it);
 /* Validates and skips one whole value whose containers start at nesting depth `depth` (1 for a
- * value at top level): structure, lengths, UTF-8 of every str, depth <= GW_PROTO_MAX_DEPTH.
+ * value at top level): structure, lengths, UTF-8 of every str, depth <= GW_PROTO_MAX_DEPTH,
+ * map keys scalars (not arrays or maps).
  * Allocates nothing. 0 or -EINVAL. */
 int gw_proto_mp_skip(gw_proto_mp_cur_t *c, int depth);
 /* Sets up pk to append to out. */

@@ -513,7 +513,8 @@ TEST(test_data_conversion_rules)
     mp_to_json_is(
         "8501a36f6e65c002c303cb3ff800000000000004c4016b05",
         "{\"1\":\"one\",\"null\":2,\"true\":3,\"1.5\":4,\"{\\\"$bin\\\":\\\"aw==\\\"}\":5}");
-    mp_to_json_is("81920102a178", "{\"[1,2]\":\"x\"}");
+    mp_to_json_is("81920102a178", NULL); /* keys must be scalars */
+    mp_to_json_is("81810102a178", NULL);
     /* scalars, whitespace, NUL inside strings */
     json_to_mp_is(" \"hi\" ", "a26869");
     json_to_mp_is("[ null , true,false ]", "93c0c3c2");
@@ -619,6 +620,37 @@ TEST(test_depth_limits)
     k += (size_t)sprintf(js + k, "\\\"[\"]");
     CHECK_EQ_INT(gw_data_json_to_msgpack((const uint8_t *)js, k, &m), 0);
     gw_buf_free(&m);
+}
+
+TEST(test_container_keys_refused)
+{
+    /* Maps used as keys inside keys: JSON would escape each level again (exponential output).
+     * Found by the fuzzer; must fail at once, as data and inside a frame. */
+    uint8_t buf[64];
+    size_t k = 0;
+    for (int i = 0; i < 30; i++)
+        buf[k++] = 0x81; /* {key: ...} whose key is the next map */
+    buf[k++] = 0xa1;
+    buf[k++] = 'x';
+    for (int i = 0; i < 30; i++)
+        buf[k++] = 0x01; /* each map's value */
+    gw_buf_t j;
+    gw_buf_init(&j, 0);
+    CHECK_EQ_INT(gw_data_msgpack_to_json(buf, k, &j), -EINVAL);
+    CHECK_EQ_INT(j.len, 0);
+    gw_buf_free(&j);
+    uint8_t frame[128];
+    static const uint8_t head[] = "\x84\xa2id\x01\xa3"
+                                  "cmd\xa7publish\xa7"
+                                  "channel\xa3"
+                                  "a:b\xa4"
+                                  "data";
+    memcpy(frame, head, sizeof(head) - 1);
+    memcpy(frame + sizeof(head) - 1, buf, k);
+    gw_cmd_t c;
+    gw_dec_err_t e;
+    CHECK_EQ_INT(gw_proto_decode(GW_ENC_MSGPACK, frame, sizeof(head) - 1 + k, &c, &e),
+                 GW_DEC_MALFORMED);
 }
 
 TEST(test_huge_declared_lengths)
@@ -818,6 +850,7 @@ int main(void)
     RUN(test_data_conversion_rules);
     RUN(test_utf8_validation);
     RUN(test_depth_limits);
+    RUN(test_container_keys_refused);
     RUN(test_huge_declared_lengths);
     RUN(test_every_truncation_fails);
     RUN(test_decoded_strings_are_owned);
