@@ -43,11 +43,13 @@ $(GEN): scripts/publish.lua
 	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; \
 	   echo ';'; } > $@
 
-build/obj/%.o: %.c $(STAMP) $(GEN) $(wildcard include/cardgw/*.h)
+HDRS := $(wildcard include/cardgw/*.h) $(wildcard protocol/*.h) $(wildcard gateway/*.h)
+
+build/obj/%.o: %.c $(STAMP) $(GEN) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(INC) $(PKG_CFLAGS) -c $< -o $@
 
-build/asan/%.o: %.c $(STAMP) $(GEN) $(wildcard include/cardgw/*.h)
+build/asan/%.o: %.c $(STAMP) $(GEN) $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $(PKG_CFLAGS) -c $< -o $@
 
@@ -64,7 +66,7 @@ build/asan/tests/%: tests/unit/%.c $(ASAN_LIB_OBJS) tests/unit/testlib.h
 	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) -Itests/unit $(PKG_CFLAGS) $< $(ASAN_LIB_OBJS) \
 	    -o $@ $(PKG_LIBS) -lm
 
-build/fuzz_decode: tests/fuzz/fuzz_decode.c $(FUZZ_SRCS) $(STAMP) $(wildcard include/cardgw/*.h)
+build/fuzz_decode: tests/fuzz/fuzz_decode.c $(FUZZ_SRCS) $(STAMP) $(HDRS)
 	$(CLANG) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(INC) $(PKG_CFLAGS) \
 	    tests/fuzz/fuzz_decode.c $(FUZZ_SRCS) -o $@ $(PKG_LIBS) -lm
 

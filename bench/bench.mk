@@ -7,7 +7,7 @@ BENCH_RUN    := $(BENCH_PY) bench/run.py
 BENCH_ARGS   ?=
 
 .PHONY: bench-build bench-connect bench-idle bench-fanout bench-cross-node bench-floor \
-        bench-peers bench-tsung bench-plot bench-all
+        bench-peers bench-tsung bench-plot bench-all bench-profile
 
 build/bench/loadgen: bench/loadgen.c bench/hist.h
 	@mkdir -p $(dir $@)
@@ -45,3 +45,7 @@ bench-plot:
 
 bench-all: bench-connect bench-idle bench-fanout bench-cross-node bench-floor bench-peers \
            bench-tsung bench-plot
+
+# perf profile of the node under fan-out and its idle memory map (bench/out/perf-fanout.txt)
+bench-profile: bench-build
+	$(BENCH_RUN) profile --no-csv $(BENCH_ARGS)

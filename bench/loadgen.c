@@ -99,7 +99,7 @@ static void note_error(const char *what, const void *p, size_t n)
         size_t k = n < 100 ? n : 100;
         snprintf(G.err_msg, sizeof(G.err_msg), "%s: %.*s", what, (int)k, (const char *)p);
         for (char *q = G.err_msg; *q; q++)
-            if (*q == '"' || *q == '\\' || (unsigned char)*q < 32)
+            if (*q == '"' || *q == '\\' || (unsigned char)*q < 32 || (unsigned char)*q > 126)
                 *q = '.';
     }
 }

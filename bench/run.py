@@ -47,7 +47,8 @@ def cleanup():
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-    shutil.rmtree(TMP, ignore_errors=True)
+    if not os.environ.get("BENCH_KEEP_TMP"):
+        shutil.rmtree(TMP, ignore_errors=True)
 
 
 def start(cmd, **kw):
@@ -263,7 +264,7 @@ class Loadgens:
                    "--ready-timeout", "120"] + list(extra)
             if no_sub:
                 cmd.append("--no-subscribe")
-            p = start(cmd, stdout=subprocess.PIPE, text=True)
+            p = start(cmd, stdout=subprocess.PIPE, text=True, errors="replace")
             q = queue.Queue()
             threading.Thread(target=self._reader, args=(p, q), daemon=True).start()
             self.procs.append(p)
@@ -682,7 +683,7 @@ def sc_tsung(a):
     with open(os.path.join(BENCH, "tsung", "connect.xml.in")) as f:
         x = f.read()
     for k, v in (("PORT", env.nodes[0].port), ("RATE", rate), ("N", n), ("HOLD", hold),
-                 ("SECONDS", int(math.ceil(n / rate)) + 1), ("TOKEN", jwt("u0"))):
+                 ("SECONDS", int(math.ceil(n / rate * 1.5)) + 2), ("TOKEN", jwt("u0"))):
         x = x.replace("@%s@" % k, str(v))
     with open(conf, "w") as f:
         f.write(x)
@@ -701,7 +702,7 @@ def sc_tsung(a):
         log("tsung:", out.strip()[-300:], st)
         tr = st.get("tr_ttfr", (float("nan"), 0, float("nan")))
         rows.append({"tool": "tsung", "conns": n, "arrival_per_s": rate, "ok": tr[1],
-                     "connects_per_s": tr[1] / (n / rate) if tr[1] else float("nan"),
+                     "connects_per_s": None,
                      "ttfr_mean_ms": tr[0], "ttfr_p50_ms": None, "ttfr_p99_ms": None,
                      "wall_s": wall})
     finally:
@@ -711,6 +712,69 @@ def sc_tsung(a):
     rows.append({"tool": "loadgen/tsung", "ok": lo["ok"] / ts["ok"] if ts["ok"] else None,
                  "ttfr_mean_ms": lo["ttfr_mean_ms"] / ts["ttfr_mean_ms"]
                  if ts["ttfr_mean_ms"] else None})
+    return rows
+
+
+def smaps(pid):
+    """RSS (kB) of a process by mapping kind: heap, anon, stack, files."""
+    out, cur = {}, None
+    with open("/proc/%d/smaps" % pid) as f:
+        for line in f:
+            p = line.split()
+            if not p[0].endswith(":"):
+                name = p[5] if len(p) > 5 else "[anon]"
+                cur = name if name.startswith("[") else os.path.basename(name)
+            elif p[0] == "Rss:":
+                out[cur] = out.get(cur, 0) + int(p[1])
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:8])
+
+
+def sc_profile(a):
+    """perf profile of the node in fanout 100x100 at 10,000 deliveries/s; idle memory map."""
+    g, m = 100, 100
+    n = g * m
+    env = CardgwEnv(a, n, groups=g, members=True)
+    rows = []
+    try:
+        pid = env.nodes[0].p.pid
+        base = smaps(pid)
+        lg = Loadgens(n, env.port_of, groups=g, duration=900)
+        lg.collect("ready", 200)
+        time.sleep(a.settle)
+        idle = smaps(pid)
+        rows.append({"what": "idle smaps kB (before -> after %d conns)" % n,
+                     "detail": ", ".join("%s %d->%d" % (k, base.get(k, 0), v)
+                                         for k, v in idle.items())})
+        idata = os.path.join(TMP, "perf-idle.data")
+        perf = start(["perf", "record", "-F", "999", "-g", "-o", idata, "-p", str(pid)],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        c0 = cpu_s([pid])
+        time.sleep(a.idle_seconds)
+        rows.append({"what": "idle cpu %% (%d conns)" % n,
+                     "detail": "%.1f" % ((cpu_s([pid]) - c0) / a.idle_seconds * 100)})
+        stop(perf, signal.SIGINT)
+        rep = subprocess.run(["perf", "report", "-i", idata, "--stdio", "--no-children",
+                              "--sort", "dso,symbol", "-g", "caller", "--percent-limit", "3"],
+                             capture_output=True, text=True).stdout
+        with open(os.path.join(BENCH, "out", "perf-idle.txt"), "w") as f:
+            f.write(rep)
+        data = os.path.join(TMP, "perf.data")
+        perf = start(["perf", "record", "-F", "999", "-g", "-o", data, "-p", str(pid)],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pub = run_pub("pub-redis", 0, 100, a.step_seconds, g, 0, redis_port=env.redis.port)
+        stop(perf, signal.SIGINT)
+        lg.stop()
+        rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children",
+                              "--sort", "dso,symbol", "-g", "none", "--percent-limit", "1.5"],
+                             capture_output=True, text=True).stdout
+        with open(os.path.join(BENCH, "out", "perf-fanout.txt"), "w") as f:
+            f.write(rep)
+        for line in rep.splitlines():
+            if "%" in line and not line.startswith("#"):
+                rows.append({"what": "perf self", "detail": " ".join(line.split())})
+        rows.append({"what": "published", "detail": str(pub["published"])})
+    finally:
+        env.stop()
     return rows
 
 
@@ -832,6 +896,7 @@ COLS = {
                "dup", "gaps"],
     "crossnode": ["pubs_per_s", "delivered_per_s", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
                   "max_ms", "lost", "dup"],
+    "profile": ["what", "detail"],
     "tsung": ["tool", "conns", "arrival_per_s", "ok", "connects_per_s", "ttfr_mean_ms",
               "ttfr_p50_ms", "ttfr_p99_ms"],
     "peers": ["figure", "cardgw", "nchan", "socketio", "cardgw/nchan", "cardgw/socketio"],
@@ -843,7 +908,7 @@ COLS = {
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("scenario", choices=["connect", "idle", "fanout", "crossnode", "floor", "peers",
-                                             "tsung"])
+                                             "tsung", "profile"])
     ap.add_argument("--targets", type=lambda s: s.split(","))
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--shapes", type=lambda s: s.split(","))
@@ -864,7 +929,7 @@ def main():
     try:
         rows = {"connect": sc_connect, "idle": sc_idle, "fanout": sc_fanout,
                 "crossnode": sc_crossnode, "floor": sc_floor, "peers": sc_peers,
-                "tsung": sc_tsung}[a.scenario](a)
+                "tsung": sc_tsung, "profile": sc_profile}[a.scenario](a)
     finally:
         cleanup()
     nproc, model = machine()

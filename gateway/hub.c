@@ -12,7 +12,8 @@
 
 #include "publish_lua.h" /* generated from scripts/publish.lua: gw_publish_lua */
 
-#define GW_TICK_MS 1000
+#define GW_TICK_MS           250
+#define GW_FILL_RETRY_FOR_MS 15000 /* fill reads are retried this long before giving up */
 
 /* ---- channel table ------------------------------------------------------------------------- */
 
@@ -411,7 +412,18 @@ static void gw_on_fill(void *priv, const gw_history_t *h)
     gw_hub_t *hub = op->hub;
     gw_channel_t *ch = op->ch;
     free(op);
-    ch->filling = 0; /* op_refs stays held until the end: kicks below must not free ch */
+    /* op_refs stays held until the end: kicks below must not free ch */
+    if (!h && !ch->fill_fail_ms)
+        ch->fill_fail_ms = gw_now_ms();
+    if (!h && ch->nsubs && gw_now_ms() - ch->fill_fail_ms < GW_FILL_RETRY_FOR_MS) {
+        /* Redis failed (restarting, loading): keep holding and retry from the tick */
+        ch->fill_retry = 1;
+        ch->op_refs--;
+        return;
+    }
+    ch->filling = 0;
+    ch->fill_retry = 0;
+    ch->fill_fail_ms = 0;
     if (!h) {
         gw_channel_insufficient(hub, ch, "history unavailable");
         ch->synced = 0;
@@ -455,8 +467,9 @@ static void gw_on_fill(void *priv, const gw_history_t *h)
 /* Reads the channel's history after ch->last; relay frames arriving meanwhile are held. */
 static void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch)
 {
-    if (ch->filling)
+    if (ch->filling && !ch->fill_retry)
         return;
+    ch->fill_retry = 0;
     gw_fill_op_t *op = gw_malloc(sizeof(*op));
     op->hub = hub;
     op->ch = ch;
@@ -841,14 +854,14 @@ static void gw_hub_tick(uv_timer_t *t)
         hub->last_presence_ms = now;
         gw_presence_refresh(hub);
     }
-    if (now - hub->last_check_ms >= (uint64_t)cfg->position_check_interval_ms &&
-        gw_broker_ready(hub->node->broker)) {
+    int check = now - hub->last_check_ms >= (uint64_t)cfg->position_check_interval_ms &&
+                gw_broker_ready(hub->node->broker);
+    if (check)
         hub->last_check_ms = now;
-        for (size_t i = 0; i < hub->nbuckets; i++)
-            for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next)
-                if (ch->synced && ch->nsubs && ch->rs == GW_RS_SUBSCRIBED)
-                    gw_channel_fill(hub, ch);
-    }
+    for (size_t i = 0; i < hub->nbuckets; i++)
+        for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next)
+            if (ch->fill_retry || (check && ch->synced && ch->nsubs && ch->rs == GW_RS_SUBSCRIBED))
+                gw_channel_fill(hub, ch);
 }
 
 /* ---- construction

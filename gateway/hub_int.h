@@ -35,10 +35,12 @@ typedef struct gw_channel {
     gw_rs_t rs;
     const gw_namespace_t *ns;
     char epoch[GW_PROTO_MAX_EPOCH + 1];
-    uint64_t last;  /* highest offset relayed in order (valid when synced) */
-    uint8_t synced; /* epoch and last are known */
-    uint8_t filling;
-    uint8_t suspect; /* pub/sub was lost: fill as soon as Redis confirms the SUBSCRIBE */
+    uint64_t last;         /* highest offset relayed in order (valid when synced) */
+    uint8_t synced;        /* epoch and last are known */
+    uint8_t filling;       /* relay blocked: frames are held until the fill read completes */
+    uint8_t fill_retry;    /* the last fill read failed: the tick retries it */
+    uint64_t fill_fail_ms; /* when fill reads started failing (0: they are not) */
+    uint8_t suspect;       /* pub/sub was lost: fill as soon as Redis confirms the SUBSCRIBE */
     gw_held_t *held, **held_tail;
     size_t n;
     char name[]; /* NUL-terminated */

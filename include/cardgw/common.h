@@ -81,9 +81,10 @@ uint8_t *gw_buf_reserve(gw_buf_t *b, size_t n);
 void gw_buf_append(gw_buf_t *b, const void *p, size_t n);
 void gw_buf_append_str(gw_buf_t *b, const char *s);
 void gw_buf_appendf(gw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* NULL for a buffer that never held anything (NULL + head is undefined behaviour). */
 static inline uint8_t *gw_buf_data(const gw_buf_t *b)
 {
-    return b->base + b->head;
+    return b->base ? b->base + b->head : NULL;
 }
 
 /* ---- time ------------------------------------------------------------------------------------ */

@@ -109,7 +109,9 @@ typedef struct {
 typedef enum {
     GW_DEC_OK = 0,
     GW_DEC_MALFORMED = -1, /* not a decodable frame (syntax, trailing bytes, depth, bad UTF-8 in
-                              JSON, top level not a map, id missing or invalid): close 4500 */
+                              JSON or in msgpack strings, a known field repeated, a map or array
+                              used as a map key, top level not a map, id missing or invalid):
+                              close 4500 */
     GW_DEC_INVALID = -2,   /* id known, a field is wrong: reply error 104 (or 113 for a channel
                               that breaks the grammar) echoing id */
     GW_DEC_UNKNOWN = -3,   /* id known, cmd not known: reply error 102 echoing id */

@@ -274,7 +274,7 @@ def rss_kb(pid):
 
 
 def test_slow_consumer_is_closed_and_memory_bounded(make_node, redis_server):
-    node = make_node({"max_send_queue_bytes": 262144}, binary=RELEASE_BIN)
+    node = make_node({"max_send_queue_bytes": 1048576}, binary=RELEASE_BIN)
     r = redis_server.client()
     n = 10000
 
@@ -293,16 +293,17 @@ def test_slow_consumer_is_closed_and_memory_bounded(make_node, redis_server):
         for k in range(n):
             pipe.evalsha(sha, 3, *keys("public:slowg"), msgpack.packb({"k": k, "p": pad}), "m",
                          "", 100, 600, 604800)
-            if k % 200 == 199:
+            if k % 50 == 49:
                 pipe.execute()
-                # paced by the normal client, which must not become slow itself
-                while len(received) < k + 1 - 200:
+                # paced by the normal client (at most ~100 x 2 KB in flight, well under the
+                # 1 MiB queue), which must not become slow itself
+                while len(received) < k + 1 - 50:
                     received.extend(o for o, _ in await collect(fast, 1, timeout=30))
         while len(received) < n:
             received.extend(o for o, _ in await collect(fast, 1, timeout=30))
         assert received == list(range(1, n + 1))
         peak = rss_kb(node.proc.pid)
-        # the slow client's queue is capped at 256 KiB: the node grows by far less than the
+        # the slow client's queue is capped at 1 MiB: the node grows by far less than the
         # 20 MB published (bound stated: 16 MB, for allocator slack)
         assert peak - base < 16 * 1024, (base, peak)
         st, text = node.http("GET", "/metrics")

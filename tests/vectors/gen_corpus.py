@@ -1,0 +1,24 @@
+# gen_corpus.py — seeds tests/fuzz/corpus from tests/vectors/vectors.json (one file per vector).
+import json, os, sys, msgpack
+root = sys.argv[1]
+out = os.path.join(root, "tests/fuzz/corpus")
+os.makedirs(out, exist_ok=True)
+for f in os.listdir(out):
+    os.remove(os.path.join(out, f))
+V = json.load(open(os.path.join(root, "tests/vectors/vectors.json")))
+def w(name, b):
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(b)
+for v in V:
+    n = v["name"]
+    if v["kind"] == "invalid":
+        if "msgpack" in v: w(n, b"\x00" + bytes.fromhex(v["msgpack"]))
+        elif "json_hex" in v: w(n, b"\x01" + bytes.fromhex(v["json_hex"]))
+        else: w(n, b"\x01" + v["json"].encode())
+        continue
+    if v["kind"] == "command":
+        w(n + ".mp", b"\x00" + bytes.fromhex(v["msgpack"]))
+        w(n + ".json", b"\x01" + v["json"].encode())
+    else:  # replies and pushes: their whole text as data values
+        w(n + ".mp", b"\x02" + bytes.fromhex(v["msgpack"]))
+        w(n + ".json", b"\x03" + v["json"].encode())
