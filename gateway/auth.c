@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -143,22 +142,6 @@ typedef struct {
     int refresh;
 } gw_auth_op_t;
 
-/* Arms the connection's lws timer for the next token deadline (refresh advice, then expiry). */
-static void gw_auth_arm(gw_conn_t *c)
-{
-    if (!c->wsi)
-        return;
-    if (c->expires_at_ms == 0) {
-        lws_set_timer_usecs(c->wsi, LWS_SET_TIMER_USEC_CANCEL);
-        return;
-    }
-    uint64_t now = gw_wall_ms(), before = (uint64_t)c->node->cfg->token_refresh_before_s * 1000;
-    uint64_t at = c->expires_at_ms;
-    if (!c->refresh_sent && c->expires_at_ms > before)
-        at = c->expires_at_ms - before;
-    lws_set_timer_usecs(c->wsi, (lws_usec_t)(at > now ? at - now : 1) * 1000);
-}
-
 static void gw_auth_fail(gw_conn_t *c, uint32_t id, int code, int refresh)
 {
     gw_conn_reply_error(c, id, code,
@@ -180,14 +163,12 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
         }
         c->expires_at_ms = ident->expires_at_ms;
         c->refresh_sent = 0;
-        gw_auth_arm(c);
         gw_conn_reply_ok(c, id);
         return;
     }
     c->uid = gw_strdup(ident->uid);
     c->expires_at_ms = ident->expires_at_ms;
     c->state = GW_CONN_READY;
-    gw_auth_arm(c);
     uint64_t now = gw_wall_ms();
     uint32_t expires_in =
         c->expires_at_ms ? (uint32_t)((c->expires_at_ms > now ? c->expires_at_ms - now : 0) / 1000)
@@ -292,22 +273,20 @@ void gw_auth_refresh(gw_conn_t *c, const gw_cmd_t *cmd)
     gw_auth_check(c, cmd, 1);
 }
 
-int gw_auth_on_timer(gw_conn_t *c)
+void gw_auth_tick(gw_conn_t *c, uint64_t wall_ms)
 {
-    uint64_t now = gw_wall_ms();
     if (c->expires_at_ms == 0)
-        return 0;
-    if (now >= c->expires_at_ms) {
+        return;
+    if (wall_ms >= c->expires_at_ms) {
         gw_conn_close(c, GW_CLOSE_EXPIRED, 0);
-        return 0;
+        return;
     }
-    if (!c->refresh_sent) {
+    uint64_t before = (uint64_t)c->node->cfg->token_refresh_before_s * 1000;
+    if (!c->refresh_sent && wall_ms + before >= c->expires_at_ms) {
         gw_buf_t b;
         gw_buf_init(&b, GW_FRAME_HEADROOM);
-        gw_proto_enc_refresh(&b, c->enc, (uint32_t)((c->expires_at_ms - now + 999) / 1000));
+        gw_proto_enc_refresh(&b, c->enc, (uint32_t)((c->expires_at_ms - wall_ms + 999) / 1000));
         gw_conn_send_buf(c, &b);
         c->refresh_sent = 1;
     }
-    gw_auth_arm(c);
-    return 0;
 }

@@ -24,6 +24,7 @@ typedef struct gw_redis_conn {
     int attempt;      /* failed attempts since the last success */
     uv_timer_t timer; /* connect timeout, then reconnect backoff */
     uint64_t connected_ms;
+    uint64_t rx_ms; /* last reply or message received: a busy Redis is not a wedged one */
 } gw_redis_conn_t;
 
 typedef struct {
@@ -287,6 +288,8 @@ static void gw_on_sub_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     gw_broker_t *b = priv;
     redisReply *reply = r;
+    if (reply)
+        b->sub.rx_ms = gw_now_ms();
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
         return;
     redisReply *kind = reply->element[0], *ch = reply->element[1], *arg = reply->element[2];
@@ -392,16 +395,19 @@ static void gw_canary_tick(uv_timer_t *t)
     /* readiness lapses when the canary has not come back for three intervals */
     if (b->ready && now - b->canary_rx_ms > 3 * iv)
         gw_broker_set_ready(b, 0);
-    /* wedged: connected, but nothing came back for the command timeout */
-    uint64_t since =
-        b->canary_rx_ms ? b->canary_rx_ms : GW_MAX(b->sub.connected_ms, b->cmd.connected_ms);
-    if (now - since > (uint64_t)b->cfg->redis_command_timeout_ms) {
-        gw_warn("redis", "no canary for %" PRIu64 " ms: reconnecting both connections",
-                now - since);
-        b->canary_rx_ms = 0;
-        gw_conn_force_reconnect(&b->sub);
-        gw_conn_force_reconnect(&b->cmd);
-        return;
+    /* wedged: a connection that received nothing at all (the canary is sent every interval,
+     * so a live one always gets something) for the command timeout */
+    uint64_t to = (uint64_t)b->cfg->redis_command_timeout_ms;
+    gw_redis_conn_t *conns[2] = {&b->sub, &b->cmd};
+    for (int i = 0; i < 2; i++) {
+        gw_redis_conn_t *c = conns[i];
+        uint64_t since = GW_MAX(c->rx_ms, c->connected_ms);
+        if (now - since > to) {
+            gw_warn("redis", "%s connection silent for %" PRIu64 " ms: reconnecting", c->name,
+                    now - since);
+            gw_conn_force_reconnect(c);
+            return;
+        }
     }
     if (!b->probe_subscribed)
         return;
@@ -422,6 +428,9 @@ typedef struct {
 static void gw_on_cmd_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     gw_cmd_ctx_t *x = priv;
+    gw_redis_conn_t *c = ac->data;
+    if (r && c)
+        c->rx_ms = gw_now_ms();
     x->cb(x->priv, r);
     free(x);
 }
@@ -602,6 +611,11 @@ void gw_broker_free(gw_broker_t *b)
 int gw_broker_ready(const gw_broker_t *b)
 {
     return b->ready;
+}
+
+int gw_broker_connected(const gw_broker_t *b)
+{
+    return b->sub.connected && b->cmd.connected && !b->stopping;
 }
 
 int gw_broker_cmd_connected(const gw_broker_t *b)

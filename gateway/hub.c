@@ -12,8 +12,10 @@
 
 #include "publish_lua.h" /* generated from scripts/publish.lua: gw_publish_lua */
 
-#define GW_TICK_MS           250
-#define GW_FILL_RETRY_FOR_MS 15000 /* fill reads are retried this long before giving up */
+#define GW_TICK_MS             250
+#define GW_FILL_RETRY_FOR_MS   15000 /* fill reads are retried this long before giving up */
+#define GW_VISIT_MS            5000  /* each channel is visited by the tick about this often */
+#define GW_PRESENCE_REFRESH_MS 30000
 
 /* ---- channel table ------------------------------------------------------------------------- */
 
@@ -63,6 +65,7 @@ static gw_channel_t *gw_channel_get(gw_hub_t *hub, const char *name, size_t n,
     ch->n = n;
     ch->ns = ns;
     ch->held_tail = &ch->held;
+    ch->checked_ms = ch->presence_ms = gw_now_ms();
     gw_list_init(&ch->subs);
     size_t j = gw_hash(name, n) & (hub->nbuckets - 1);
     ch->next = hub->buckets[j];
@@ -89,6 +92,8 @@ static void gw_channel_free(gw_hub_t *hub, gw_channel_t *ch)
         pp = &(*pp)->next;
     *pp = ch->next;
     hub->nchannels--;
+    if (ch->fill_retry)
+        hub->nretry--;
     gw_metrics.channels = hub->nchannels;
     gw_channel_drop_held(ch);
     free(ch);
@@ -145,6 +150,7 @@ static void gw_sub_clear_pending(gw_sub_t *s)
 static void gw_sub_free(gw_sub_t *s)
 {
     gw_sub_clear_pending(s);
+    free(s->since_epoch);
     free(s->name);
     free(s);
 }
@@ -417,10 +423,14 @@ static void gw_on_fill(void *priv, const gw_history_t *h)
         ch->fill_fail_ms = gw_now_ms();
     if (!h && ch->nsubs && gw_now_ms() - ch->fill_fail_ms < GW_FILL_RETRY_FOR_MS) {
         /* Redis failed (restarting, loading): keep holding and retry from the tick */
+        if (!ch->fill_retry)
+            hub->nretry++;
         ch->fill_retry = 1;
         ch->op_refs--;
         return;
     }
+    if (ch->fill_retry)
+        hub->nretry--;
     ch->filling = 0;
     ch->fill_retry = 0;
     ch->fill_fail_ms = 0;
@@ -469,6 +479,8 @@ static void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch)
 {
     if (ch->filling && !ch->fill_retry)
         return;
+    if (ch->fill_retry)
+        hub->nretry--;
     ch->fill_retry = 0;
     gw_fill_op_t *op = gw_malloc(sizeof(*op));
     op->hub = hub;
@@ -568,7 +580,7 @@ static void gw_sub_attach(gw_hub_t *hub, gw_sub_t *s, const gw_namespace_t *ns)
     s->state = GW_SUB_WAITING;
     if (ch->rs == GW_RS_SUBSCRIBED)
         gw_sub_start_positioning(hub, s);
-    else if (ch->rs == GW_RS_NONE && gw_broker_ready(hub->node->broker))
+    else if (ch->rs == GW_RS_NONE && gw_broker_connected(hub->node->broker))
         gw_redis_subscribe(hub, ch);
     else if (ch->rs == GW_RS_NONE)
         gw_sub_fail(hub, s, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
@@ -628,7 +640,7 @@ void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
         gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
         return;
     }
-    if (!gw_broker_ready(hub->node->broker)) {
+    if (!gw_broker_connected(hub->node->broker)) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
         return;
     }
@@ -638,8 +650,7 @@ void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
     s->cmd_id = cmd->id;
     if (cmd->has_since) {
         s->has_since = 1;
-        snprintf(s->since_epoch, sizeof(s->since_epoch), "%.*s", (int)cmd->since_epoch.n,
-                 cmd->since_epoch.p);
+        s->since_epoch = gw_strndup(cmd->since_epoch.p, cmd->since_epoch.n);
         s->since_offset = cmd->since_offset;
     }
     gw_list_init(&s->chan_link);
@@ -839,29 +850,92 @@ void gw_hub_on_event(void *ud, gw_broker_event_t ev)
     }
 }
 
-/* ---- periodic work
- * --------------------------------------------------------------------------------- */
+/* ---- periodic work ----------------------------------------------------------------------------
+ */
 
-/* Every position_check_interval_ms each channel compares its position with Redis (the same read
- * as a gap fill): it catches a publication pub/sub lost silently on an idle channel, and a Redis
- * that went back in time (failover, restore) under the nodes. */
+typedef struct {
+    gw_hub_t *hub;
+    gw_channel_t *ch;
+} gw_check_op_t;
+
+/* The position check's HMGET answered: any difference from what was relayed (a publication
+ * pub/sub lost, another epoch, offsets that went back) runs a fill, which repairs or signals. */
+static void gw_on_check(void *priv, redisReply *r)
+{
+    gw_check_op_t *op = priv;
+    gw_hub_t *hub = op->hub;
+    gw_channel_t *ch = op->ch;
+    free(op);
+    ch->op_refs--;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && !ch->filling && ch->synced) {
+        const char *e = r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "";
+        uint64_t s =
+            r->element[1]->type == REDIS_REPLY_STRING ? strtoull(r->element[1]->str, NULL, 10) : 0;
+        if (strcmp(e, ch->epoch) != 0 || s != ch->last) {
+            gw_debug("hub", "%s: position check: Redis has %s/%" PRIu64 ", relayed %s/%" PRIu64,
+                     ch->name, e, s, ch->epoch, ch->last);
+            gw_channel_fill(hub, ch);
+        }
+    }
+    gw_channel_maybe_release(hub, ch);
+}
+
+static void gw_channel_check(gw_hub_t *hub, gw_channel_t *ch)
+{
+    char key[GW_PROTO_MAX_CHANNEL + 16];
+    size_t kn = gw_hub_key(key, sizeof(key), ch->name, ch->n, ":m");
+    const char *argv[] = {"HMGET", key, "e", "s"};
+    size_t argvlen[] = {5, kn, 1, 1};
+    gw_check_op_t *op = gw_malloc(sizeof(*op));
+    op->hub = hub;
+    op->ch = ch;
+    ch->op_refs++;
+    if (gw_broker_command_argv(hub->node->broker, gw_on_check, op, 4, argv, argvlen) != 0) {
+        ch->op_refs--;
+        free(op);
+    }
+}
+
+/* Every tick visits a slice of the channel table, so that each channel is visited about every
+ * GW_VISIT_MS: presence is refreshed every GW_PRESENCE_REFRESH_MS, and the position compared with
+ * Redis every position_check_interval_ms (a cheap HMGET; a fill only on a difference). Spreading
+ * the work keeps Redis from a burst of one command per channel (seen at 38k connections). */
+static void gw_hub_visit(gw_hub_t *hub, gw_channel_t *ch, uint64_t now, int redis_up)
+{
+    const gw_config_t *cfg = hub->node->cfg;
+    if (ch->ns->presence && now - ch->presence_ms >= GW_PRESENCE_REFRESH_MS) {
+        ch->presence_ms = now;
+        gw_presence_refresh(hub, ch);
+    }
+    if (redis_up && ch->synced && ch->nsubs && ch->rs == GW_RS_SUBSCRIBED && !ch->filling &&
+        now - ch->checked_ms >= (uint64_t)cfg->position_check_interval_ms) {
+        ch->checked_ms = now;
+        gw_channel_check(hub, ch);
+    }
+}
+
 static void gw_hub_tick(uv_timer_t *t)
 {
     gw_hub_t *hub = t->data;
     uint64_t now = gw_now_ms();
-    const gw_config_t *cfg = hub->node->cfg;
-    if (now - hub->last_presence_ms >= 30000) {
-        hub->last_presence_ms = now;
-        gw_presence_refresh(hub);
+    int redis_up = gw_broker_connected(hub->node->broker);
+    uint64_t visit =
+        GW_MIN((uint64_t)GW_VISIT_MS, (uint64_t)hub->node->cfg->position_check_interval_ms);
+    size_t slice = (size_t)((hub->nbuckets * GW_TICK_MS + visit - 1) / visit);
+    if (hub->nretry) /* failed fills are retried every tick */
+        for (size_t i = 0; i < hub->nbuckets; i++)
+            for (gw_channel_t *ch = hub->buckets[i], *next; ch; ch = next) {
+                next = ch->next;
+                if (ch->fill_retry)
+                    gw_channel_fill(hub, ch);
+            }
+    for (size_t k = 0; k < slice && k < hub->nbuckets; k++) {
+        hub->cursor = (hub->cursor + 1) % hub->nbuckets;
+        for (gw_channel_t *ch = hub->buckets[hub->cursor], *next; ch; ch = next) {
+            next = ch->next;
+            gw_hub_visit(hub, ch, now, redis_up);
+        }
     }
-    int check = now - hub->last_check_ms >= (uint64_t)cfg->position_check_interval_ms &&
-                gw_broker_ready(hub->node->broker);
-    if (check)
-        hub->last_check_ms = now;
-    for (size_t i = 0; i < hub->nbuckets; i++)
-        for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next)
-            if (ch->fill_retry || (check && ch->synced && ch->nsubs && ch->rs == GW_RS_SUBSCRIBED))
-                gw_channel_fill(hub, ch);
 }
 
 /* ---- construction
@@ -874,7 +948,6 @@ gw_hub_t *gw_hub_new(gw_node_t *node)
     hub->nbuckets = 64;
     hub->buckets = gw_calloc(hub->nbuckets, sizeof(*hub->buckets));
     gw_script_init(&hub->publish_script, gw_publish_lua);
-    hub->last_presence_ms = hub->last_check_ms = gw_now_ms();
     uv_timer_init(node->loop, &hub->tick_timer);
     hub->tick_timer.data = hub;
     uv_timer_start(&hub->tick_timer, gw_hub_tick, GW_TICK_MS, GW_TICK_MS);

@@ -40,6 +40,8 @@ typedef struct gw_channel {
     uint8_t filling;       /* relay blocked: frames are held until the fill read completes */
     uint8_t fill_retry;    /* the last fill read failed: the tick retries it */
     uint64_t fill_fail_ms; /* when fill reads started failing (0: they are not) */
+    uint64_t checked_ms;   /* last position check */
+    uint64_t presence_ms;  /* last presence refresh */
     uint8_t suspect;       /* pub/sub was lost: fill as soon as Redis confirms the SUBSCRIBE */
     gw_held_t *held, **held_tail;
     size_t n;
@@ -63,7 +65,7 @@ typedef struct gw_sub {
     uint8_t op_pending;
     uint8_t dead; /* unsubscribed or closed while op_pending: freed when the op completes */
     uint8_t has_since;
-    char since_epoch[GW_PROTO_MAX_EPOCH + 1];
+    char *since_epoch; /* owned, only while a subscribe with since is positioned */
     uint64_t since_offset;
     gw_pending_pub_t *pend;
     uint32_t npend, cappend;
@@ -74,8 +76,9 @@ struct gw_hub {
     gw_channel_t **buckets;
     size_t nbuckets, nchannels;
     gw_script_t publish_script;
-    uv_timer_t tick_timer; /* presence refresh and position checks */
-    uint64_t last_presence_ms, last_check_ms;
+    uv_timer_t tick_timer; /* presence refresh and position checks, spread over time */
+    size_t cursor;         /* next bucket the tick visits */
+    uint32_t nretry;       /* channels whose fill read failed and is retried */
 };
 
 /* "cardgw:{<ch>}<suffix>" into out; returns its length. */
@@ -87,7 +90,7 @@ uint32_t gw_hub_meta_ttl(const gw_namespace_t *ns);
 
 /* presence.c */
 void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce);
-void gw_presence_refresh(gw_hub_t *hub);
+void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch);
 void gw_presence_fanout(gw_channel_t *ch, gw_slice_t uid, gw_slice_t client, int leave);
 
 /* Keeps a connection alive across an asynchronous reply to one of its commands. */

@@ -10,7 +10,7 @@ gw_metrics_t gw_metrics;
 static const char *const gw_reason_names[GW_CLOSE_R__COUNT] = {
     "client",  "shutdown",    "slow_consumer", "auth_timeout", "unauthorized", "malformed",
     "too_big", "wrong_frame", "flood",         "kicked",       "expired",      "insufficient_state",
-    "other",
+    "timeout", "other",
 };
 
 gw_close_reason_t gw_metrics_reason_for_code(int code)
@@ -39,6 +39,8 @@ gw_close_reason_t gw_metrics_reason_for_code(int code)
         return GW_CLOSE_R_WRONG_FRAME;
     case GW_CLOSE_KICKED:
         return GW_CLOSE_R_KICKED;
+    case GW_CLOSE_TIMEOUT:
+        return GW_CLOSE_R_TIMEOUT;
     case 0:
         return GW_CLOSE_R_CLIENT;
     default:

@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#define GW_SWEEP_MS 500
+static void gw_node_sweep(uv_timer_t *t);
+
 static void gw_node_on_signal(uv_signal_t *h, int signum)
 {
     gw_node_t *node = h->data;
@@ -53,6 +56,9 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
     uv_signal_init(loop, &node->sigterm);
     uv_timer_init(loop, &node->stop_timer);
     uv_timer_init(loop, &node->drain_timer);
+    uv_timer_init(loop, &node->sweep_timer);
+    node->sweep_timer.data = node;
+    uv_timer_start(&node->sweep_timer, gw_node_sweep, GW_SWEEP_MS, GW_SWEEP_MS);
     node->sigint.data = node->sigterm.data = node->stop_timer.data = node->drain_timer.data = node;
     uv_signal_start(&node->sigint, gw_node_on_signal, SIGINT);
     uv_signal_start(&node->sigterm, gw_node_on_signal, SIGTERM);
@@ -73,6 +79,17 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
 }
 
 #define GW_DRAIN_TICK_MS 50
+
+static void gw_node_sweep(uv_timer_t *t)
+{
+    gw_node_t *node = t->data;
+    uint64_t now = gw_now_ms(), wall = gw_wall_ms();
+    gw_list_t *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &node->conns)
+    {
+        gw_conn_sweep(gw_container_of(it, gw_conn_t, link), now, wall);
+    }
+}
 
 /* Closes the next batch of connections; the list shrinks as their close callbacks run. */
 static void gw_node_drain_tick(uv_timer_t *t)
@@ -140,6 +157,7 @@ void gw_node_destroy(gw_node_t *node)
     uv_close((uv_handle_t *)&node->sigterm, NULL);
     uv_close((uv_handle_t *)&node->stop_timer, NULL);
     uv_close((uv_handle_t *)&node->drain_timer, NULL);
+    uv_close((uv_handle_t *)&node->sweep_timer, NULL);
     gw_node_run_until_idle(node->loop);
     /* lws on a foreign loop finishes destroying the context only after its handles closed:
      * a second destroy frees what is left (PLATFORM-NOTES) */

@@ -8,8 +8,9 @@
 #include <stdlib.h>
 
 /* Members are "<uid> <client>" scored by their expiry time (ms); a node refreshes its own every
- * 30 s, so the members of a node that died expire on their own. Join and leave travel on the
- * channel as relay frames without an offset (they are not publications and not in history). */
+ * 30 s (GW_PRESENCE_REFRESH_MS, spread over channels by the hub's tick), so the members of a node
+ * that died expire on their own. Join and leave travel on the channel as relay frames without an
+ * offset (they are not publications and not in history). */
 #define GW_PRESENCE_TTL_MS 90000
 
 static void gw_on_presence_write(void *priv, redisReply *r)
@@ -46,20 +47,15 @@ void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
     gw_broker_command_argv(br, gw_on_presence_write, NULL, 3, argv, argvlen);
 }
 
-void gw_presence_refresh(gw_hub_t *hub)
+void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch)
 {
-    for (size_t i = 0; i < hub->nbuckets; i++)
-        for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next) {
-            gw_list_t *it;
-            if (!ch->ns->presence)
-                continue;
-            gw_list_foreach(it, &ch->subs)
-            {
-                gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
-                if (s->state == GW_SUB_LIVE)
-                    gw_presence_update(hub, s, 1, 0);
-            }
-        }
+    gw_list_t *it;
+    gw_list_foreach(it, &ch->subs)
+    {
+        gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
+        if (s->state == GW_SUB_LIVE)
+            gw_presence_update(hub, s, 1, 0);
+    }
 }
 
 /* A join or leave from any node: every live subscriber but the one it is about gets a push. */

@@ -168,8 +168,10 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return pss && pss->conn && pss->conn->close_code ? 1 : 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->conn ? gw_conn_on_writable(pss->conn) : -1;
-    case LWS_CALLBACK_TIMER:
-        return pss && pss->conn ? gw_conn_on_timer(pss->conn) : 0;
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss && pss->conn)
+            gw_conn_on_pong(pss->conn);
+        return 0;
     case LWS_CALLBACK_CLOSED:
         if (pss->conn) {
             gw_conn_on_closed(pss->conn);
@@ -286,10 +288,11 @@ static void gw_listen_on_close(uv_handle_t *h)
 
 static struct lws_protocols gw_protocols[] = {
     {GW_HTTP_PROTOCOL_NAME, gw_lws_callback, sizeof(gw_pss_t), 0, 0, NULL, 0},
-    /* rx_buffer_size is allocated per connection by lws: kept small, bigger messages arrive in
-     * several callbacks and are gathered by the connection */
-    {GW_PROTO_SUBPROTO_MSGPACK, gw_lws_callback, sizeof(gw_pss_t), 1024, 1, NULL, 0},
-    {GW_PROTO_SUBPROTO_JSON, gw_lws_callback, sizeof(gw_pss_t), 1024, 2, NULL, 0},
+    /* rx_buffer_size is allocated per connection by lws: kept small (it must hold a 125-byte
+     * control frame), bigger messages arrive in several callbacks and are gathered by the
+     * connection. 1024 here cost ~900 bytes of RSS per idle connection. */
+    {GW_PROTO_SUBPROTO_MSGPACK, gw_lws_callback, sizeof(gw_pss_t), 128, 1, NULL, 0},
+    {GW_PROTO_SUBPROTO_JSON, gw_lws_callback, sizeof(gw_pss_t), 128, 2, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 static void gw_lws_log(int level, const char *line)
@@ -320,10 +323,10 @@ int gw_server_start(gw_node_t *node)
         return -EINVAL;
     }
 
-    /* lws pings a WebSocket that has been silent for ping_interval_s and hangs up on one
-     * silent for three intervals */
-    retry.secs_since_valid_ping = (uint16_t)node->cfg->ping_interval_s;
-    retry.secs_since_valid_hangup = (uint16_t)(node->cfg->ping_interval_s * 3);
+    /* no lws validity timers (pings, hang-ups): lws re-sorts them on every read and write;
+     * the node's sweep does that work instead (gw_conn_sweep) */
+    retry.secs_since_valid_ping = 0;
+    retry.secs_since_valid_hangup = 0;
 
     memset(&info, 0, sizeof(info));
     info.port = CONTEXT_PORT_NO_LISTEN_SERVER;

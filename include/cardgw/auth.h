@@ -16,8 +16,9 @@ typedef struct {
 void gw_auth_connect(gw_conn_t *c, const gw_cmd_t *cmd);
 /* Handles refresh: a new token for the same uid moves the expiry. */
 void gw_auth_refresh(gw_conn_t *c, const gw_cmd_t *cmd);
-/* The lws timer of a READY connection fired: refresh advice or expiry. Returns 0. */
-int gw_auth_on_timer(gw_conn_t *c);
+/* Called by the node's sweep for a READY connection: sends the refresh push before the token
+ * expires and closes the connection (4005) when it has expired. */
+void gw_auth_tick(gw_conn_t *c, uint64_t wall_ms);
 
 /* Verifies an HS256 JWT. Returns 0 and fills id, or GW_ERR_UNAUTHORIZED / GW_ERR_TOKEN_EXPIRED.
  * now_ms is the wall clock. */

@@ -43,6 +43,8 @@ void gw_broker_free(gw_broker_t *b);
 
 int gw_broker_ready(const gw_broker_t *b);
 int gw_broker_cmd_connected(const gw_broker_t *b);
+/* Both connections are up (the relay may still be catching up: see gw_broker_ready). */
+int gw_broker_connected(const gw_broker_t *b);
 
 /* Sends a command on the command connection. Returns 0 (cb will be called exactly once, with
  * NULL on failure) or -ENOTCONN (cb is not called). argv strings are copied. */

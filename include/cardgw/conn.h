@@ -48,6 +48,8 @@ typedef struct gw_conn {
     char *uid;              /* after connect */
     uint64_t expires_at_ms; /* wall clock; 0 = the token does not expire */
     uint8_t refresh_sent;
+    uint8_t ping_sent;
+    uint64_t created_ms, last_rx_ms; /* monotonic */
     /* receive: a message split over several lws callbacks is gathered here */
     gw_buf_t rx;
     /* send queue: ring of frame references */
@@ -67,7 +69,10 @@ gw_conn_t *gw_conn_new(struct gw_node *node, struct lws *wsi, gw_enc_t enc);
 int gw_conn_on_receive(gw_conn_t *c, const uint8_t *in, size_t len, int binary, int final);
 /* The socket can take data: writes the queued frames in one write. Returns -1 to close. */
 int gw_conn_on_writable(gw_conn_t *c);
-int gw_conn_on_timer(gw_conn_t *c);
+/* The node's periodic sweep (auth deadline, token expiry, pings, dead peers). */
+void gw_conn_sweep(gw_conn_t *c, uint64_t now_ms, uint64_t wall_ms);
+/* A pong (or any frame) arrived. */
+void gw_conn_on_pong(gw_conn_t *c);
 /* The socket is gone: drops subscriptions and queued frames, releases the socket's reference. */
 void gw_conn_on_closed(gw_conn_t *c);
 

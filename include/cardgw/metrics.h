@@ -21,6 +21,7 @@ typedef enum {
     GW_CLOSE_R_KICKED,       /* server API disconnect */
     GW_CLOSE_R_EXPIRED,      /* token expired */
     GW_CLOSE_R_INSUFFICIENT, /* insufficient state */
+    GW_CLOSE_R_TIMEOUT,      /* no traffic from the client */
     GW_CLOSE_R_OTHER,
     GW_CLOSE_R__COUNT
 } gw_close_reason_t;

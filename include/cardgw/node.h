@@ -30,6 +30,7 @@ typedef struct gw_node {
     uv_signal_t sigint, sigterm;
     uv_timer_t stop_timer;  /* shutdown deadline */
     uv_timer_t drain_timer; /* closes connections in batches over drain_window_ms */
+    uv_timer_t sweep_timer; /* auth deadlines, token expiry, pings (gw_conn_sweep) */
     uint64_t drain_per_tick;
     int stopping;
     int exit_code;

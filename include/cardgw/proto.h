@@ -66,6 +66,7 @@ enum {
     GW_CLOSE_FLOOD = 4004,        /* too many commands or errors: reconnect with backoff */
     GW_CLOSE_EXPIRED = 4005,      /* token expired and not refreshed: reconnect, new token */
     GW_CLOSE_INTERNAL = 4006,     /* internal error: reconnect with backoff */
+    GW_CLOSE_TIMEOUT = 4007,      /* no traffic for 3 ping intervals: reconnect */
     GW_CLOSE_MALFORMED = 4500,    /* a frame that cannot be decoded */
     GW_CLOSE_UNAUTHORIZED = 4501, /* bad token */
     GW_CLOSE_TOO_BIG = 4502,      /* frame larger than max_frame_bytes */

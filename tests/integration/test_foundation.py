@@ -141,3 +141,25 @@ def test_port_in_use_fails_cleanly(redis_server, node):
     assert r.returncode == 1
     assert "cannot listen" in r.stderr and "Sanitizer" not in r.stderr
     assert node.http("GET", "/healthz")[0] == 200  # the first node is unaffected
+
+
+def test_ping_keeps_live_clients_and_drops_dead_ones(make_node):
+    """The node pings a connection silent for ping_interval_s (the client library answers with
+    a pong) and closes one silent for three intervals with 4007."""
+    node = make_node({"ping_interval_s": 1})
+
+    async def go():
+        live = await connected_client(node, "alive")
+        dead = await connected_client(node, "dead")
+        dead.ws.transport.pause_reading()  # a peer that vanished: no pongs
+        await asyncio.sleep(4.5)
+        assert (await live.call("ping"))["result"] == {}
+        dead.ws.transport.resume_reading()
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            while True:
+                await dead.recv(timeout=10)
+        assert e.value.code == 4007
+        assert (await live.call("ping"))["result"] == {}  # still open after 3+ intervals
+        st, text = node.http("GET", "/metrics")
+        assert 'cardgw_connections_closed_total{reason="timeout"} 1' in text
+    run(go())
