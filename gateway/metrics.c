@@ -76,6 +76,9 @@ void gw_metrics_render(gw_buf_t *out)
               m->bytes_out);
     gw_metric(out, "cardgw_socket_writes_total", "counter",
               "Socket writes issued (several messages may share one).", m->writes_out);
+    gw_metric(out, "cardgw_socket_full_total", "counter",
+              "Writes the socket did not take whole (the rest waits for it to drain).",
+              m->writes_partial);
     gw_metric(out, "cardgw_commands_total", "counter", "Client commands handled.", m->commands);
     gw_metric(out, "cardgw_command_errors_total", "counter",
               "Client commands answered with an error.", m->command_errors);

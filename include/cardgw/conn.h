@@ -56,6 +56,8 @@ typedef struct gw_conn {
     gw_frame_t **q;
     uint32_t qhead, qlen, qcap;
     size_t qbytes;
+    gw_list_t flush_link;     /* node->flushq: written at the end of this loop turn */
+    uint8_t wait_writable;    /* the socket is full: the rest goes from the writable callback */
     /* flood control */
     double tokens;
     uint64_t refill_ms;
@@ -69,6 +71,9 @@ gw_conn_t *gw_conn_new(struct gw_node *node, struct lws *wsi, gw_enc_t enc);
 int gw_conn_on_receive(gw_conn_t *c, const uint8_t *in, size_t len, int binary, int final);
 /* The socket can take data: writes the queued frames in one write. Returns -1 to close. */
 int gw_conn_on_writable(gw_conn_t *c);
+/* Called by the node once per loop turn for a connection on node->flushq: writes what this turn
+ * queued, coalesced, straight to the socket (see the comment in conn.c). */
+void gw_conn_flush(gw_conn_t *c);
 /* The node's periodic sweep (auth deadline, token expiry, pings, dead peers). */
 void gw_conn_sweep(gw_conn_t *c, uint64_t now_ms, uint64_t wall_ms);
 /* A pong (or any frame) arrived. */

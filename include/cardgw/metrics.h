@@ -32,7 +32,7 @@ typedef struct {
     uint64_t connections_closed[GW_CLOSE_R__COUNT];
     uint64_t http_requests;
     uint64_t frames_in, bytes_in;
-    uint64_t frames_out, bytes_out, writes_out;
+    uint64_t frames_out, bytes_out, writes_out, writes_partial;
     uint64_t commands, command_errors;
     uint64_t redis_connected_sub, redis_connected_cmd;
     uint64_t redis_reconnects;

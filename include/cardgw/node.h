@@ -24,7 +24,9 @@ typedef struct gw_node {
     uv_poll_t *listen_poll; /* accepts, hands sockets to lws */
     gw_broker_t *broker;
     struct gw_hub *hub;
-    gw_list_t conns; /* every open WebSocket connection (gw_conn_t.link) */
+    gw_list_t conns;  /* every open WebSocket connection (gw_conn_t.link) */
+    gw_list_t flushq; /* connections with frames queued this loop turn (gw_conn_t.flush_link) */
+    uv_prepare_t flush_prepare; /* writes them before the loop blocks again */
     uint64_t nconns;
     uint64_t conn_seq;
     uv_signal_t sigint, sigterm;
@@ -45,6 +47,8 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg);
  * batches spread over that window, and stop the loop when all are closed or shutdown_timeout_ms
  * has passed. Safe to call more than once. */
 void gw_node_stop(gw_node_t *node);
+/* A connection was put on node->flushq: make sure it is written before the loop blocks. */
+void gw_node_flush_soon(gw_node_t *node);
 /* After uv_run has returned: frees everything and runs the loop until no handle is left. */
 void gw_node_destroy(gw_node_t *node);
 

@@ -315,6 +315,40 @@ def test_slow_consumer_is_closed_and_memory_bounded(make_node, redis_server):
     run(go(), timeout=180)
 
 
+def test_stalled_reader_that_resumes_gets_everything_in_order(make_node, redis_server):
+    """A reader that stops long enough for its socket to fill (but stays under its queue limit)
+    gets every publication in order when it resumes: frames written straight to the socket, the
+    rest that lws keeps for a full socket, and the node's own queue join without loss, overlap or
+    reordering."""
+    node = make_node({"max_send_queue_bytes": 128 * 1024 * 1024})
+    r = redis_server.client()
+    n, pad = 3000, "y" * 16000  # 48 MB: far beyond the kernel buffers of one loopback socket
+
+    async def go():
+        c = await Client.open(node.ws_url, "msgpack", max_queue=None)
+        await c.connect(__import__("conftest").jwt("stall"))
+        await c.call("subscribe", channel="public:stall")
+        c.ws.transport.pause_reading()
+        sha = r.script_load(PUBLISH_LUA)
+        pipe = r.pipeline(transaction=False)
+        for k in range(n):
+            pipe.evalsha(sha, 3, *keys("public:stall"), msgpack.packb({"k": k, "p": pad}), "m",
+                         "", 100, 600, 604800)
+            if k % 100 == 99:
+                pipe.execute()
+        pipe.execute()
+        await asyncio.sleep(1)
+        st, text = node.http("GET", "/metrics")
+        full = [line for line in text.splitlines() if line.startswith("cardgw_socket_full_total ")]
+        c.ws.transport.resume_reading()
+        got = await collect(c, n, timeout=60)
+        assert [o for o, _ in got] == list(range(1, n + 1))
+        assert [d["k"] for _, d in got] == list(range(n))
+        assert int(full[0].split()[1]) > 0  # the socket did fill up: the lws path was taken
+        assert (await c.call("ping"))["result"] == {}
+    run(go(), timeout=180)
+
+
 def test_drain_then_reconnect_elsewhere_loses_nothing(make_node, redis_server):
     a, b = make_node({"drain_window_ms": 500}), make_node()
     r = redis_server.client()
