@@ -56,8 +56,8 @@ typedef struct gw_conn {
     gw_frame_t **q;
     uint32_t qhead, qlen, qcap;
     size_t qbytes;
-    gw_list_t flush_link;     /* node->flushq: written at the end of this loop turn */
-    uint8_t wait_writable;    /* the socket is full: the rest goes from the writable callback */
+    gw_list_t flush_link;  /* node->flushq: written at the end of this loop turn */
+    uint8_t wait_writable; /* the socket is full: the rest goes from the writable callback */
     /* flood control */
     double tokens;
     uint64_t refill_ms;
