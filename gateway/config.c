@@ -60,6 +60,7 @@ static const gw_key_t gw_keys[] = {
     KI(shutdown_timeout_ms, "10000", 0, 600000),
     KI(drain_window_ms, "5000", 0, 600000),
     KI(position_check_interval_ms, "30000", 100, 3600000),
+    KI(flush_window_ms, "0", 0, 100),
     KSECRET(api_key, ""),
     KSECRET(jwt_secret, ""),
     KI(token_refresh_before_s, "60", 0, 86400),

@@ -58,7 +58,8 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
     uv_timer_init(loop, &node->drain_timer);
     gw_list_init(&node->flushq);
     uv_prepare_init(loop, &node->flush_prepare);
-    node->flush_prepare.data = node;
+    uv_timer_init(loop, &node->flush_timer);
+    node->flush_prepare.data = node->flush_timer.data = node;
     uv_timer_init(loop, &node->sweep_timer);
     node->sweep_timer.data = node;
     uv_timer_start(&node->sweep_timer, gw_node_sweep, GW_SWEEP_MS, GW_SWEEP_MS);
@@ -83,20 +84,35 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
 
 #define GW_DRAIN_TICK_MS 50
 
-/* Runs before the loop polls again: every connection that got frames in this turn (from Redis
- * messages, replies, timers) is written now, all its frames in one write. */
-static void gw_node_flush(uv_prepare_t *p)
+/* Runs before the loop polls again (or flush_window_ms after the first frame was queued): every
+ * connection that got frames since (from Redis messages, replies, timers) is written now, all its
+ * frames in one write. */
+static void gw_node_flush(gw_node_t *node)
 {
-    gw_node_t *node = p->data;
     while (!gw_list_empty(&node->flushq))
         gw_conn_flush(gw_container_of(node->flushq.next, gw_conn_t, flush_link));
+}
+
+static void gw_node_on_prepare(uv_prepare_t *p)
+{
+    gw_node_flush(p->data);
     uv_prepare_stop(p);
+}
+
+static void gw_node_on_flush_timer(uv_timer_t *t)
+{
+    gw_node_flush(t->data);
 }
 
 void gw_node_flush_soon(gw_node_t *node)
 {
-    if (!uv_is_active((uv_handle_t *)&node->flush_prepare))
-        uv_prepare_start(&node->flush_prepare, gw_node_flush);
+    int window = node->cfg->flush_window_ms;
+    if (window > 0 && !node->stopping) {
+        if (!uv_is_active((uv_handle_t *)&node->flush_timer))
+            uv_timer_start(&node->flush_timer, gw_node_on_flush_timer, (uint64_t)window, 0);
+    } else if (!uv_is_active((uv_handle_t *)&node->flush_prepare)) {
+        uv_prepare_start(&node->flush_prepare, gw_node_on_prepare);
+    }
 }
 
 static void gw_node_sweep(uv_timer_t *t)
@@ -178,6 +194,7 @@ void gw_node_destroy(gw_node_t *node)
     uv_close((uv_handle_t *)&node->drain_timer, NULL);
     uv_close((uv_handle_t *)&node->sweep_timer, NULL);
     uv_close((uv_handle_t *)&node->flush_prepare, NULL);
+    uv_close((uv_handle_t *)&node->flush_timer, NULL);
     gw_node_run_until_idle(node->loop);
     /* lws on a foreign loop finishes destroying the context only after its handles closed:
      * a second destroy frees what is left (PLATFORM-NOTES) */

@@ -50,6 +50,7 @@ typedef struct {
     int shutdown_timeout_ms;
     int drain_window_ms;
     int position_check_interval_ms;
+    int flush_window_ms;
 
     char *api_key;
     char *jwt_secret;

@@ -27,6 +27,7 @@ typedef struct gw_node {
     gw_list_t conns;  /* every open WebSocket connection (gw_conn_t.link) */
     gw_list_t flushq; /* connections with frames queued this loop turn (gw_conn_t.flush_link) */
     uv_prepare_t flush_prepare; /* writes them before the loop blocks again */
+    uv_timer_t flush_timer;     /* or after flush_window_ms, when that is set */
     uint64_t nconns;
     uint64_t conn_seq;
     uv_signal_t sigint, sigterm;
