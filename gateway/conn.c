@@ -154,7 +154,7 @@ static void gw_conn_enqueue(gw_conn_t *c, gw_frame_t *f)
 
 int gw_conn_send(gw_conn_t *c, gw_frame_t *f)
 {
-    if (!c->wsi || c->close_code)
+    if (!c->wsi || c->close_code || c->peer_closed)
         return -EPIPE;
     if (c->qbytes + f->len > (size_t)c->node->cfg->max_send_queue_bytes) {
         gw_info("conn", "%s slow consumer: %zu bytes queued, closing", c->cid, c->qbytes);
@@ -192,8 +192,8 @@ static const char *gw_close_text(int code);
 
 void gw_conn_close(gw_conn_t *c, int code, int now)
 {
-    if (!c->wsi || c->close_code)
-        return; /* the first reason wins */
+    if (!c->wsi || c->close_code || c->peer_closed)
+        return; /* the first reason wins; a client's Close is answered by lws */
     const char *why = gw_close_text(code);
     gw_debug("conn", "%s closing with %d: %s", c->cid, code, why);
     if (now) {
@@ -322,6 +322,8 @@ static int gw_conn_write(gw_conn_t *c)
 int gw_conn_on_writable(gw_conn_t *c)
 {
     c->wait_writable = 0;
+    if (c->peer_closed)
+        return 0;
     if (lws_partial_buffered(c->wsi)) { /* lws is still writing what it kept */
         c->wait_writable = 1;
         lws_callback_on_writable(c->wsi);
@@ -333,7 +335,7 @@ int gw_conn_on_writable(gw_conn_t *c)
 void gw_conn_flush(gw_conn_t *c)
 {
     gw_list_remove(&c->flush_link);
-    if (!c->wsi || c->wait_writable || c->qlen == 0)
+    if (!c->wsi || c->wait_writable || c->qlen == 0 || c->peer_closed)
         return;
     if (lws_partial_buffered(c->wsi)) {
         c->wait_writable = 1;
@@ -516,6 +518,12 @@ void gw_conn_sweep(gw_conn_t *c, uint64_t now_ms, uint64_t wall_ms)
         gw_frame_unref(f);
         c->ping_sent = 1;
     }
+}
+
+void gw_conn_on_peer_close(gw_conn_t *c)
+{
+    c->peer_closed = 1;
+    gw_conn_drop_queue(c);
 }
 
 void gw_conn_on_pong(gw_conn_t *c)

@@ -165,7 +165,12 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
                                       lws_remaining_packet_payload(wsi) == 0);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         /* the answer to our Close frame: close the socket without echoing a second one */
-        return pss && pss->conn && pss->conn->close_code ? 1 : 0;
+        if (pss && pss->conn && pss->conn->close_code)
+            return 1;
+        /* the client closes first: lws echoes its Close; no frame of ours may follow it */
+        if (pss && pss->conn)
+            gw_conn_on_peer_close(pss->conn);
+        return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE:
         return pss->conn ? gw_conn_on_writable(pss->conn) : -1;
     case LWS_CALLBACK_RECEIVE_PONG:

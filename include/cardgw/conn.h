@@ -56,8 +56,11 @@ typedef struct gw_conn {
     gw_frame_t **q;
     uint32_t qhead, qlen, qcap;
     size_t qbytes;
-    gw_list_t flush_link;  /* node->flushq: written at the end of this loop turn */
-    uint8_t wait_writable; /* the socket is full: the rest goes from the writable callback */
+    gw_list_t flush_link; /* node->flushq: written at the end of this loop turn */
+    /* the socket is full: the rest goes from lws's writable callback */
+    uint8_t wait_writable;
+    /* the client sent Close first: lws answers it, nothing more is written */
+    uint8_t peer_closed;
     /* flood control */
     double tokens;
     uint64_t refill_ms;
@@ -76,6 +79,8 @@ int gw_conn_on_writable(gw_conn_t *c);
 void gw_conn_flush(gw_conn_t *c);
 /* The node's periodic sweep (auth deadline, token expiry, pings, dead peers). */
 void gw_conn_sweep(gw_conn_t *c, uint64_t now_ms, uint64_t wall_ms);
+/* The client sent a Close frame first: drop what is queued and write nothing more. */
+void gw_conn_on_peer_close(gw_conn_t *c);
 /* A pong (or any frame) arrived. */
 void gw_conn_on_pong(gw_conn_t *c);
 /* The socket is gone: drops subscriptions and queued frames, releases the socket's reference. */

@@ -26,6 +26,20 @@ def script_publish(r, ch, k, size=100):
     return int(off), epoch.decode()
 
 
+async def publish_pipelined(r, ch, n, pad, batch, after_batch=None):
+    """n publications {"k": 0.., "p": pad} through the script, pipelined `batch` at a time;
+    after_batch(k) (a coroutine function) runs after each batch is in Redis."""
+    sha = r.script_load(PUBLISH_LUA)
+    pipe = r.pipeline(transaction=False)
+    for k in range(n):
+        pipe.evalsha(sha, 3, *keys(ch), msgpack.packb({"k": k, "p": pad}), "m", "", 100, 600,
+                     604800)
+        if k % batch == batch - 1 or k == n - 1:
+            pipe.execute()
+            if after_batch:
+                await after_batch(k)
+
+
 async def collect(c, n, timeout=10):
     """The next n publications (offset, data) from pushes, skipping presence."""
     out = []
@@ -286,19 +300,15 @@ def test_slow_consumer_is_closed_and_memory_bounded(make_node, redis_server):
         await fast.call("subscribe", channel="public:slowg")
         slow.ws.transport.pause_reading()  # stops reading: the kernel buffers fill up
         base = rss_kb(node.proc.pid)
-        sha = r.script_load(PUBLISH_LUA)
         pad = "x" * 2000  # 10,000 x 2 KB: far more than the stalled socket's kernel buffers
         received = []
-        pipe = r.pipeline(transaction=False)
-        for k in range(n):
-            pipe.evalsha(sha, 3, *keys("public:slowg"), msgpack.packb({"k": k, "p": pad}), "m",
-                         "", 100, 600, 604800)
-            if k % 50 == 49:
-                pipe.execute()
-                # paced by the normal client (at most ~100 x 2 KB in flight, well under the
-                # 1 MiB queue), which must not become slow itself
-                while len(received) < k + 1 - 50:
-                    received.extend(o for o, _ in await collect(fast, 1, timeout=30))
+
+        async def pace(k):
+            # paced by the normal client (at most ~100 x 2 KB in flight, well under the 1 MiB
+            # queue), which must not become slow itself
+            while len(received) < k + 1 - 50:
+                received.extend(o for o, _ in await collect(fast, 1, timeout=30))
+        await publish_pipelined(r, "public:slowg", n, pad, 50, pace)
         while len(received) < n:
             received.extend(o for o, _ in await collect(fast, 1, timeout=30))
         assert received == list(range(1, n + 1))
@@ -329,14 +339,7 @@ def test_stalled_reader_that_resumes_gets_everything_in_order(make_node, redis_s
         await c.connect(__import__("conftest").jwt("stall"))
         await c.call("subscribe", channel="public:stall")
         c.ws.transport.pause_reading()
-        sha = r.script_load(PUBLISH_LUA)
-        pipe = r.pipeline(transaction=False)
-        for k in range(n):
-            pipe.evalsha(sha, 3, *keys("public:stall"), msgpack.packb({"k": k, "p": pad}), "m",
-                         "", 100, 600, 604800)
-            if k % 100 == 99:
-                pipe.execute()
-        pipe.execute()
+        await publish_pipelined(r, "public:stall", n, pad, 100)
         await asyncio.sleep(1)
         st, text = node.http("GET", "/metrics")
         full = [line for line in text.splitlines() if line.startswith("cardgw_socket_full_total ")]

@@ -2,6 +2,7 @@
 namespace rules, fan-out across nodes exactly once and in offset order, the server API, the
 publish script called directly, membership removal, and a scale check."""
 import asyncio
+import json
 import os
 import random
 import time
@@ -264,3 +265,89 @@ def test_flush_window_coalesces_writes(make_node, redis_server, window):
         if window:  # without the window about one write per frame (not asserted: timing)
             assert writes <= frames // 2, (writes, frames)
     run(go())
+
+
+class RawWs:
+    """A bare WebSocket client on a socket, to see the exact frames the node writes."""
+
+    def __init__(self, port):
+        import base64
+        import socket
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.s.sendall(("GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: cardgw.v1.json\r\n"
+                        "\r\n" % key).encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self.s.recv(4096)
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        assert b" 101 " in head.split(b"\r\n")[0]
+
+    def send(self, opcode, payload):
+        mask = os.urandom(4)
+        n = len(payload)
+        hdr = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else
+                                        bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+        self.s.sendall(hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def frames(self):
+        """Every frame until the node closes the socket: [(opcode, payload)]."""
+        data = self.buf
+        while True:
+            try:
+                chunk = self.s.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        out, i = [], 0
+        while i + 2 <= len(data):
+            op, n = data[i] & 0x0F, data[i + 1] & 0x7F
+            i += 2
+            if n == 126:
+                n, i = int.from_bytes(data[i:i + 2], "big"), i + 2
+            elif n == 127:
+                n, i = int.from_bytes(data[i:i + 8], "big"), i + 8
+            out.append((op, data[i:i + n]))
+            i += n
+        return out
+
+
+def test_client_close_while_publications_flow_gets_nothing_after_close(node, redis_server):
+    """A client that closes first gets the echo of its Close and no frame after it, even while
+    publications keep arriving for its channel (RFC 6455 5.5.1)."""
+    import threading
+    r = redis_server.client()
+    stop = threading.Event()
+
+    def publisher():
+        sha = r.script_load(PUBLISH_LUA)
+        keys = ["cardgw:{public:cl}:m", "cardgw:{public:cl}:x", "cardgw:{public:cl}"]
+        while not stop.is_set():
+            pipe = r.pipeline(transaction=False)
+            for k in range(20):
+                pipe.evalsha(sha, 3, *keys, '{"k":%d}' % k, "j", "", 10, 600, 604800)
+            pipe.execute()
+
+    for _ in range(5):
+        ws = RawWs(node.port)
+        ws.send(1, json.dumps({"id": 1, "cmd": "connect", "token": jwt("cl")}).encode())
+        ws.send(1, b'{"id":2,"cmd":"subscribe","channel":"public:cl"}')
+        t = threading.Thread(target=publisher)
+        t.start()
+        try:
+            time.sleep(0.3)
+            ws.send(8, (1000).to_bytes(2, "big") + b"bye")
+            frames = ws.frames()
+        finally:
+            stop.set()
+            t.join()
+            stop.clear()
+        ops = [op for op, _ in frames]
+        assert 8 in ops, ops[-5:]
+        assert ops.index(8) == len(ops) - 1, "frames after Close: %r" % ops[ops.index(8):][:5]
+        assert int.from_bytes(frames[-1][1][:2], "big") == 1000
+        assert sum(1 for op in ops if op == 1) > 2  # publications were flowing
