@@ -246,13 +246,12 @@ static const char *gw_close_text(int code)
     }
 }
 
-/* One socket write per writable callback: a single frame goes straight from its shared buffer;
- * several are gathered (pre-built WebSocket headers included) and written as raw bytes. */
 /* Sending. Frames queued during one loop turn are written at its end by gw_conn_flush, straight
  * to the socket and coalesced into one write: asking lws for a writable callback instead costs two
  * epoll_ctl calls per delivery (POLLOUT on, then off), which the fan-out profile showed. Only when
  * the socket is full (lws kept the unwritten rest: lws_partial_buffered) does the connection wait
  * for lws's writable callback, which writes the rest of the queue. */
+
 /* Writes n bytes of complete WebSocket frames: straight to the socket while lws holds nothing
  * unsent for it (lws_write calls lws_callback_on_writable, two epoll_ctl per delivery, even when
  * everything went out); what the socket does not take is handed to lws, which keeps it and
@@ -275,6 +274,9 @@ static int gw_conn_send_raw(gw_conn_t *c, uint8_t *p, size_t n)
     return lws_write(c->wsi, p, n, LWS_WRITE_RAW) < (int)n ? -1 : 0;
 }
 
+/* One write of what is queued: a single frame goes straight from its shared buffer; several are
+ * gathered (pre-built WebSocket headers included, up to GW_COALESCE_MAX bytes) and written as raw
+ * bytes. Returns 0, or -1 when the peer is gone. */
 static int gw_conn_write(gw_conn_t *c)
 {
     static uint8_t scratch[LWS_PRE + GW_COALESCE_MAX];
