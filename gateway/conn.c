@@ -276,12 +276,18 @@ static int gw_conn_send_raw(gw_conn_t *c, uint8_t *p, size_t n)
 
 /* One write of what is queued: a single frame goes straight from its shared buffer; several are
  * gathered (pre-built WebSocket headers included, up to GW_COALESCE_MAX bytes) and written as raw
- * bytes. Returns 0, or -1 when the peer is gone. */
+ * bytes. While lws still holds bytes a full socket did not take, waits for its writable callback
+ * instead. Returns 0, or -1 when the peer is gone. */
 static int gw_conn_write(gw_conn_t *c)
 {
     static uint8_t scratch[LWS_PRE + GW_COALESCE_MAX];
-    if (c->qlen == 0)
+    if (c->qlen == 0 || c->peer_closed)
         return 0;
+    if (lws_partial_buffered(c->wsi)) {
+        c->wait_writable = 1;
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
     int rc, want;
     uint32_t frames = 0;
     if (c->qlen == 1 || c->q[c->qhead]->len > GW_COALESCE_MAX / 2) {
@@ -324,26 +330,14 @@ static int gw_conn_write(gw_conn_t *c)
 int gw_conn_on_writable(gw_conn_t *c)
 {
     c->wait_writable = 0;
-    if (c->peer_closed)
-        return 0;
-    if (lws_partial_buffered(c->wsi)) { /* lws is still writing what it kept */
-        c->wait_writable = 1;
-        lws_callback_on_writable(c->wsi);
-        return 0;
-    }
     return gw_conn_write(c);
 }
 
 void gw_conn_flush(gw_conn_t *c)
 {
     gw_list_remove(&c->flush_link);
-    if (!c->wsi || c->wait_writable || c->qlen == 0 || c->peer_closed)
+    if (!c->wsi || c->wait_writable)
         return;
-    if (lws_partial_buffered(c->wsi)) {
-        c->wait_writable = 1;
-        lws_callback_on_writable(c->wsi);
-        return;
-    }
     if (gw_conn_write(c) < 0) /* the peer is gone: lws closes the socket on its next turn */
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
@@ -511,13 +505,15 @@ void gw_conn_sweep(gw_conn_t *c, uint64_t now_ms, uint64_t wall_ms)
     if (silent >= 3 * iv) {
         gw_conn_close(c, GW_CLOSE_TIMEOUT, 1);
     } else if (silent >= iv && !c->ping_sent) {
-        /* a ping with a payload: lws 4.1 drops an empty pong before the protocol callback */
-        gw_buf_t b;
-        gw_buf_init(&b, GW_FRAME_HEADROOM);
-        gw_buf_append(&b, "gw", 2);
-        gw_frame_t *f = gw_frame_from_buf_op(&b, 0x9);
-        gw_conn_enqueue(c, f);
-        gw_frame_unref(f);
+        gw_node_t *node = c->node;
+        if (!node->ping_frame) { /* one frame shared by every ping of the node */
+            /* with a payload: lws 4.1 drops an empty pong before the protocol callback */
+            gw_buf_t b;
+            gw_buf_init(&b, GW_FRAME_HEADROOM);
+            gw_buf_append(&b, "gw", 2);
+            node->ping_frame = gw_frame_from_buf_op(&b, 0x9);
+        }
+        gw_conn_enqueue(c, node->ping_frame);
         c->ping_sent = 1;
     }
 }

@@ -85,6 +85,18 @@ static void gw_channel_drop_held(gw_channel_t *ch)
     ch->held_tail = &ch->held;
 }
 
+/* The only place fill_retry changes: hub->nretry counts the channels that have it set. */
+static void gw_channel_set_retry(gw_hub_t *hub, gw_channel_t *ch, int on)
+{
+    if (ch->fill_retry == on)
+        return;
+    ch->fill_retry = (uint8_t)on;
+    if (on)
+        hub->nretry++;
+    else
+        hub->nretry--;
+}
+
 static void gw_channel_free(gw_hub_t *hub, gw_channel_t *ch)
 {
     gw_channel_t **pp = &hub->buckets[gw_hash(ch->name, ch->n) & (hub->nbuckets - 1)];
@@ -92,8 +104,7 @@ static void gw_channel_free(gw_hub_t *hub, gw_channel_t *ch)
         pp = &(*pp)->next;
     *pp = ch->next;
     hub->nchannels--;
-    if (ch->fill_retry)
-        hub->nretry--;
+    gw_channel_set_retry(hub, ch, 0);
     gw_metrics.channels = hub->nchannels;
     gw_channel_drop_held(ch);
     free(ch);
@@ -423,16 +434,12 @@ static void gw_on_fill(void *priv, const gw_history_t *h)
         ch->fill_fail_ms = gw_now_ms();
     if (!h && ch->nsubs && gw_now_ms() - ch->fill_fail_ms < GW_FILL_RETRY_FOR_MS) {
         /* Redis failed (restarting, loading): keep holding and retry from the tick */
-        if (!ch->fill_retry)
-            hub->nretry++;
-        ch->fill_retry = 1;
+        gw_channel_set_retry(hub, ch, 1);
         ch->op_refs--;
         return;
     }
-    if (ch->fill_retry)
-        hub->nretry--;
+    gw_channel_set_retry(hub, ch, 0);
     ch->filling = 0;
-    ch->fill_retry = 0;
     ch->fill_fail_ms = 0;
     if (!h) {
         gw_channel_insufficient(hub, ch, "history unavailable");
@@ -479,9 +486,7 @@ static void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch)
 {
     if (ch->filling && !ch->fill_retry)
         return;
-    if (ch->fill_retry)
-        hub->nretry--;
-    ch->fill_retry = 0;
+    gw_channel_set_retry(hub, ch, 0);
     gw_fill_op_t *op = gw_malloc(sizeof(*op));
     op->hub = hub;
     op->ch = ch;

@@ -206,4 +206,6 @@ void gw_node_destroy(gw_node_t *node)
     node->broker = NULL;
     gw_hub_free(node->hub);
     node->hub = NULL;
+    gw_frame_unref(node->ping_frame); /* queues that still held it were dropped on close */
+    node->ping_frame = NULL;
 }

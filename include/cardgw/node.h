@@ -12,6 +12,7 @@
 struct lws_context;
 struct lws_vhost;
 struct gw_hub;
+struct gw_frame;
 
 typedef struct gw_node {
     uv_loop_t *loop;
@@ -31,9 +32,10 @@ typedef struct gw_node {
     uint64_t nconns;
     uint64_t conn_seq;
     uv_signal_t sigint, sigterm;
-    uv_timer_t stop_timer;  /* shutdown deadline */
-    uv_timer_t drain_timer; /* closes connections in batches over drain_window_ms */
-    uv_timer_t sweep_timer; /* auth deadlines, token expiry, pings (gw_conn_sweep) */
+    uv_timer_t stop_timer;       /* shutdown deadline */
+    uv_timer_t drain_timer;      /* closes connections in batches over drain_window_ms */
+    uv_timer_t sweep_timer;      /* auth deadlines, token expiry, pings (gw_conn_sweep) */
+    struct gw_frame *ping_frame; /* the WebSocket ping every connection gets, built once */
     uint64_t drain_per_tick;
     int stopping;
     int exit_code;
