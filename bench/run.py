@@ -175,7 +175,10 @@ class Node:
             f.write("listen_address = 127.0.0.1\nport = %d\nredis_url = redis://127.0.0.1:%d/0\n"
                     "api_key = k\njwt_secret = s\nlog_level = warn\n"
                     "max_send_queue_bytes = 4194304\ncommands_per_second = 100000\n"
-                    "command_burst = 100000\n%s" % (self.port, redis.port, extra))
+                    "command_burst = 100000\n"
+                    # load comes from a few loopback addresses, thousands of sockets each
+                    "max_connections_per_ip = 0\nmax_new_connections_per_ip_per_s = 0\n"
+                    "max_connections_per_user = 0\n%s" % (self.port, redis.port, extra))
         cmd = [CARDGW, "--config", self.cfg]
         if workers > 1:
             cmd += ["--workers", str(workers)]

@@ -1,6 +1,8 @@
 /* auth.c — where a connection is authenticated: the connect and refresh commands, opaque session
  * tokens in Redis (any node serves any user), HS256 JWTs checked without a Redis round trip. */
 #include "cardgw/auth.h"
+#include "cardgw/admission.h"
+#include "cardgw/metrics.h"
 #include "cardgw/broker.h"
 #include "cardgw/hub.h"
 #include "cardgw/log.h"
@@ -23,7 +25,7 @@ int gw_auth_uid_valid(const char *uid, size_t n)
     for (size_t i = 0; i < n; i++) {
         char ch = uid[i];
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              strchr("_.@=+,;-", ch)))
+              (ch != '\0' && strchr("_.@=+,;-", ch))))
             return 0;
     }
     return 1;
@@ -166,7 +168,13 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
         gw_conn_reply_ok(c, id);
         return;
     }
-    c->uid = gw_strdup(ident->uid);
+    if (gw_admission_user_acquire(node->admission, ident->uid) != 0) {
+        gw_metrics.refused[GW_REFUSE_USER]++;
+        gw_conn_reply_error(c, id, GW_ERR_USER_LIMIT, "too many connections for this user");
+        gw_conn_close(c, GW_CLOSE_USER_LIMIT, 0);
+        return;
+    }
+    c->uid = gw_strdup(ident->uid); /* from here on gw_conn_on_closed releases the count */
     c->expires_at_ms = ident->expires_at_ms;
     c->state = GW_CONN_READY;
     uint64_t now = gw_wall_ms();

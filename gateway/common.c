@@ -4,6 +4,7 @@
 #include "cardgw/log.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,7 +187,8 @@ const char *gw_log_level_name(gw_log_level_t l)
     return (unsigned)l < GW_ARRAY_SIZE(gw_level_names) ? gw_level_names[l] : "?";
 }
 
-void gw_log_write(gw_log_level_t l, const char *mod, const char *fmt, ...)
+static void gw_log_vwrite(gw_log_level_t l, const char *mod, const char *suffix, const char *fmt,
+                          va_list ap)
 {
     char line[1024];
     struct timespec ts;
@@ -196,14 +198,43 @@ void gw_log_write(gw_log_level_t l, const char *mod, const char *fmt, ...)
     int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %-7s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      ts.tv_nsec / 1000000, gw_log_level_name(l), mod);
-    va_list ap;
-    va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof(line))
         vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
     /* one event, one line: fold any newline the message carried */
     for (char *p = line; *p; p++)
         if (*p == '\n' || *p == '\r')
             *p = ' ';
-    fprintf(stderr, "%s\n", line);
+    fprintf(stderr, "%s%s\n", line, suffix);
+}
+
+void gw_log_write(gw_log_level_t l, const char *mod, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    gw_log_vwrite(l, mod, "", fmt, ap);
+    va_end(ap);
+}
+
+void gw_log_every(gw_log_limit_t *lim, uint64_t every_ms, gw_log_level_t l, const char *mod,
+                  const char *fmt, ...)
+{
+    uint64_t now = gw_now_ms();
+    if (l > gw_log_level)
+        return;
+    if (lim->logged && now - lim->last_ms < every_ms) {
+        lim->suppressed++;
+        return;
+    }
+    char suffix[96] = "";
+    if (lim->suppressed)
+        snprintf(suffix, sizeof(suffix),
+                 " (and %" PRIu64 " more like it in the last %" PRIu64 " s)", lim->suppressed,
+                 (now - lim->last_ms) / 1000);
+    lim->logged = 1;
+    lim->last_ms = now;
+    lim->suppressed = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    gw_log_vwrite(l, mod, suffix, fmt, ap);
+    va_end(ap);
 }

@@ -59,6 +59,13 @@ static const gw_key_t gw_keys[] = {
     KI(ping_interval_s, "25", 1, 3600),
     KI(shutdown_timeout_ms, "10000", 0, 600000),
     KI(drain_window_ms, "5000", 0, 600000),
+    KI(max_connections, "auto", -1, 10000000),
+    KI(max_connections_per_ip, "auto", -1, 10000000),
+    KI(max_new_connections_per_ip_per_s, "100", 0, 10000000),
+    KI(max_connections_per_user, "50", 0, 10000000),
+    KI(http_timeout_ms, "10000", 100, 600000),
+    KI(loop_stall_timeout_ms, "10000", 0, 600000),
+    KI(debug_hooks, "0", 0, 1),
     KI(position_check_interval_ms, "30000", 100, 3600000),
     KI(flush_window_ms, "0", 0, 100),
     KSECRET(api_key, ""),
@@ -184,9 +191,11 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *val, const char
     long v;
     switch (k->type) {
     case K_INT:
-        if (gw_parse_long(val, &v) || v < k->min || v > k->max)
-            return gw_fail(err, errlen, "%s: key '%s': '%s' is not an integer in %ld..%ld", where,
-                           key, val, k->min, k->max);
+        if (k->min == -1 && strcmp(val, "auto") == 0) /* keys that may be "auto" store -1 */
+            v = -1;
+        else if (gw_parse_long(val, &v) || v < GW_MAX(k->min, 0) || v > k->max)
+            return gw_fail(err, errlen, "%s: key '%s': '%s' is not %san integer in %ld..%ld", where,
+                           key, val, k->min == -1 ? "auto or " : "", GW_MAX(k->min, 0), k->max);
         *(int *)field = (int)v;
         break;
     case K_STR:
@@ -317,7 +326,10 @@ void gw_config_print(const gw_config_t *cfg, FILE *f)
         const void *field = (const char *)cfg + k->off;
         switch (k->type) {
         case K_INT:
-            fprintf(f, "%s = %d\n", k->name, *(const int *)field);
+            if (k->min == -1 && *(const int *)field == -1)
+                fprintf(f, "%s = auto\n", k->name);
+            else
+                fprintf(f, "%s = %d\n", k->name, *(const int *)field);
             break;
         case K_STR: {
             const char *s = *(char *const *)field;

@@ -1,6 +1,7 @@
 /* conn.c — one client WebSocket connection: gathers messages, decodes and dispatches commands,
  * keeps the bounded send queue of shared frames and writes it coalesced, one write per turn. */
 #include "cardgw/conn.h"
+#include "cardgw/admission.h"
 #include "cardgw/auth.h"
 #include "cardgw/hub.h"
 #include "cardgw/log.h"
@@ -107,6 +108,8 @@ void gw_conn_on_closed(gw_conn_t *c)
     gw_metrics.connections_closed[gw_metrics_reason_for_code(c->close_code)]++;
     gw_debug("conn", "%s closed (code %d)", c->cid, c->close_code);
     c->wsi = NULL;
+    if (c->uid)
+        gw_admission_user_release(c->node->admission, c->uid);
     gw_hub_conn_closed(c->node->hub, c);
     gw_conn_drop_queue(c);
     gw_buf_free(&c->rx);
@@ -241,6 +244,8 @@ static const char *gw_close_text(int code)
         return "disconnected by server";
     case GW_CLOSE_TIMEOUT:
         return "no traffic, reconnect";
+    case GW_CLOSE_USER_LIMIT:
+        return "too many connections for this user";
     default:
         return "closed";
     }

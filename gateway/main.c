@@ -2,7 +2,9 @@
  * flags), runs one node (or a supervisor of N worker nodes) until SIGINT/SIGTERM. */
 #include "cardgw/config.h"
 #include "cardgw/log.h"
+#include "cardgw/metrics.h"
 #include "cardgw/node.h"
+#include "cardgw/watchdog.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -28,7 +31,8 @@ static void gw_usage(FILE *f)
                "  --workers N       worker processes sharing the port (key workers)\n"
                "  --check-config    print the effective configuration and exit\n"
                "Precedence: defaults < file < CARDGW_* environment < flags.\n"
-               "Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.\n");
+               "Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration,\n"
+               "3 event loop stalled (loop_stall_timeout_ms; --workers restarts it).\n");
 }
 
 /* ---- one node ------------------------------------------------------------------------------ */
@@ -68,13 +72,17 @@ static void gw_sup_on_signal(int sig)
     gw_sup_signal = sig;
 }
 
-static pid_t gw_spawn_worker(gw_config_t *cfg, int i, const char *base_id)
+/* restarts: how often slot i was restarted; last_exit: the code of the process it replaces. */
+static pid_t gw_spawn_worker(gw_config_t *cfg, int i, const char *base_id, uint64_t restarts,
+                             int last_exit)
 {
     pid_t pid = fork();
     if (pid != 0)
         return pid;
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    gw_metrics.worker_restarts = restarts;
+    gw_metrics.worker_last_exit = last_exit;
     char id[128];
     snprintf(id, sizeof(id), "%s%sw%d", base_id, base_id[0] ? "-" : "", i);
     free(cfg->node_id);
@@ -90,6 +98,7 @@ static int gw_supervise(gw_config_t *cfg)
 {
     int n = cfg->workers, alive = 0, failed = 0, forwarded = 0;
     pid_t *pids = gw_calloc((size_t)n, sizeof(*pids));
+    uint64_t *restarts = gw_calloc((size_t)n, sizeof(*restarts));
     char base[96];
     struct sigaction sa;
     snprintf(base, sizeof(base), "%s", cfg->node_id);
@@ -98,7 +107,7 @@ static int gw_supervise(gw_config_t *cfg)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     for (int i = 0; i < n; i++, alive++)
-        pids[i] = gw_spawn_worker(cfg, i, base);
+        pids[i] = gw_spawn_worker(cfg, i, base, 0, 0);
     gw_info("main", "supervising %d workers on port %d", n, cfg->port);
     while (alive > 0) {
         int st;
@@ -120,18 +129,37 @@ static int gw_supervise(gw_config_t *cfg)
             int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
             pids[i] = 0;
             alive--;
-            if (code != 0)
-                failed = 1;
             if (!gw_sup_signal && code != 0 && code != 1 && code != 2) {
-                gw_warn("main", "worker %d exited with %d: restarting", i, code);
+                gw_warn("main", "worker %d (pid %d) exited with %d%s: restarting it", i, (int)pid,
+                        code, code == GW_EXIT_STALLED ? " (event loop stalled)" : "");
                 sleep(1);
-                pids[i] = gw_spawn_worker(cfg, i, base);
+                pids[i] = gw_spawn_worker(cfg, i, base, ++restarts[i], code);
                 alive++;
+            } else if (code != 0) {
+                failed = 1; /* a restarted worker is not a failure of the whole */
             }
         }
     }
     free(pids);
+    free(restarts);
     return failed ? 1 : 0;
+}
+
+/* Raises the open-file limit to its hard limit (each connection is a descriptor) and logs it. */
+static void gw_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    gw_info("main", "open-file limit %llu (was %llu, hard limit %llu)",
+            (unsigned long long)rl.rlim_cur, (unsigned long long)was,
+            (unsigned long long)rl.rlim_max);
 }
 
 /* ---- command line ------------------------------------------------------------------------------
@@ -215,6 +243,7 @@ int main(int argc, char **argv)
         return 0;
     }
     gw_log_level = cfg.log_level;
+    gw_raise_fd_limit();
     int exit_code = cfg.workers > 1 ? gw_supervise(&cfg) : gw_run_node(&cfg);
     gw_config_free(&cfg);
     return exit_code;

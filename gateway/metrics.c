@@ -10,7 +10,7 @@ gw_metrics_t gw_metrics;
 static const char *const gw_reason_names[GW_CLOSE_R__COUNT] = {
     "client",  "shutdown",    "slow_consumer", "auth_timeout", "unauthorized", "malformed",
     "too_big", "wrong_frame", "flood",         "kicked",       "expired",      "insufficient_state",
-    "timeout", "other",
+    "timeout", "user_limit",  "other",
 };
 
 gw_close_reason_t gw_metrics_reason_for_code(int code)
@@ -41,6 +41,8 @@ gw_close_reason_t gw_metrics_reason_for_code(int code)
         return GW_CLOSE_R_KICKED;
     case GW_CLOSE_TIMEOUT:
         return GW_CLOSE_R_TIMEOUT;
+    case GW_CLOSE_USER_LIMIT:
+        return GW_CLOSE_R_USER_LIMIT;
     case 0:
         return GW_CLOSE_R_CLIENT;
     default:
@@ -67,6 +69,25 @@ void gw_metrics_render(gw_buf_t *out)
     for (int i = 0; i < GW_CLOSE_R__COUNT; i++)
         gw_buf_appendf(out, "cardgw_connections_closed_total{reason=\"%s\"} %" PRIu64 "\n",
                        gw_reason_names[i], m->connections_closed[i]);
+    gw_metric(out, "cardgw_sockets_open", "gauge",
+              "Accepted TCP sockets open (plain HTTP and WebSocket).", m->sockets_open);
+    gw_metric(out, "cardgw_sockets_accepted_total", "counter", "TCP sockets accepted.",
+              m->sockets_accepted);
+    gw_buf_append_str(out, "# HELP cardgw_connections_refused_total Connections refused, by reason "
+                           "(README, Limits).\n# TYPE cardgw_connections_refused_total counter\n");
+    for (int i = 0; i < GW_REFUSE__COUNT; i++)
+        gw_buf_appendf(out, "cardgw_connections_refused_total{reason=\"%s\"} %" PRIu64 "\n",
+                       gw_refuse_reason_name((gw_refuse_reason_t)i), m->refused[i]);
+    gw_metric(out, "cardgw_http_timeouts_total", "counter",
+              "Plain-HTTP sockets closed at http_timeout_ms.", m->http_timeouts);
+    gw_metric(out, "cardgw_open_files_limit", "gauge", "The process's open-file limit.",
+              m->fd_limit);
+    gw_metric(out, "cardgw_worker_restarts_total", "counter",
+              "Times the supervisor restarted this worker slot before this process.",
+              m->worker_restarts);
+    gw_metric(out, "cardgw_worker_replaced_exit_code", "gauge",
+              "Exit code of the worker this process replaced (0: first start; 3: loop stalled).",
+              (uint64_t)m->worker_last_exit);
     gw_metric(out, "cardgw_frames_in_total", "counter", "WebSocket messages received.",
               m->frames_in);
     gw_metric(out, "cardgw_bytes_in_total", "counter", "WebSocket payload bytes received.",

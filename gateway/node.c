@@ -1,16 +1,20 @@
 /* node.c — assembles a node (hub, broker, lws server on one libuv loop), and stops it
  * gracefully: stop listening, close every connection with 1001, free everything. */
 #include "cardgw/node.h"
+#include "cardgw/admission.h"
 #include "cardgw/conn.h"
 #include "cardgw/hub.h"
 #include "cardgw/log.h"
+#include "cardgw/metrics.h"
 #include "cardgw/server.h"
+#include "cardgw/watchdog.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <libwebsockets.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define GW_SWEEP_MS 500
@@ -26,6 +30,40 @@ static void gw_node_on_signal(uv_signal_t *h, int signum)
     }
     gw_info("node", "signal %d: shutting down", signum);
     gw_node_stop(node);
+}
+
+/* debug_hooks only: SIGUSR2 blocks the loop for good, as a library bug would (watchdog test). */
+static void gw_node_on_stall_signal(uv_signal_t *h, int signum)
+{
+    gw_warn("node", "debug hook: signal %d stalls the event loop on purpose", signum);
+    for (;;)
+        sleep(1);
+}
+
+/* Resolves the "auto" caps against the open-file limit: the node keeps 128 descriptors for
+ * Redis, logs and HTTP, and no single address may hold more than a tenth of them. */
+static void gw_node_limits(gw_node_t *node)
+{
+    const gw_config_t *cfg = node->cfg;
+    struct rlimit rl;
+    uint64_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                       ? (uint64_t)rl.rlim_cur
+                       : 1048576;
+    node->fd_limit = (uint32_t)GW_MIN(fds, UINT32_MAX);
+    gw_metrics.fd_limit = node->fd_limit;
+    node->max_connections = cfg->max_connections >= 0 ? (uint32_t)cfg->max_connections
+                            : node->fd_limit > 256    ? node->fd_limit - 128
+                                                      : node->fd_limit / 2;
+    node->max_per_ip = cfg->max_connections_per_ip >= 0 ? (uint32_t)cfg->max_connections_per_ip
+                                                        : GW_MAX(node->fd_limit / 10, 16);
+    node->admission =
+        gw_admission_new(node->max_per_ip, (uint32_t)cfg->max_new_connections_per_ip_per_s,
+                         (uint32_t)cfg->max_connections_per_user);
+    gw_info("node",
+            "limits: open files %u, max_connections %u, per IP %u open and %d new per s, per user "
+            "%d (0 = none)",
+            node->fd_limit, node->max_connections, node->max_per_ip,
+            cfg->max_new_connections_per_ip_per_s, cfg->max_connections_per_user);
 }
 
 static void gw_node_on_deadline(uv_timer_t *t)
@@ -66,6 +104,14 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
     node->sigint.data = node->sigterm.data = node->stop_timer.data = node->drain_timer.data = node;
     uv_signal_start(&node->sigint, gw_node_on_signal, SIGINT);
     uv_signal_start(&node->sigterm, gw_node_on_signal, SIGTERM);
+    uv_signal_init(loop, &node->sigusr2);
+    if (cfg->debug_hooks)
+        uv_signal_start(&node->sigusr2, gw_node_on_stall_signal, SIGUSR2);
+    uv_timer_init(loop, &node->accept_timer);
+    node->accept_timer.data = node;
+    gw_list_init(&node->http_peers);
+    gw_node_limits(node);
+    node->watchdog = gw_watchdog_start(loop, (uint32_t)cfg->loop_stall_timeout_ms);
 
     node->hub = gw_hub_new(node);
     gw_broker_handlers_t h = {gw_hub_on_message, gw_hub_on_subscription, gw_hub_on_event,
@@ -124,6 +170,9 @@ static void gw_node_sweep(uv_timer_t *t)
     {
         gw_conn_sweep(gw_container_of(it, gw_conn_t, link), now, wall);
     }
+    gw_server_sweep(node, now);
+    if (++node->sweeps % 20 == 0) /* every 10 s */
+        gw_admission_sweep(node->admission, now);
 }
 
 /* Closes the next batch of connections; the list shrinks as their close callbacks run. */
@@ -182,6 +231,8 @@ static void gw_node_run_until_idle(uv_loop_t *loop)
 
 void gw_node_destroy(gw_node_t *node)
 {
+    gw_watchdog_stop(node->watchdog); /* what follows is bounded */
+    node->watchdog = NULL;
     gw_server_stop_listening(node);
     gw_hub_stop(node->hub);
     if (node->broker)
@@ -195,6 +246,8 @@ void gw_node_destroy(gw_node_t *node)
     uv_close((uv_handle_t *)&node->sweep_timer, NULL);
     uv_close((uv_handle_t *)&node->flush_prepare, NULL);
     uv_close((uv_handle_t *)&node->flush_timer, NULL);
+    uv_close((uv_handle_t *)&node->accept_timer, NULL);
+    uv_close((uv_handle_t *)&node->sigusr2, NULL);
     gw_node_run_until_idle(node->loop);
     /* lws on a foreign loop finishes destroying the context only after its handles closed:
      * a second destroy frees what is left (PLATFORM-NOTES) */
@@ -206,6 +259,8 @@ void gw_node_destroy(gw_node_t *node)
     node->broker = NULL;
     gw_hub_free(node->hub);
     node->hub = NULL;
+    gw_admission_free(node->admission); /* every socket is closed: no peer refers to it */
+    node->admission = NULL;
     gw_frame_unref(node->ping_frame); /* queues that still held it were dropped on close */
     node->ping_frame = NULL;
 }

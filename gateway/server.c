@@ -1,6 +1,7 @@
 /* server.c — libwebsockets on the node's libuv loop (foreign loop): the vhost, subprotocol
  * negotiation at upgrade, the lws callback that feeds connections, and plain HTTP routes. */
 #include "cardgw/server.h"
+#include "cardgw/admission.h"
 #include "cardgw/api.h"
 #include "cardgw/broker.h"
 #include "cardgw/conn.h"
@@ -27,6 +28,20 @@ typedef struct {
 
 #define GW_HTTP_PROTOCOL_NAME "cardgw-http"
 
+/* One accepted socket, from accept to close (lws opaque user data of its wsi): the address its
+ * per-IP count is charged to, and the deadline of its plain-HTTP phase. */
+typedef struct gw_peer {
+    gw_list_t link; /* node->http_peers until upgraded or past its deadline, oldest first */
+    struct lws *wsi;
+    uint64_t accepted_ms;
+    uint32_t ip; /* network order */
+} gw_peer_t;
+
+static void gw_server_peer_free(struct gw_node *node, gw_peer_t *peer);
+
+#define GW_ACCEPT_PAUSE_MS 250 /* after EMFILE/ENFILE: let descriptors come back */
+#define GW_LOG_EVERY_MS    10000
+
 /* ---- HTTP responses ----------------------------------------------------------------------------
  */
 
@@ -48,16 +63,19 @@ void gw_http_req_free(gw_http_req_t *r)
     free(r);
 }
 
-/* Sends status, headers and r->body (written on the next writable callback). Returns 0, or -1 to
- * hang up. */
+/* Sends status, headers and r->body (written on the next writable callback), then closes the
+ * connection: every response says `connection: close` (no keep-alive, see gw_lws_callback).
+ * Returns 0, or -1 to hang up. */
 int gw_http_respond(gw_http_req_t *r, unsigned status, const char *ctype)
 {
     uint8_t hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
-    if (!r->wsi)
+    if (!r->wsi || r->responded)
         return -1;
     if (lws_add_http_common_headers(r->wsi, status, ctype, (lws_filepos_t)r->body.len, &p, end) ||
         lws_add_http_header_by_token(r->wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
                                      (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_add_http_header_by_token(r->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close",
+                                     5, &p, end) ||
         lws_finalize_write_http_header(r->wsi, start, &p, end))
         return -1;
     r->responded = 1;
@@ -70,6 +88,26 @@ int gw_http_respond_text(gw_http_req_t *r, unsigned status, const char *text)
     gw_buf_reset(&r->body);
     gw_buf_append_str(&r->body, text);
     return gw_http_respond(r, status, "text/plain; charset=utf-8");
+}
+
+/* Writes the response body, then closes once lws holds nothing more to send. Never keeps the
+ * connection alive: lws 4.1.6 spins forever in lws_service_do_ripe_rxflow when a kept-alive
+ * connection has a pipelined request with a body waiting (README, platform lessons). */
+static int gw_http_on_writable(gw_http_req_t *r)
+{
+    if (!r->responded)
+        return 0;
+    if (!r->written) {
+        r->written = 1;
+        if (r->body.len && lws_write(r->wsi, gw_buf_data(&r->body), r->body.len,
+                                     LWS_WRITE_HTTP_FINAL) != (int)r->body.len)
+            return -1;
+    }
+    if (lws_partial_buffered(r->wsi)) { /* lws sends the rest first, then asks again */
+        lws_callback_on_writable(r->wsi);
+        return 0;
+    }
+    return -1; /* response complete: close */
 }
 
 static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
@@ -94,6 +132,27 @@ static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
     return gw_http_respond_text(r, 404, "not found\n");
 }
 
+/* Request framing the node refuses (RFC 9112 §6.3: ambiguous framing is how requests get
+ * smuggled past a proxy): Transfer-Encoding (lws 4.1 does not decode chunked request bodies),
+ * more than one Content-Length, or one that is not a plain decimal number. Returns why, or NULL
+ * when the framing is fine. */
+static const char *gw_http_framing_error(struct lws *wsi)
+{
+    char cl[32];
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+        return "Transfer-Encoding is not accepted: send a Content-Length";
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    if (n <= 0)
+        return NULL;
+    if (lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 1) > 0)
+        return "more than one Content-Length";
+    if (n >= (int)sizeof(cl) ||
+        lws_hdr_copy_fragment(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH, 0) <= 0 ||
+        strspn(cl, "0123456789") != strlen(cl))
+        return "Content-Length is not a decimal number";
+    return NULL;
+}
+
 /* ---- upgrade checks -------------------------------------------------------------------------- */
 
 /* lws_return_http_status answers an upgrade request with an HTTP/1.0 status line, which strict
@@ -113,13 +172,25 @@ static int gw_upgrade_refuse(struct lws *wsi, int status, const char *reason, co
  * would otherwise pick; anything else gets a plain HTTP error instead of a silent close. */
 static int gw_confirm_upgrade(gw_node_t *node, struct lws *wsi)
 {
-    char uri[512], protos[512];
+    char uri[512], protos[512], cl[32];
+    const char *bad = gw_http_framing_error(wsi);
+    if (bad)
+        return gw_upgrade_refuse(wsi, 400, "Bad Request", bad);
+    /* an upgrade request has no body: bytes after its headers would be read as WebSocket frames */
+    if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && strcmp(cl, "0"))
+        return gw_upgrade_refuse(wsi, 400, "Bad Request", "an upgrade request carries no body");
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 ||
         strcmp(uri, node->cfg->ws_path) != 0) {
         return gw_upgrade_refuse(wsi, 404, "Not Found", "no WebSocket endpoint at this path");
     }
     if (node->stopping) {
         return gw_upgrade_refuse(wsi, 503, "Service Unavailable", "node is shutting down");
+    }
+    if (node->max_connections && node->nconns >= node->max_connections) {
+        gw_metrics.refused[GW_REFUSE_MAX_CONNECTIONS]++;
+        gw_log_every(&node->refuse_log, GW_LOG_EVERY_MS, GW_LOG_WARN, "server",
+                     "refusing upgrades: max_connections (%u) reached", node->max_connections);
+        return gw_upgrade_refuse(wsi, 503, "Service Unavailable", "node is at max_connections");
     }
     int n = lws_hdr_copy(wsi, protos, sizeof(protos), WSI_TOKEN_PROTOCOL);
     if (n > 0) {
@@ -151,6 +222,9 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return gw_confirm_upgrade(node, wsi);
     case LWS_CALLBACK_ESTABLISHED: {
         const struct lws_protocols *p = lws_get_protocol(wsi);
+        gw_peer_t *peer = lws_get_opaque_user_data(wsi);
+        if (peer && gw_list_linked(&peer->link)) /* a WebSocket now: the HTTP deadline is over */
+            gw_list_remove(&peer->link);
         gw_enc_t enc = strcmp(p->name, GW_PROTO_SUBPROTO_JSON) == 0 ? GW_ENC_JSON : GW_ENC_MSGPACK;
         if (strcmp(p->name, GW_HTTP_PROTOCOL_NAME) == 0)
             return -1;
@@ -189,23 +263,33 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         if (!pss->req)
             pss->req = gw_http_req_new(wsi);
         pss->req->is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+        const char *bad = gw_http_framing_error(wsi);
+        if (bad) {
+            gw_metrics.http_requests++;
+            gw_buf_reset(&pss->req->body);
+            gw_buf_appendf(&pss->req->body, "%s\n", bad);
+            pss->req->refused = 1; /* a body that follows is ignored */
+            return gw_http_respond(pss->req, 400, "text/plain; charset=utf-8") ? -1 : 0;
+        }
         return gw_http_route(node, pss->req, in ? (const char *)in : "/") ? -1 : 0;
     }
     case LWS_CALLBACK_HTTP_BODY:
+        if (pss->req && pss->req->refused)
+            return 0;
         return pss->req ? gw_api_body(node, pss->req, in, len) : -1;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return pss->req ? gw_api_body_done(node, pss->req) : -1;
-    case LWS_CALLBACK_HTTP_WRITEABLE: {
-        gw_http_req_t *r = pss->req;
-        if (!r || !r->responded)
+        if (pss->req && pss->req->refused)
             return 0;
-        if (r->body.len && lws_write(wsi, gw_buf_data(&r->body), r->body.len,
-                                     LWS_WRITE_HTTP_FINAL) != (int)r->body.len)
-            return -1;
-        r->responded = 0;
-        gw_buf_reset(&r->body);
-        gw_buf_reset(&r->reqbody);
-        return lws_http_transaction_completed(wsi) ? -1 : 0;
+        return pss->req ? gw_api_body_done(node, pss->req) : -1;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return pss->req ? gw_http_on_writable(pss->req) : -1;
+    case LWS_CALLBACK_WSI_DESTROY: {
+        gw_peer_t *peer = lws_get_opaque_user_data(wsi);
+        if (peer) {
+            lws_set_opaque_user_data(wsi, NULL);
+            gw_server_peer_free(node, peer);
+        }
+        break;
     }
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -264,6 +348,36 @@ fail:;
     return -e;
 }
 
+static void gw_server_peer_free(gw_node_t *node, gw_peer_t *peer)
+{
+    if (gw_list_linked(&peer->link))
+        gw_list_remove(&peer->link);
+    gw_admission_ip_release(node->admission, peer->ip);
+    gw_metrics.sockets_open--;
+    free(peer);
+}
+
+static void gw_listen_on_readable(uv_poll_t *h, int status, int events);
+
+static void gw_listen_resume(uv_timer_t *t)
+{
+    gw_node_t *node = t->data;
+    if (node->listen_poll)
+        uv_poll_start(node->listen_poll, UV_READABLE, gw_listen_on_readable);
+}
+
+/* accept failed for want of descriptors (or kernel memory): stop polling the listening socket
+ * for a moment instead of spinning on a readable socket that cannot be accepted. */
+static void gw_listen_pause(gw_node_t *node, int err)
+{
+    gw_metrics.refused[GW_REFUSE_FD_LIMIT]++;
+    gw_log_every(&node->accept_log, GW_LOG_EVERY_MS, GW_LOG_WARN, "server",
+                 "accept: %s (open-file limit %u): pausing accepts for %d ms", strerror(err),
+                 node->fd_limit, GW_ACCEPT_PAUSE_MS);
+    uv_poll_stop(node->listen_poll);
+    uv_timer_start(&node->accept_timer, gw_listen_resume, GW_ACCEPT_PAUSE_MS, 0);
+}
+
 static void gw_listen_on_readable(uv_poll_t *h, int status, int events)
 {
     gw_node_t *node = h->data;
@@ -271,16 +385,67 @@ static void gw_listen_on_readable(uv_poll_t *h, int status, int events)
     if (status < 0)
         return;
     for (int i = 0; i < 64; i++) { /* bounded: other work gets its turn */
-        int fd = accept4(node->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_in sa;
+        socklen_t sl = sizeof(sa);
+        int fd =
+            accept4(node->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-                gw_warn("server", "accept: %s", strerror(errno));
+            int e = errno;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+                gw_listen_pause(node, e);
+            else if (e != EAGAIN && e != EWOULDBLOCK && e != EINTR && e != ECONNABORTED)
+                gw_log_every(&node->accept_log, GW_LOG_EVERY_MS, GW_LOG_WARN, "server",
+                             "accept: %s", strerror(e));
+            if (e == ECONNABORTED || e == EINTR)
+                continue;
             return;
+        }
+        gw_refuse_reason_t why;
+        uint32_t ip = sa.sin_family == AF_INET ? sa.sin_addr.s_addr : 0;
+        if (gw_admission_ip_acquire(node->admission, ip, gw_now_ms(), &why) != 0) {
+            /* refused before a byte is read: no HTTP answer (README, "Limits") */
+            char addr[INET_ADDRSTRLEN] = "?";
+            inet_ntop(AF_INET, &sa.sin_addr, addr, sizeof(addr));
+            gw_metrics.refused[why]++;
+            gw_log_every(&node->refuse_log, GW_LOG_EVERY_MS, GW_LOG_WARN, "server",
+                         "refusing connections from %s: %s (%u open)", addr,
+                         gw_refuse_reason_name(why), gw_admission_ip_open(node->admission, ip));
+            close(fd);
+            continue;
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        if (!lws_adopt_socket_vhost(node->vhost, fd)) /* closes fd on failure */
-            gw_warn("server", "lws could not adopt a connection");
+        struct lws *wsi = lws_adopt_socket_vhost(node->vhost, fd); /* closes fd on failure */
+        if (!wsi) {
+            gw_admission_ip_release(node->admission, ip);
+            gw_log_every(&node->accept_log, GW_LOG_EVERY_MS, GW_LOG_WARN, "server",
+                         "lws could not adopt a connection");
+            continue;
+        }
+        gw_peer_t *peer = gw_calloc(1, sizeof(*peer));
+        peer->wsi = wsi;
+        peer->ip = ip;
+        peer->accepted_ms = gw_now_ms();
+        gw_list_insert_tail(&node->http_peers, &peer->link);
+        lws_set_opaque_user_data(wsi, peer);
+        gw_metrics.sockets_open++;
+        gw_metrics.sockets_accepted++;
+    }
+}
+
+void gw_server_sweep(gw_node_t *node, uint64_t now_ms)
+{
+    uint64_t limit = (uint64_t)node->cfg->http_timeout_ms;
+    while (!gw_list_empty(&node->http_peers)) {
+        gw_peer_t *peer = gw_container_of(node->http_peers.next, gw_peer_t, link);
+        if (now_ms - peer->accepted_ms < limit)
+            break;
+        /* a request (headers and body) or its answer not done in time: slowloris, trickled
+         * bodies, a client that never reads. Closed now (LWS_TO_KILL_ASYNC does not close in
+         * lws 4.1.6); its close callbacks free the peer. */
+        gw_list_remove(&peer->link);
+        gw_metrics.http_timeouts++;
+        lws_set_timeout(peer->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
     }
 }
 
@@ -356,6 +521,7 @@ int gw_server_start(gw_node_t *node)
 void gw_server_stop_listening(gw_node_t *node)
 {
     if (node->listen_poll) {
+        uv_timer_stop(&node->accept_timer);
         uv_close((uv_handle_t *)node->listen_poll, gw_listen_on_close);
         node->listen_poll = NULL;
     }

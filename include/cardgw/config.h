@@ -52,6 +52,14 @@ typedef struct {
     int position_check_interval_ms;
     int flush_window_ms;
 
+    int max_connections;                  /* -1 = auto */
+    int max_connections_per_ip;           /* -1 = auto, 0 = none */
+    int max_new_connections_per_ip_per_s; /* 0 = none */
+    int max_connections_per_user;         /* 0 = none */
+    int http_timeout_ms;
+    int loop_stall_timeout_ms; /* 0 = no watchdog */
+    int debug_hooks;
+
     char *api_key;
     char *jwt_secret;
     int token_refresh_before_s;

@@ -3,6 +3,8 @@
 #ifndef CARDGW_LOG_H
 #define CARDGW_LOG_H
 
+#include <stdint.h>
+
 typedef enum { GW_LOG_ERROR = 0, GW_LOG_WARN, GW_LOG_INFO, GW_LOG_DEBUG } gw_log_level_t;
 
 extern gw_log_level_t gw_log_level;
@@ -12,6 +14,16 @@ int gw_log_parse_level(const char *s, gw_log_level_t *out);
 const char *gw_log_level_name(gw_log_level_t l);
 void gw_log_write(gw_log_level_t l, const char *mod, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Rate limit for a log line an attacker could make repeat: at most one line per interval, the
+ * next one saying how many were left out. Zero-initialise. */
+typedef struct {
+    uint64_t last_ms;
+    uint64_t suppressed;
+    int logged;
+} gw_log_limit_t;
+void gw_log_every(gw_log_limit_t *lim, uint64_t every_ms, gw_log_level_t l, const char *mod,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 #define gw_log(l, mod, ...)                                                                        \
     do {                                                                                           \

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "cardgw/admission.h"
 #include "cardgw/common.h"
 
 /* Why a connection closed (a label of cardgw_connections_closed_total). */
@@ -22,6 +23,7 @@ typedef enum {
     GW_CLOSE_R_EXPIRED,      /* token expired */
     GW_CLOSE_R_INSUFFICIENT, /* insufficient state */
     GW_CLOSE_R_TIMEOUT,      /* no traffic from the client */
+    GW_CLOSE_R_USER_LIMIT,   /* max_connections_per_user */
     GW_CLOSE_R_OTHER,
     GW_CLOSE_R__COUNT
 } gw_close_reason_t;
@@ -31,6 +33,12 @@ typedef struct {
     uint64_t connections_accepted;
     uint64_t connections_closed[GW_CLOSE_R__COUNT];
     uint64_t http_requests;
+    uint64_t sockets_open, sockets_accepted; /* every accepted TCP socket, HTTP or WebSocket */
+    uint64_t refused[GW_REFUSE__COUNT];      /* connections refused, by reason */
+    uint64_t http_timeouts;                  /* plain-HTTP sockets closed at http_timeout_ms */
+    uint64_t fd_limit;                       /* RLIMIT_NOFILE */
+    uint64_t worker_restarts;                /* times the supervisor restarted this worker's slot */
+    int worker_last_exit; /* exit code of the process this one replaced (0: none) */
     uint64_t frames_in, bytes_in;
     uint64_t frames_out, bytes_out, writes_out, writes_partial;
     uint64_t commands, command_errors;

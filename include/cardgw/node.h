@@ -8,11 +8,14 @@
 #include "cardgw/broker.h"
 #include "cardgw/common.h"
 #include "cardgw/config.h"
+#include "cardgw/log.h"
 
 struct lws_context;
 struct lws_vhost;
 struct gw_hub;
 struct gw_frame;
+struct gw_admission;
+struct gw_watchdog;
 
 typedef struct gw_node {
     uv_loop_t *loop;
@@ -21,8 +24,18 @@ typedef struct gw_node {
     char instance[9]; /* random per process: makes client ids unique across nodes */
     struct lws_context *lws;
     struct lws_vhost *vhost;
-    int listen_fd;          /* -1 when not listening */
-    uv_poll_t *listen_poll; /* accepts, hands sockets to lws */
+    int listen_fd;           /* -1 when not listening */
+    uv_poll_t *listen_poll;  /* accepts, hands sockets to lws */
+    uv_timer_t accept_timer; /* resumes accepting after a pause for want of descriptors */
+    gw_list_t http_peers;    /* accepted sockets not (yet) WebSockets, oldest first (server.c) */
+    struct gw_admission *admission; /* per-IP and per-user caps */
+    uint32_t fd_limit;              /* RLIMIT_NOFILE at start */
+    uint32_t max_connections;       /* effective caps (config "auto" resolved; 0 = none) */
+    uint32_t max_per_ip;
+    gw_log_limit_t accept_log, refuse_log; /* lines an attacker could make repeat */
+    struct gw_watchdog *watchdog;
+    uv_signal_t sigusr2; /* debug_hooks: stalls the loop on purpose (watchdog test) */
+    uint32_t sweeps;
     gw_broker_t *broker;
     struct gw_hub *hub;
     gw_list_t conns;  /* every open WebSocket connection (gw_conn_t.link) */

@@ -53,7 +53,8 @@ enum {
     GW_ERR_METHOD_NOT_FOUND = 114,
     GW_ERR_TOO_MANY_REQUESTS = 115,
     GW_ERR_INSUFFICIENT_STATE =
-        116, /* the node lost track of the channel: resubscribe with since */
+        116,                 /* the node lost track of the channel: resubscribe with since */
+    GW_ERR_USER_LIMIT = 117, /* max_connections_per_user open for this uid on this node */
 };
 
 /* WebSocket close codes: 4000–4499 mean "reconnect" (after the advised delay),
@@ -67,6 +68,7 @@ enum {
     GW_CLOSE_EXPIRED = 4005,      /* token expired and not refreshed: reconnect, new token */
     GW_CLOSE_INTERNAL = 4006,     /* internal error: reconnect with backoff */
     GW_CLOSE_TIMEOUT = 4007,      /* no traffic for 3 ping intervals: reconnect */
+    GW_CLOSE_USER_LIMIT = 4008,   /* too many connections for this user: reconnect with backoff */
     GW_CLOSE_MALFORMED = 4500,    /* a frame that cannot be decoded */
     GW_CLOSE_UNAUTHORIZED = 4501, /* bad token */
     GW_CLOSE_TOO_BIG = 4502,      /* frame larger than max_frame_bytes */

@@ -15,12 +15,17 @@ typedef struct gw_http_req {
     gw_buf_t reqbody; /* request body, for POST */
     char path[128];
     int is_post;
-    int responded;
-    int pending; /* an asynchronous operation still refers to this request */
+    int responded; /* status and headers are out (at most one response per connection) */
+    int refused;   /* answered 400 at the headers: the body is not read into reqbody */
+    int written;   /* the body is handed to lws; the connection closes once it is sent */
+    int pending;   /* an asynchronous operation still refers to this request */
 } gw_http_req_t;
 
 int gw_server_start(struct gw_node *node);
 void gw_server_stop_listening(struct gw_node *node);
+/* From the node's sweep: closes plain-HTTP sockets older than http_timeout_ms (request and
+ * response not done in time). */
+void gw_server_sweep(struct gw_node *node, uint64_t now_ms);
 
 gw_http_req_t *gw_http_req_new(struct lws *wsi);
 void gw_http_req_free(gw_http_req_t *r);

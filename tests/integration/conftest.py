@@ -98,8 +98,9 @@ class RedisServer:
 class Node:
     """One cardgw process with its own config file."""
 
-    def __init__(self, redis_url, extra=None, binary=None):
+    def __init__(self, redis_url, extra=None, binary=None, nofile=None):
         self.binary = binary or NODE_BIN
+        self.nofile = nofile  # RLIMIT_NOFILE (soft and hard) for the node process
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="cardgw-node-")
         self.config = os.path.join(self.dir, "node.conf")
@@ -110,6 +111,9 @@ class Node:
             "redis_backoff_max_ms": 500, "shutdown_timeout_ms": 5000, "drain_window_ms": 300,
             "namespace.public.subscribe": "public", "namespace.public.publish": "true",
             "namespace.public.presence": "true",
+            # tests open hundreds of connections from 127.0.0.1 within a second, many with one
+            # uid: the connection caps are tested on their own (test_hostile.py)
+            "max_new_connections_per_ip_per_s": 0, "max_connections_per_user": 0,
         }
         lines.update(extra or {})
         with open(self.config, "w") as f:
@@ -124,8 +128,13 @@ class Node:
         env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=24"
         env["LSAN_OPTIONS"] = "suppressions=%s" % os.path.join(ROOT, "tests", "lsan.supp")
         self.logf = open(self.log, "wb")
+        preexec = None
+        if self.nofile:
+            import resource
+            lim = self.nofile
+            preexec = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (lim, lim))  # noqa: E731
         self.proc = subprocess.Popen([self.binary, "--config", self.config], stdout=self.logf,
-                                     stderr=subprocess.STDOUT, env=env)
+                                     stderr=subprocess.STDOUT, env=env, preexec_fn=preexec)
         end = time.time() + 20
         while time.time() < end:
             if self.proc.poll() is not None:
@@ -208,8 +217,8 @@ def make_node(redis_server):
     and must exit cleanly."""
     nodes = []
 
-    def make(extra=None, redis_url=None, wait_ready=True, binary=None):
-        n = Node(redis_url or redis_server.url, extra, binary)
+    def make(extra=None, redis_url=None, wait_ready=True, binary=None, nofile=None):
+        n = Node(redis_url or redis_server.url, extra, binary, nofile)
         nodes.append(n)
         return n.start(wait_ready=wait_ready)
 

@@ -34,6 +34,26 @@ TEST(defaults_are_sane)
     gw_config_free(&c);
 }
 
+TEST(auto_keys)
+{
+    gw_config_t c;
+    char err[256];
+    gw_config_defaults(&c);
+    CHECK_EQ_INT(c.max_connections, -1); /* auto by default */
+    CHECK_EQ_INT(c.max_connections_per_ip, -1);
+    CHECK_EQ_INT(gw_config_set(&c, "max_connections_per_ip", "0", "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(c.max_connections_per_ip, 0);
+    CHECK_EQ_INT(gw_config_set(&c, "max_connections", "auto", "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(c.max_connections, -1);
+    CHECK_EQ_INT(gw_config_set(&c, "max_connections", "-1", "t", err, sizeof(err)), -EINVAL);
+    CHECK(strstr(err, "auto or an integer in 0..") != NULL);
+    /* "auto" only where the key has one */
+    CHECK_EQ_INT(gw_config_set(&c, "max_connections_per_user", "auto", "t", err, sizeof(err)),
+                 -EINVAL);
+    CHECK_EQ_INT(gw_config_set(&c, "http_timeout_ms", "auto", "t", err, sizeof(err)), -EINVAL);
+    gw_config_free(&c);
+}
+
 TEST(file_sets_keys_and_namespaces)
 {
     gw_config_t c;
@@ -112,6 +132,7 @@ TEST(redis_urls)
 int main(void)
 {
     RUN(defaults_are_sane);
+    RUN(auto_keys);
     RUN(file_sets_keys_and_namespaces);
     RUN(errors_name_the_line_and_key);
     RUN(environment_overrides);

@@ -1,0 +1,45 @@
+/* admission.h — who may open a connection: per-IP caps on open sockets and on new sockets per
+ * second (checked at accept), and a per-user cap on open connections (checked at connect). */
+#ifndef CARDGW_ADMISSION_H
+#define CARDGW_ADMISSION_H
+
+#include <stdint.h>
+
+/* Why a connection was refused (the reason label of cardgw_connections_refused_total). */
+typedef enum {
+    GW_REFUSE_IP_OPEN = 0,     /* max_connections_per_ip sockets already open from this IP */
+    GW_REFUSE_IP_RATE,         /* over max_new_connections_per_ip_per_s */
+    GW_REFUSE_MAX_CONNECTIONS, /* max_connections WebSocket connections open on this node */
+    GW_REFUSE_USER,            /* max_connections_per_user open for this uid */
+    GW_REFUSE_FD_LIMIT,        /* accept failed: the process is out of file descriptors */
+    GW_REFUSE__COUNT
+} gw_refuse_reason_t;
+
+const char *gw_refuse_reason_name(gw_refuse_reason_t r);
+
+typedef struct gw_admission gw_admission_t;
+
+/* Caps of 0 mean unlimited. Aborts on allocation failure. */
+gw_admission_t *gw_admission_new(uint32_t max_per_ip, uint32_t new_per_ip_per_s,
+                                 uint32_t max_per_user);
+/* Frees every entry (open counts need not be zero). NULL is fine. */
+void gw_admission_free(gw_admission_t *a);
+
+/* A socket from ip (IPv4, network order) was accepted at now_ms (monotonic). Returns 0 and
+ * counts it (release it with gw_admission_ip_release exactly once), or -EMFILE (over the open
+ * cap) / -EAGAIN (over the rate) with *reason set, and counts nothing. */
+int gw_admission_ip_acquire(gw_admission_t *a, uint32_t ip, uint64_t now_ms,
+                            gw_refuse_reason_t *reason);
+void gw_admission_ip_release(gw_admission_t *a, uint32_t ip);
+/* Sockets open from ip now (for tests and logs). */
+uint32_t gw_admission_ip_open(const gw_admission_t *a, uint32_t ip);
+
+/* A connection authenticated as uid (borrowed, NUL-terminated). Returns 0 and counts it
+ * (release with gw_admission_user_release exactly once), or -EUSERS over the per-user cap. */
+int gw_admission_user_acquire(gw_admission_t *a, const char *uid);
+void gw_admission_user_release(gw_admission_t *a, const char *uid);
+
+/* Forgets IPs with no open socket whose rate window has passed; call every few seconds. */
+void gw_admission_sweep(gw_admission_t *a, uint64_t now_ms);
+
+#endif

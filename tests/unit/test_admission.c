@@ -1,0 +1,103 @@
+/* test_admission.c — connection admission: per-IP open caps and rate windows, per-user caps,
+ * the sweep that forgets idle addresses, and the uid grammar (no NUL smuggled into a uid). */
+#include "cardgw/admission.h"
+#include "cardgw/auth.h"
+#include "testlib.h"
+
+#include <errno.h>
+
+#define IP(a, b, c, d) ((uint32_t)((a) | (b) << 8 | (c) << 16 | (uint32_t)(d) << 24))
+
+TEST(ip_open_cap_counts_and_releases)
+{
+    gw_admission_t *a = gw_admission_new(3, 0, 0);
+    gw_refuse_reason_t why = GW_REFUSE__COUNT;
+    uint32_t x = IP(10, 0, 0, 1), y = IP(10, 0, 0, 2);
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(gw_admission_ip_acquire(a, x, 1000, &why), 0);
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, x, 1000, &why), -EMFILE);
+    CHECK_EQ_INT(why, GW_REFUSE_IP_OPEN);
+    CHECK_EQ_INT(gw_admission_ip_open(a, x), 3);
+    /* another address is not affected */
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, y, 1000, &why), 0);
+    gw_admission_ip_release(a, x);
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, x, 1000, &why), 0);
+    CHECK_EQ_INT(gw_admission_ip_open(a, x), 3);
+    gw_admission_free(a); /* with counts still open: frees everything (LSan checks) */
+}
+
+TEST(ip_rate_window_per_second)
+{
+    gw_admission_t *a = gw_admission_new(0, 2, 0);
+    gw_refuse_reason_t why;
+    uint32_t x = IP(10, 0, 0, 1);
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, x, 5000, &why), 0);
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, x, 5100, &why), 0);
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, x, 5999, &why), -EAGAIN);
+    CHECK_EQ_INT(why, GW_REFUSE_IP_RATE);
+    CHECK_EQ_INT(gw_admission_ip_open(a, x), 2);                /* a refusal counts nothing */
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, x, 6000, &why), 0); /* next second */
+    gw_admission_free(a);
+}
+
+TEST(sweep_forgets_only_idle_addresses)
+{
+    gw_admission_t *a = gw_admission_new(0, 1, 0);
+    gw_refuse_reason_t why;
+    uint32_t x = IP(10, 0, 0, 1), y = IP(10, 0, 0, 2);
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, x, 1000, &why), 0);
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, y, 1000, &why), 0);
+    gw_admission_ip_release(a, y);
+    gw_admission_sweep(a, 1500); /* same second: y's rate window still counts */
+    CHECK_EQ_INT(gw_admission_ip_acquire(a, y, 1500, &why), -EAGAIN);
+    gw_admission_sweep(a, 2000);
+    CHECK_EQ_INT(gw_admission_ip_open(a, x), 1); /* x has an open socket: kept */
+    CHECK_EQ_INT(gw_admission_ip_open(a, y), 0);
+    gw_admission_ip_release(a, x);
+    gw_admission_ip_release(a, x); /* a double release never underflows */
+    CHECK_EQ_INT(gw_admission_ip_open(a, x), 0);
+    gw_admission_free(a);
+}
+
+TEST(user_cap)
+{
+    gw_admission_t *a = gw_admission_new(0, 0, 2);
+    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice"), 0);
+    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice"), 0);
+    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice"), -EUSERS);
+    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice2"), 0);
+    gw_admission_user_release(a, "alice");
+    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice"), 0);
+    gw_admission_user_release(a, "alice");
+    gw_admission_user_release(a, "alice");
+    gw_admission_user_release(a, "alice2");
+    gw_admission_user_release(a, "nobody"); /* unknown: ignored */
+    gw_admission_free(a);
+
+    a = gw_admission_new(0, 0, 0); /* 0 = no cap */
+    for (int i = 0; i < 1000; i++)
+        CHECK_EQ_INT(gw_admission_user_acquire(a, "bob"), 0);
+    gw_admission_free(a);
+}
+
+TEST(uid_with_nul_is_refused)
+{
+    /* a session hash whose uid is "alice\0mallory" must not authenticate as "alice" */
+    CHECK(!gw_auth_uid_valid("alice\0mallory", 13));
+    CHECK(!gw_auth_uid_valid("\0", 1));
+    CHECK(!gw_auth_uid_valid("alice\0", 6));
+    CHECK(gw_auth_uid_valid("alice", 5));
+    CHECK(gw_auth_uid_valid("a.b@c=d+e,f;g-h_i", 17));
+    CHECK(!gw_auth_uid_valid("alice bob", 9));
+    CHECK(!gw_auth_uid_valid("", 0));
+}
+
+int main(void)
+{
+    RUN(ip_open_cap_counts_and_releases);
+    RUN(ip_rate_window_per_second);
+    RUN(sweep_forgets_only_idle_addresses);
+    RUN(user_cap);
+    RUN(uid_with_nul_is_refused);
+    return TL_DONE();
+}
