@@ -20,7 +20,8 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 LOADGEN = os.path.join(ROOT, "build/bench/loadgen")
 FLOOR = os.path.join(ROOT, "build/bench/floor")
-CARDGW = os.path.join(ROOT, "build/cardgw")
+# CARDGW_BENCH_BIN: another build of the node, for before/after comparisons
+CARDGW = os.environ.get("CARDGW_BENCH_BIN") or os.path.join(ROOT, "build/cardgw")
 CSV = os.path.join(BENCH, "results.csv")
 PER_PROC = 9000      # connections per loadgen process (fd cap 20,000)
 PER_NODE = 19000     # connections per node process when --workers is missing

@@ -1,5 +1,5 @@
-/* admission.c — per-IP and per-user connection accounting: two small chained hash tables (IPv4
- * address -> open sockets and a one-second rate window; uid -> open connections). */
+/* admission.c — per-IP and per-user connection accounting: two chained hash tables that grow
+ * (IPv4 address -> open sockets and a one-second rate window; uid -> open connections). */
 #include "cardgw/admission.h"
 #include "cardgw/common.h"
 
@@ -7,26 +7,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define GW_ADM_BUCKETS 4096 /* power of two */
+#define GW_ADM_MIN_BUCKETS 1024 /* power of two; tables double when entries pass 2 per bucket */
 
 typedef struct gw_ip_entry {
     struct gw_ip_entry *next;
     uint32_t ip;
     uint32_t open;
-    uint64_t window_s; /* the second window_count counts */
+    uint32_t window_s; /* the second window_count counts (monotonic seconds) */
     uint32_t window_count;
 } gw_ip_entry_t;
 
 typedef struct gw_user_entry {
     struct gw_user_entry *next;
+    uint32_t hash;
     uint32_t open;
-    char uid[]; /* NUL-terminated */
+    char uid[]; /* NUL-terminated; lent to the connections that hold a count */
 } gw_user_entry_t;
+
+/* A chained hash table of entries that start with a `next` pointer and whose hash is given by
+ * a function: doubled when it holds more than two entries per bucket. */
+typedef struct {
+    void **buckets;
+    size_t nbuckets, n;
+} gw_table_t;
 
 struct gw_admission {
     uint32_t max_per_ip, new_per_ip_per_s, max_per_user;
-    gw_ip_entry_t *ips[GW_ADM_BUCKETS];
-    gw_user_entry_t *users[GW_ADM_BUCKETS];
+    gw_table_t ips, users;
 };
 
 static const char *const gw_refuse_names[GW_REFUSE__COUNT] = {
@@ -37,6 +44,73 @@ const char *gw_refuse_reason_name(gw_refuse_reason_t r)
     return r < GW_REFUSE__COUNT ? gw_refuse_names[r] : "other";
 }
 
+/* ---- the table ------------------------------------------------------------------------------- */
+
+static uint32_t gw_ip_hash(uint32_t ip)
+{
+    return ip * 2654435761u;
+}
+
+static uint32_t gw_uid_hash(const char *uid)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = uid; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return h;
+}
+
+static void gw_table_init(gw_table_t *t)
+{
+    t->nbuckets = GW_ADM_MIN_BUCKETS;
+    t->buckets = gw_calloc(t->nbuckets, sizeof(void *));
+    t->n = 0;
+}
+
+/* The bucket of hash h (the upper bits of a multiplicative hash spread best). */
+static void **gw_table_bucket(gw_table_t *t, uint32_t h)
+{
+    return &t->buckets[(h ^ (h >> 16)) & (t->nbuckets - 1)];
+}
+
+static uint32_t gw_entry_hash(const gw_table_t *t, const void *e, int users)
+{
+    (void)t;
+    return users ? ((const gw_user_entry_t *)e)->hash : gw_ip_hash(((const gw_ip_entry_t *)e)->ip);
+}
+
+/* Both entry types start with their `next` pointer. */
+static void **gw_next(void *e)
+{
+    return (void **)e;
+}
+
+static void gw_table_grow(gw_table_t *t, int users)
+{
+    if (t->n <= 2 * t->nbuckets)
+        return;
+    gw_table_t nt = {gw_calloc(t->nbuckets * 2, sizeof(void *)), t->nbuckets * 2, t->n};
+    for (size_t i = 0; i < t->nbuckets; i++) {
+        for (void *e = t->buckets[i], *nx; e; e = nx) {
+            nx = *gw_next(e);
+            void **b = gw_table_bucket(&nt, gw_entry_hash(t, e, users));
+            *gw_next(e) = *b;
+            *b = e;
+        }
+    }
+    free(t->buckets);
+    *t = nt;
+}
+
+static void gw_table_free(gw_table_t *t)
+{
+    for (size_t i = 0; i < t->nbuckets; i++)
+        for (void *e = t->buckets[i], *nx; e; e = nx) {
+            nx = *gw_next(e);
+            free(e);
+        }
+    free(t->buckets);
+}
+
 gw_admission_t *gw_admission_new(uint32_t max_per_ip, uint32_t new_per_ip_per_s,
                                  uint32_t max_per_user)
 {
@@ -44,6 +118,8 @@ gw_admission_t *gw_admission_new(uint32_t max_per_ip, uint32_t new_per_ip_per_s,
     a->max_per_ip = max_per_ip;
     a->new_per_ip_per_s = new_per_ip_per_s;
     a->max_per_user = max_per_user;
+    gw_table_init(&a->ips);
+    gw_table_init(&a->users);
     return a;
 }
 
@@ -51,29 +127,16 @@ void gw_admission_free(gw_admission_t *a)
 {
     if (!a)
         return;
-    for (size_t i = 0; i < GW_ADM_BUCKETS; i++) {
-        for (gw_ip_entry_t *e = a->ips[i], *n; e; e = n) {
-            n = e->next;
-            free(e);
-        }
-        for (gw_user_entry_t *e = a->users[i], *n; e; e = n) {
-            n = e->next;
-            free(e);
-        }
-    }
+    gw_table_free(&a->ips);
+    gw_table_free(&a->users);
     free(a);
 }
 
 /* ---- per IP ---------------------------------------------------------------------------------- */
 
-static size_t gw_ip_bucket(uint32_t ip)
-{
-    return (size_t)((ip * 2654435761u) >> 20) & (GW_ADM_BUCKETS - 1);
-}
-
 static gw_ip_entry_t **gw_ip_find(gw_admission_t *a, uint32_t ip)
 {
-    gw_ip_entry_t **pp = &a->ips[gw_ip_bucket(ip)];
+    gw_ip_entry_t **pp = (gw_ip_entry_t **)gw_table_bucket(&a->ips, gw_ip_hash(ip));
     while (*pp && (*pp)->ip != ip)
         pp = &(*pp)->next;
     return pp;
@@ -83,10 +146,13 @@ int gw_admission_ip_acquire(gw_admission_t *a, uint32_t ip, uint64_t now_ms,
                             gw_refuse_reason_t *reason)
 {
     gw_ip_entry_t **pp = gw_ip_find(a, ip), *e = *pp;
-    uint64_t sec = now_ms / 1000;
+    uint32_t sec = (uint32_t)(now_ms / 1000);
     if (!e) {
         e = *pp = gw_calloc(1, sizeof(*e));
         e->ip = ip;
+        e->window_s = sec;
+        a->ips.n++;
+        gw_table_grow(&a->ips, 0);
     }
     if (e->window_s != sec) {
         e->window_s = sec;
@@ -120,14 +186,15 @@ uint32_t gw_admission_ip_open(const gw_admission_t *a, uint32_t ip)
 
 void gw_admission_sweep(gw_admission_t *a, uint64_t now_ms)
 {
-    uint64_t sec = now_ms / 1000;
-    for (size_t i = 0; i < GW_ADM_BUCKETS; i++) {
-        gw_ip_entry_t **pp = &a->ips[i];
+    uint32_t sec = (uint32_t)(now_ms / 1000);
+    for (size_t i = 0; i < a->ips.nbuckets; i++) {
+        gw_ip_entry_t **pp = (gw_ip_entry_t **)&a->ips.buckets[i];
         while (*pp) {
             gw_ip_entry_t *e = *pp;
-            if (e->open == 0 && e->window_s < sec) {
+            if (e->open == 0 && e->window_s != sec) {
                 *pp = e->next;
                 free(e);
+                a->ips.n--;
             } else {
                 pp = &e->next;
             }
@@ -137,38 +204,42 @@ void gw_admission_sweep(gw_admission_t *a, uint64_t now_ms)
 
 /* ---- per user -------------------------------------------------------------------------------- */
 
-static gw_user_entry_t **gw_user_find(gw_admission_t *a, const char *uid)
+static gw_user_entry_t **gw_user_find(gw_admission_t *a, const char *uid, uint32_t h)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (const char *p = uid; *p; p++)
-        h = (h ^ (uint8_t)*p) * 16777619u;
-    gw_user_entry_t **pp = &a->users[h & (GW_ADM_BUCKETS - 1)];
-    while (*pp && strcmp((*pp)->uid, uid) != 0)
+    gw_user_entry_t **pp = (gw_user_entry_t **)gw_table_bucket(&a->users, h);
+    while (*pp && ((*pp)->hash != h || strcmp((*pp)->uid, uid) != 0))
         pp = &(*pp)->next;
     return pp;
 }
 
-int gw_admission_user_acquire(gw_admission_t *a, const char *uid)
+const char *gw_admission_user_acquire(gw_admission_t *a, const char *uid)
 {
-    gw_user_entry_t **pp = gw_user_find(a, uid), *e = *pp;
+    uint32_t h = gw_uid_hash(uid);
+    gw_user_entry_t **pp = gw_user_find(a, uid, h), *e = *pp;
+    if (e && a->max_per_user && e->open >= a->max_per_user)
+        return NULL;
     if (!e) {
         size_t n = strlen(uid);
-        e = *pp = gw_calloc(1, sizeof(*e) + n + 1);
+        e = *pp = gw_malloc(sizeof(*e) + n + 1);
+        e->next = NULL;
+        e->hash = h;
+        e->open = 0;
         memcpy(e->uid, uid, n + 1);
+        a->users.n++;
+        gw_table_grow(&a->users, 1);
     }
-    if (a->max_per_user && e->open >= a->max_per_user)
-        return -EUSERS; /* an entry with open == 0 cannot be here: the cap is at least 1 */
     e->open++;
-    return 0;
+    return e->uid;
 }
 
 void gw_admission_user_release(gw_admission_t *a, const char *uid)
 {
-    gw_user_entry_t **pp = gw_user_find(a, uid), *e = *pp;
+    gw_user_entry_t **pp = gw_user_find(a, uid, gw_uid_hash(uid)), *e = *pp;
     if (!e)
         return;
     if (--e->open == 0) {
         *pp = e->next;
-        free(e);
+        free(e); /* uid may be e->uid itself: not read after this */
+        a->users.n--;
     }
 }

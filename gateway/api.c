@@ -49,8 +49,10 @@ static void gw_api_reply(gw_http_req_t *r, unsigned status, json_t *body)
     gw_buf_append_str(&r->body, s ? s : "{}");
     gw_buf_append(&r->body, "\n", 1);
     free(s);
+    /* no response possible (headers too big for the buffer): close within a second rather
+     * than leave the client waiting for http_timeout_ms (safe inside an lws callback, too) */
     if (gw_http_respond(r, status, "application/json") != 0 && r->wsi)
-        lws_callback_on_writable(r->wsi);
+        lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, 1);
 }
 
 static void gw_api_error(gw_http_req_t *r, unsigned status, const char *msg)

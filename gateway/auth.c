@@ -168,13 +168,14 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
         gw_conn_reply_ok(c, id);
         return;
     }
-    if (gw_admission_user_acquire(node->admission, ident->uid) != 0) {
+    const char *uid = gw_admission_user_acquire(node->admission, ident->uid);
+    if (!uid) {
         gw_metrics.refused[GW_REFUSE_USER]++;
         gw_conn_reply_error(c, id, GW_ERR_USER_LIMIT, "too many connections for this user");
         gw_conn_close(c, GW_CLOSE_USER_LIMIT, 0);
         return;
     }
-    c->uid = gw_strdup(ident->uid); /* from here on gw_conn_on_closed releases the count */
+    c->uid = uid; /* shared per user; gw_conn_release gives the count back */
     c->expires_at_ms = ident->expires_at_ms;
     c->state = GW_CONN_READY;
     uint64_t now = gw_wall_ms();

@@ -312,6 +312,8 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
                        "key 'redis_backoff_min_ms' is larger than redis_backoff_max_ms");
     if (cfg->drain_window_ms > cfg->shutdown_timeout_ms)
         return gw_fail(err, errlen, "key 'drain_window_ms' is larger than shutdown_timeout_ms");
+    if (cfg->loop_stall_timeout_ms > 0 && cfg->loop_stall_timeout_ms < 1000)
+        return gw_fail(err, errlen, "key 'loop_stall_timeout_ms' must be 0 (off) or >= 1000");
     if (cfg->command_burst < cfg->commands_per_second / 10)
         return gw_fail(err, errlen, "key 'command_burst' is below commands_per_second / 10");
     return 0;

@@ -108,8 +108,6 @@ void gw_conn_on_closed(gw_conn_t *c)
     gw_metrics.connections_closed[gw_metrics_reason_for_code(c->close_code)]++;
     gw_debug("conn", "%s closed (code %d)", c->cid, c->close_code);
     c->wsi = NULL;
-    if (c->uid)
-        gw_admission_user_release(c->node->admission, c->uid);
     gw_hub_conn_closed(c->node->hub, c);
     gw_conn_drop_queue(c);
     gw_buf_free(&c->rx);
@@ -127,7 +125,8 @@ void gw_conn_release(gw_conn_t *c)
 {
     if (--c->refs)
         return;
-    free(c->uid);
+    if (c->uid) /* pending operations may still read it until here */
+        gw_admission_user_release(c->node->admission, c->uid);
     free(c);
 }
 

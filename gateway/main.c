@@ -7,6 +7,7 @@
 #include "cardgw/watchdog.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,10 +15,12 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #define GW_VERSION "0.1.0"
+#define GW_MAX_FDS (1u << 20) /* the open-file limit is raised at most this far */
 
 static void gw_usage(FILE *f)
 {
@@ -92,13 +95,26 @@ static pid_t gw_spawn_worker(gw_config_t *cfg, int i, const char *base_id, uint6
     _exit(rc);
 }
 
-/* Starts cfg->workers node processes, restarts one that dies abnormally (after a second), and
- * on SIGINT/SIGTERM forwards the signal and waits for all of them. */
+typedef struct {
+    pid_t pid;              /* 0: not running */
+    int signalled;          /* the stop signal was forwarded to pid */
+    int last_exit;          /* exit code of the previous process in this slot */
+    uint64_t restarts;      /* processes restarted in this slot */
+    uint32_t quick_crashes; /* consecutive deaths within a minute of starting (backoff) */
+    uint64_t started_ms, restart_at_ms;
+} gw_worker_slot_t;
+
+#define GW_SUP_TICK_MS 50
+
+/* Starts cfg->workers node processes and restarts one that dies abnormally (exit code other than
+ * 0, 1 or 2; e.g. 3 from the watchdog), after 1 s, doubling up to 32 s while it keeps dying
+ * within a minute. On SIGINT/SIGTERM it forwards the signal to every worker (also one started
+ * a moment before) and waits for all of them. It polls every 50 ms instead of blocking in
+ * waitpid, so a signal is never missed between checking for it and waiting. */
 static int gw_supervise(gw_config_t *cfg)
 {
-    int n = cfg->workers, alive = 0, failed = 0, forwarded = 0;
-    pid_t *pids = gw_calloc((size_t)n, sizeof(*pids));
-    uint64_t *restarts = gw_calloc((size_t)n, sizeof(*restarts));
+    int n = cfg->workers, failed = 0;
+    gw_worker_slot_t *w = gw_calloc((size_t)n, sizeof(*w));
     char base[96];
     struct sigaction sa;
     snprintf(base, sizeof(base), "%s", cfg->node_id);
@@ -106,42 +122,61 @@ static int gw_supervise(gw_config_t *cfg)
     sa.sa_handler = gw_sup_on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    for (int i = 0; i < n; i++, alive++)
-        pids[i] = gw_spawn_worker(cfg, i, base, 0, 0);
+    for (int i = 0; i < n; i++) {
+        w[i].pid = gw_spawn_worker(cfg, i, base, 0, 0);
+        w[i].started_ms = gw_now_ms();
+    }
     gw_info("main", "supervising %d workers on port %d", n, cfg->port);
-    while (alive > 0) {
-        int st;
-        pid_t pid = waitpid(-1, &st, 0);
-        if (gw_sup_signal && !forwarded) {
-            for (int i = 0; i < n; i++)
-                if (pids[i] > 0)
-                    kill(pids[i], gw_sup_signal);
-            forwarded = 1;
-        }
-        if (pid < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
-        }
+    for (;;) {
+        int st, busy = 0;
+        pid_t pid;
+        uint64_t now = gw_now_ms();
         for (int i = 0; i < n; i++) {
-            if (pids[i] != pid)
-                continue;
-            int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-            pids[i] = 0;
-            alive--;
-            if (!gw_sup_signal && code != 0 && code != 1 && code != 2) {
-                gw_warn("main", "worker %d (pid %d) exited with %d%s: restarting it", i, (int)pid,
-                        code, code == GW_EXIT_STALLED ? " (event loop stalled)" : "");
-                sleep(1);
-                pids[i] = gw_spawn_worker(cfg, i, base, ++restarts[i], code);
-                alive++;
-            } else if (code != 0) {
-                failed = 1; /* a restarted worker is not a failure of the whole */
+            if (gw_sup_signal && w[i].pid > 0 && !w[i].signalled) {
+                kill(w[i].pid, gw_sup_signal);
+                w[i].signalled = 1;
             }
         }
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+            for (int i = 0; i < n; i++) {
+                if (w[i].pid != pid)
+                    continue;
+                int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                w[i].pid = 0;
+                w[i].signalled = 0;
+                if (!gw_sup_signal && code != 0 && code != 1 && code != 2) {
+                    w[i].quick_crashes =
+                        now - w[i].started_ms < 60000 ? GW_MIN(w[i].quick_crashes + 1, 6) : 1;
+                    uint64_t delay = 1000u << (w[i].quick_crashes - 1);
+                    w[i].restart_at_ms = now + delay;
+                    w[i].last_exit = code;
+                    gw_warn("main",
+                            "worker %d (pid %d) exited with %d%s: restarting it in %" PRIu64 " ms",
+                            i, (int)pid, code,
+                            code == GW_EXIT_STALLED ? " (event loop stalled)" : "", delay);
+                } else if (code != 0) {
+                    failed = 1; /* a restarted worker is not a failure of the whole */
+                }
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            if (w[i].pid == 0 && w[i].restart_at_ms) {
+                if (gw_sup_signal) {
+                    w[i].restart_at_ms = 0; /* stopping: no restart */
+                } else if (now >= w[i].restart_at_ms) {
+                    w[i].restart_at_ms = 0;
+                    w[i].pid = gw_spawn_worker(cfg, i, base, ++w[i].restarts, w[i].last_exit);
+                    w[i].started_ms = now;
+                }
+            }
+            busy |= w[i].pid > 0 || w[i].restart_at_ms;
+        }
+        if (!busy)
+            break;
+        struct timespec ts = {0, GW_SUP_TICK_MS * 1000000L};
+        nanosleep(&ts, NULL); /* a signal cuts it short */
     }
-    free(pids);
-    free(restarts);
+    free(w);
     return failed ? 1 : 0;
 }
 
@@ -152,8 +187,11 @@ static void gw_raise_fd_limit(void)
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
     rlim_t was = rl.rlim_cur;
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
+    /* not to an unlimited or huge hard limit: lws sizes per-descriptor tables from it */
+    rlim_t want =
+        rl.rlim_max == RLIM_INFINITY || rl.rlim_max > GW_MAX_FDS ? GW_MAX_FDS : rl.rlim_max;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             rl.rlim_cur = was;
     }

@@ -111,7 +111,6 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
     node->accept_timer.data = node;
     gw_list_init(&node->http_peers);
     gw_node_limits(node);
-    node->watchdog = gw_watchdog_start(loop, (uint32_t)cfg->loop_stall_timeout_ms);
 
     node->hub = gw_hub_new(node);
     gw_broker_handlers_t h = {gw_hub_on_message, gw_hub_on_subscription, gw_hub_on_event,
@@ -125,6 +124,8 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
     if (rc)
         return rc;
     gw_broker_start(node->broker);
+    /* armed last: the loop runs right after this returns */
+    node->watchdog = gw_watchdog_start(loop, (uint32_t)cfg->loop_stall_timeout_ms);
     return 0;
 }
 

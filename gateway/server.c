@@ -28,8 +28,10 @@ typedef struct {
 
 #define GW_HTTP_PROTOCOL_NAME "cardgw-http"
 
-/* One accepted socket, from accept to close (lws opaque user data of its wsi): the address its
- * per-IP count is charged to, and the deadline of its plain-HTTP phase. */
+/* One accepted socket until it closes or becomes a WebSocket (lws opaque user data of its wsi):
+ * the address its per-IP count is charged to, and the deadline of its plain-HTTP phase. At the
+ * upgrade the address moves to the gw_conn_t and this record is freed; otherwise it is freed in
+ * LWS_CALLBACK_WSI_DESTROY. */
 typedef struct gw_peer {
     gw_list_t link; /* node->http_peers until upgraded or past its deadline, oldest first */
     struct lws *wsi;
@@ -38,6 +40,7 @@ typedef struct gw_peer {
 } gw_peer_t;
 
 static void gw_server_peer_free(struct gw_node *node, gw_peer_t *peer);
+static void gw_server_socket_closed(struct gw_node *node, uint32_t ip);
 
 #define GW_ACCEPT_PAUSE_MS 250 /* after EMFILE/ENFILE: let descriptors come back */
 #define GW_LOG_EVERY_MS    10000
@@ -223,12 +226,18 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_ESTABLISHED: {
         const struct lws_protocols *p = lws_get_protocol(wsi);
         gw_peer_t *peer = lws_get_opaque_user_data(wsi);
-        if (peer && gw_list_linked(&peer->link)) /* a WebSocket now: the HTTP deadline is over */
-            gw_list_remove(&peer->link);
         gw_enc_t enc = strcmp(p->name, GW_PROTO_SUBPROTO_JSON) == 0 ? GW_ENC_JSON : GW_ENC_MSGPACK;
         if (strcmp(p->name, GW_HTTP_PROTOCOL_NAME) == 0)
             return -1;
         pss->conn = gw_conn_new(node, wsi, enc);
+        if (peer) { /* a WebSocket now: the HTTP deadline is over, and the connection carries
+                     * the address (no per-socket record kept for idle connections) */
+            pss->conn->peer_ip = peer->ip;
+            lws_set_opaque_user_data(wsi, NULL);
+            if (gw_list_linked(&peer->link))
+                gw_list_remove(&peer->link);
+            free(peer);
+        }
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
@@ -253,6 +262,7 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return 0;
     case LWS_CALLBACK_CLOSED:
         if (pss->conn) {
+            gw_server_socket_closed(node, pss->conn->peer_ip);
             gw_conn_on_closed(pss->conn);
             pss->conn = NULL;
         }
@@ -348,12 +358,18 @@ fail:;
     return -e;
 }
 
+/* An accepted socket is gone: its address's count and the open-socket gauge drop. */
+static void gw_server_socket_closed(gw_node_t *node, uint32_t ip)
+{
+    gw_admission_ip_release(node->admission, ip);
+    gw_metrics.sockets_open--;
+}
+
 static void gw_server_peer_free(gw_node_t *node, gw_peer_t *peer)
 {
     if (gw_list_linked(&peer->link))
         gw_list_remove(&peer->link);
-    gw_admission_ip_release(node->admission, peer->ip);
-    gw_metrics.sockets_open--;
+    gw_server_socket_closed(node, peer->ip);
     free(peer);
 }
 
@@ -441,8 +457,9 @@ void gw_server_sweep(gw_node_t *node, uint64_t now_ms)
         if (now_ms - peer->accepted_ms < limit)
             break;
         /* a request (headers and body) or its answer not done in time: slowloris, trickled
-         * bodies, a client that never reads. Closed now (LWS_TO_KILL_ASYNC does not close in
-         * lws 4.1.6); its close callbacks free the peer. */
+         * bodies, a client that never reads. Closed now, or after lws gave what it still holds
+         * a few seconds to drain (LWS_TO_KILL_ASYNC does not close in lws 4.1.6); its close
+         * callbacks free the peer. */
         gw_list_remove(&peer->link);
         gw_metrics.http_timeouts++;
         lws_set_timeout(peer->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);

@@ -34,9 +34,13 @@ void gw_admission_ip_release(gw_admission_t *a, uint32_t ip);
 /* Sockets open from ip now (for tests and logs). */
 uint32_t gw_admission_ip_open(const gw_admission_t *a, uint32_t ip);
 
-/* A connection authenticated as uid (borrowed, NUL-terminated). Returns 0 and counts it
- * (release with gw_admission_user_release exactly once), or -EUSERS over the per-user cap. */
-int gw_admission_user_acquire(gw_admission_t *a, const char *uid);
+/* A connection authenticated as uid (borrowed, NUL-terminated). Returns the table's own copy of
+ * the uid, shared by every connection of that user (the connection keeps it as its uid: one copy
+ * per user, not per connection), valid until the matching gw_admission_user_release; or NULL
+ * over the per-user cap (nothing counted). */
+const char *gw_admission_user_acquire(gw_admission_t *a, const char *uid);
+/* Releases one count of uid (may be the pointer acquire returned, which becomes invalid when the
+ * last count goes). */
 void gw_admission_user_release(gw_admission_t *a, const char *uid);
 
 /* Forgets IPs with no open socket whose rate window has passed; call every few seconds. */

@@ -43,9 +43,11 @@ typedef struct gw_conn {
     gw_enc_t enc;
     gw_conn_state_t state;
     uint16_t close_code; /* set: close once the queue is flushed (or now, see gw_conn_close) */
+    uint32_t peer_ip;    /* IPv4 address its per-IP count is charged to (server.c releases it) */
     uint64_t id;
     char cid[24];           /* client id: <node instance>-<seq>, unique across nodes */
-    char *uid;              /* after connect */
+    const char *uid;        /* after connect: the admission table's copy, shared by the user's
+                             * connections and released in gw_conn_release */
     uint64_t expires_at_ms; /* wall clock; 0 = the token does not expire */
     uint8_t refresh_sent;
     uint8_t ping_sent;

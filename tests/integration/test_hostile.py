@@ -387,6 +387,12 @@ def test_watchdog_restarts_a_stalled_worker(make_node):
         time.sleep(0.1)
     workers = _children(node.proc.pid)
     assert len(workers) == 2
+    # a process that is stopped as a whole (SIGSTOP, a frozen VM) is not judged stalled
+    os.kill(workers[1], signal.SIGSTOP)
+    time.sleep(2.5)
+    os.kill(workers[1], signal.SIGCONT)
+    time.sleep(1.5)
+    assert _children(node.proc.pid) == workers, node.read_log()[-2000:]
     victim = workers[0]
     os.kill(victim, signal.SIGUSR2)
     end = time.time() + 15
@@ -399,7 +405,7 @@ def test_watchdog_restarts_a_stalled_worker(make_node):
     log = node.read_log()
     assert "the event loop has not turned for" in log, log[-3000:]
     assert re.search(r"worker \d \(pid %d\) exited with 3 \(event loop stalled\): restarting"
-                     % victim, log), log[-3000:]
+                     r" it in 1000 ms" % victim, log), log[-3000:]
     seen = set()
     end = time.time() + 15
     while time.time() < end and len(seen) < 2:
@@ -411,3 +417,21 @@ def test_watchdog_restarts_a_stalled_worker(make_node):
     assert (1, 3) in seen, seen  # the new worker
     assert (0, 0) in seen, seen  # the other one never stopped
     assert_serving(node)
+
+
+def test_supervisor_stops_while_a_restart_is_pending(make_node):
+    """SIGTERM to the supervisor right after a worker died: the pending restart is cancelled,
+    the other worker drains, and the supervisor exits 0 promptly."""
+    node = make_node({"workers": 2})
+    end = time.time() + 10
+    while time.time() < end and len(_children(node.proc.pid)) < 2:
+        time.sleep(0.1)
+    workers = _children(node.proc.pid)
+    os.kill(workers[0], signal.SIGKILL)
+    time.sleep(0.3)  # reaped, restart scheduled in 1 s
+    t0 = time.time()
+    assert node.stop(timeout=10) == 0
+    assert time.time() - t0 < 5
+    log = node.read_log()
+    assert "exited with 137: restarting it in 1000 ms" in log, log[-2000:]
+    assert log.count("listening on") == 2  # nobody was restarted

@@ -5,6 +5,7 @@
 #include "testlib.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 #define IP(a, b, c, d) ((uint32_t)((a) | (b) << 8 | (c) << 16 | (uint32_t)(d) << 24))
 
@@ -62,21 +63,45 @@ TEST(sweep_forgets_only_idle_addresses)
 TEST(user_cap)
 {
     gw_admission_t *a = gw_admission_new(0, 0, 2);
-    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice"), 0);
-    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice"), 0);
-    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice"), -EUSERS);
-    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice2"), 0);
+    const char *u1 = gw_admission_user_acquire(a, "alice");
+    const char *u2 = gw_admission_user_acquire(a, "alice");
+    CHECK(u1 && u1 == u2); /* one shared copy per user */
+    CHECK_STR(u1, "alice");
+    CHECK(gw_admission_user_acquire(a, "alice") == NULL);
+    CHECK(gw_admission_user_acquire(a, "alice2") != NULL);
     gw_admission_user_release(a, "alice");
-    CHECK_EQ_INT(gw_admission_user_acquire(a, "alice"), 0);
+    CHECK(gw_admission_user_acquire(a, "alice") == u1);
     gw_admission_user_release(a, "alice");
-    gw_admission_user_release(a, "alice");
+    gw_admission_user_release(a, u1); /* releasing through the shared copy is fine */
     gw_admission_user_release(a, "alice2");
     gw_admission_user_release(a, "nobody"); /* unknown: ignored */
     gw_admission_free(a);
 
     a = gw_admission_new(0, 0, 0); /* 0 = no cap */
     for (int i = 0; i < 1000; i++)
-        CHECK_EQ_INT(gw_admission_user_acquire(a, "bob"), 0);
+        CHECK(gw_admission_user_acquire(a, "bob") != NULL);
+    gw_admission_free(a);
+}
+
+TEST(tables_grow_and_keep_every_entry)
+{
+    gw_admission_t *a = gw_admission_new(0, 0, 0);
+    gw_refuse_reason_t why;
+    char uid[32];
+    for (uint32_t i = 0; i < 20000; i++) { /* several doublings of both tables */
+        CHECK_EQ_INT(gw_admission_ip_acquire(a, i * 7919u, 1000, &why), 0);
+        snprintf(uid, sizeof(uid), "u%u", i);
+        CHECK(gw_admission_user_acquire(a, uid) != NULL);
+    }
+    for (uint32_t i = 0; i < 20000; i += 997) {
+        CHECK_EQ_INT(gw_admission_ip_open(a, i * 7919u), 1);
+        snprintf(uid, sizeof(uid), "u%u", i);
+        gw_admission_user_release(a, uid);
+    }
+    for (uint32_t i = 0; i < 20000; i++)
+        gw_admission_ip_release(a, i * 7919u);
+    gw_admission_sweep(a, 5000);
+    CHECK_EQ_INT(gw_admission_ip_open(a, 7919u), 0);
     gw_admission_free(a);
 }
 
@@ -98,6 +123,7 @@ int main(void)
     RUN(ip_rate_window_per_second);
     RUN(sweep_forgets_only_idle_addresses);
     RUN(user_cap);
+    RUN(tables_grow_and_keep_every_entry);
     RUN(uid_with_nul_is_refused);
     return TL_DONE();
 }
