@@ -57,6 +57,15 @@ static void gw_metric(gw_buf_t *out, const char *name, const char *type, const c
                    name, v);
 }
 
+/* A counter with one series per reason label. */
+static void gw_metric_by_reason(gw_buf_t *out, const char *name, const char *help,
+                                const char *const *reasons, const uint64_t *v, int n)
+{
+    gw_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int i = 0; i < n; i++)
+        gw_buf_appendf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", name, reasons[i], v[i]);
+}
+
 void gw_metrics_render(gw_buf_t *out)
 {
     const gw_metrics_t *m = &gw_metrics;
@@ -64,20 +73,19 @@ void gw_metrics_render(gw_buf_t *out)
               m->connections_open);
     gw_metric(out, "cardgw_connections_accepted_total", "counter",
               "WebSocket connections accepted.", m->connections_accepted);
-    gw_buf_append_str(out, "# HELP cardgw_connections_closed_total WebSocket connections closed, "
-                           "by reason.\n# TYPE cardgw_connections_closed_total counter\n");
-    for (int i = 0; i < GW_CLOSE_R__COUNT; i++)
-        gw_buf_appendf(out, "cardgw_connections_closed_total{reason=\"%s\"} %" PRIu64 "\n",
-                       gw_reason_names[i], m->connections_closed[i]);
+    gw_metric_by_reason(out, "cardgw_connections_closed_total",
+                        "WebSocket connections closed, by reason.", gw_reason_names,
+                        m->connections_closed, GW_CLOSE_R__COUNT);
     gw_metric(out, "cardgw_sockets_open", "gauge",
               "Accepted TCP sockets open (plain HTTP and WebSocket).", m->sockets_open);
     gw_metric(out, "cardgw_sockets_accepted_total", "counter", "TCP sockets accepted.",
               m->sockets_accepted);
-    gw_buf_append_str(out, "# HELP cardgw_connections_refused_total Connections refused, by reason "
-                           "(README, Limits).\n# TYPE cardgw_connections_refused_total counter\n");
+    const char *refused[GW_REFUSE__COUNT];
     for (int i = 0; i < GW_REFUSE__COUNT; i++)
-        gw_buf_appendf(out, "cardgw_connections_refused_total{reason=\"%s\"} %" PRIu64 "\n",
-                       gw_refuse_reason_name((gw_refuse_reason_t)i), m->refused[i]);
+        refused[i] = gw_refuse_reason_name((gw_refuse_reason_t)i);
+    gw_metric_by_reason(out, "cardgw_connections_refused_total",
+                        "Connections refused, by reason (README, Limits).", refused, m->refused,
+                        GW_REFUSE__COUNT);
     gw_metric(out, "cardgw_http_timeouts_total", "counter",
               "Plain-HTTP sockets closed at http_timeout_ms.", m->http_timeouts);
     gw_metric(out, "cardgw_open_files_limit", "gauge", "The process's open-file limit.",
