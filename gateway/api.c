@@ -14,7 +14,6 @@
 #include <openssl/crypto.h>
 #include <stdlib.h>
 
-#define GW_API_MAX_BODY      (1024 * 1024)
 #define GW_API_MAX_BROADCAST 1000
 
 typedef struct {
@@ -203,6 +202,10 @@ static void gw_api_control(gw_node_t *node, gw_http_req_t *r, json_t *body, int 
                      unsubscribe ? "want {\"uid\": .., \"channel\": ..}" : "want {\"uid\": ..}");
         return;
     }
+    if (unsubscribe && !gw_config_namespace(node->cfg, ch, nslen)) {
+        gw_api_error(r, 404, gw_api_msg_for(GW_ERR_UNKNOWN_NAMESPACE));
+        return;
+    }
     char msg[512];
     int n = unsubscribe ? snprintf(msg, sizeof(msg), "unsubscribe\n%s\n%s", uid, ch)
                         : snprintf(msg, sizeof(msg), "disconnect\n%s", uid);
@@ -237,6 +240,10 @@ static void gw_api_position(gw_node_t *node, gw_http_req_t *r)
         gw_api_error(r, 400, "want ?channel=ns:id");
         return;
     }
+    if (!gw_config_namespace(node->cfg, ch, nslen)) {
+        gw_api_error(r, 404, gw_api_msg_for(GW_ERR_UNKNOWN_NAMESPACE));
+        return;
+    }
     int kn = snprintf(key, sizeof(key), "cardgw:{%s}:m", ch);
     const char *argv[] = {"HMGET", key, "e", "s"};
     size_t argvlen[] = {5, (size_t)kn, 1, 1};
@@ -268,14 +275,23 @@ int gw_api_begin(gw_node_t *node, gw_http_req_t *r, const char *path)
         gw_api_error(r, strncmp(path, "/api/v1/", 8) == 0 ? 405 : 404, "not found or not GET");
         return 0;
     }
+    char cl[24];
+    if (lws_hdr_copy(r->wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+        strtoull(cl, NULL, 10) > (unsigned long long)node->cfg->api_max_body_bytes) {
+        gw_api_error(r, 413, "request body larger than api_max_body_bytes");
+        return 0; /* answered before the body is read */
+    }
     return 0; /* the body follows */
 }
 
 int gw_api_body(gw_node_t *node, gw_http_req_t *r, const void *in, size_t len)
 {
-    (void)node;
-    if (r->reqbody.len + len > GW_API_MAX_BODY)
-        return -1;
+    if (r->responded || r->pending)
+        return 0; /* answered already (413, 401, ...): the rest of the body is not kept */
+    if (r->reqbody.len + len > (size_t)node->cfg->api_max_body_bytes) {
+        gw_api_error(r, 413, "request body larger than api_max_body_bytes");
+        return 0;
+    }
     gw_buf_append(&r->reqbody, in, len);
     return 0;
 }

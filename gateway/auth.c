@@ -144,15 +144,14 @@ typedef struct {
     int refresh;
 } gw_auth_op_t;
 
-static void gw_auth_fail(gw_conn_t *c, uint32_t id, int code, int refresh)
+/* A connect or refresh with a bad token: the error, then the connection closes once it is out
+ * (4005 for an expired token, 4501 otherwise; PROTOCOL.md "refresh"). msg NULL: the default. */
+static void gw_auth_fail(gw_conn_t *c, uint32_t id, int code, const char *msg)
 {
-    gw_conn_reply_error(c, id, code,
-                        code == GW_ERR_TOKEN_EXPIRED ? "token expired" : "invalid token");
-    /* a failed connect closes the connection once the error is out; a failed refresh leaves
-     * the old expiry in force */
-    if (!refresh)
-        gw_conn_close(c, code == GW_ERR_TOKEN_EXPIRED ? GW_CLOSE_EXPIRED : GW_CLOSE_UNAUTHORIZED,
-                      0);
+    if (!msg)
+        msg = code == GW_ERR_TOKEN_EXPIRED ? "token expired" : "invalid token";
+    gw_conn_reply_error(c, id, code, msg);
+    gw_conn_close(c, code == GW_ERR_TOKEN_EXPIRED ? GW_CLOSE_EXPIRED : GW_CLOSE_UNAUTHORIZED, 0);
 }
 
 static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *ident, int refresh)
@@ -160,7 +159,7 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
     gw_node_t *node = c->node;
     if (refresh) {
         if (strcmp(ident->uid, c->uid) != 0) {
-            gw_conn_reply_error(c, id, GW_ERR_UNAUTHORIZED, "token is for another user");
+            gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, "token is for another user");
             return;
         }
         c->expires_at_ms = ident->expires_at_ms;
@@ -221,11 +220,11 @@ static void gw_auth_on_session(void *priv, redisReply *r)
         }
     }
     if (!uid || !gw_auth_uid_valid(uid, uidlen)) {
-        gw_auth_fail(c, op->id, GW_ERR_UNAUTHORIZED, op->refresh);
+        gw_auth_fail(c, op->id, GW_ERR_UNAUTHORIZED, NULL);
         goto done;
     }
     if (exp > 0 && exp * 1000.0 <= (double)gw_wall_ms()) {
-        gw_auth_fail(c, op->id, GW_ERR_TOKEN_EXPIRED, op->refresh);
+        gw_auth_fail(c, op->id, GW_ERR_TOKEN_EXPIRED, NULL);
         goto done;
     }
     memcpy(ident.uid, uid, uidlen);
@@ -244,7 +243,7 @@ static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh)
         int rc = gw_auth_jwt_verify(cmd->token.p, cmd->token.n, node->cfg->jwt_secret, gw_wall_ms(),
                                     &ident);
         if (rc)
-            gw_auth_fail(c, cmd->id, rc, refresh);
+            gw_auth_fail(c, cmd->id, rc, NULL);
         else
             gw_auth_succeed(c, cmd->id, &ident, refresh);
         return;

@@ -158,7 +158,10 @@ int gw_conn_send(gw_conn_t *c, gw_frame_t *f)
 {
     if (!c->wsi || c->close_code || c->peer_closed)
         return -EPIPE;
-    if (c->qbytes + f->len > (size_t)c->node->cfg->max_send_queue_bytes) {
+    /* the limit counts what waits behind the next frame to go out: one frame larger than the
+     * limit (a big recovery reply) is not a slow consumer, a backlog behind it is */
+    size_t behind = c->qlen ? c->qbytes - c->q[c->qhead]->len : 0;
+    if (c->qlen && behind + f->len > (size_t)c->node->cfg->max_send_queue_bytes) {
         gw_info("conn", "%s slow consumer: %zu bytes queued, closing", c->cid, c->qbytes);
         gw_conn_close(c, GW_CLOSE_SLOW, 1);
         return -ENOBUFS;
@@ -393,10 +396,9 @@ static int gw_conn_take_token(gw_conn_t *c)
     return 1;
 }
 
-static void gw_conn_dispatch(gw_conn_t *c, gw_cmd_t *cmd)
+static void gw_conn_dispatch(gw_conn_t *c, gw_cmd_t *cmd, const uint8_t *msg, size_t n)
 {
     gw_hub_t *hub = c->node->hub;
-    gw_metrics.commands++;
     if (cmd->kind == GW_CMD_PING) {
         gw_conn_reply_ok(c, cmd->id);
         return;
@@ -411,6 +413,18 @@ static void gw_conn_dispatch(gw_conn_t *c, gw_cmd_t *cmd)
     if (c->state != GW_CONN_READY) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_NOT_CONNECTED, "send connect first");
         return;
+    }
+    switch (cmd->kind) { /* same-channel commands in the order sent */
+    case GW_CMD_SUBSCRIBE:
+    case GW_CMD_UNSUBSCRIBE:
+    case GW_CMD_PUBLISH:
+    case GW_CMD_PRESENCE:
+    case GW_CMD_HISTORY:
+        if (gw_hub_hold(hub, c, cmd, msg, n))
+            return;
+        break;
+    default:
+        break;
     }
     switch (cmd->kind) {
     case GW_CMD_REFRESH:
@@ -452,7 +466,8 @@ static int gw_conn_process(gw_conn_t *c, const uint8_t *p, size_t n)
     }
     switch (gw_proto_decode(c->enc, p, n, &cmd, &e)) {
     case GW_DEC_OK:
-        gw_conn_dispatch(c, &cmd);
+        gw_metrics.commands++; /* once, also for a command held and run later */
+        gw_conn_dispatch(c, &cmd, p, n);
         gw_cmd_free(&cmd);
         return 0;
     case GW_DEC_MALFORMED:
@@ -463,6 +478,17 @@ static int gw_conn_process(gw_conn_t *c, const uint8_t *p, size_t n)
         gw_conn_reply_error(c, e.id, e.code, e.msg);
         return 0;
     }
+}
+
+void gw_conn_replay(gw_conn_t *c, const uint8_t *msg, size_t n)
+{
+    gw_cmd_t cmd;
+    gw_dec_err_t e;
+    if (!c->wsi || c->close_code || c->peer_closed)
+        return;
+    if (gw_proto_decode(c->enc, msg, n, &cmd, &e) == GW_DEC_OK) /* it decoded the first time */
+        gw_conn_dispatch(c, &cmd, msg, n);
+    gw_cmd_free(&cmd);
 }
 
 int gw_conn_on_receive(gw_conn_t *c, const uint8_t *in, size_t len, int binary, int final)

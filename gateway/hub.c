@@ -158,8 +158,17 @@ static void gw_sub_clear_pending(gw_sub_t *s)
     s->npend = s->cappend = 0;
 }
 
+static void gw_held_free(gw_held_cmd_t *h)
+{
+    for (gw_held_cmd_t *nx; h; h = nx) {
+        nx = h->next;
+        free(h);
+    }
+}
+
 static void gw_sub_free(gw_sub_t *s)
 {
+    gw_held_free(s->held);
     gw_sub_clear_pending(s);
     free(s->since_epoch);
     free(s->name);
@@ -200,9 +209,95 @@ gw_sub_t *gw_hub_find_sub(gw_conn_t *c, const char *name, size_t n)
     return NULL;
 }
 
+/* ---- commands on one channel in the order sent ------------------------------------------------
+ * A command naming a channel whose subscribe is still pending on the same connection (membership
+ * check, Redis SUBSCRIBE, position read) waits for that subscribe's reply, then runs as if it had
+ * arrived just after it (PROTOCOL.md "Order"). It is kept as received and decoded again then. */
+
+/* The held commands of s (if any) run at the end of this loop turn, after the subscribe's
+ * reply was queued. Call before s may be freed. */
+static void gw_sub_release_held(gw_hub_t *hub, gw_sub_t *s)
+{
+    if (!s->held)
+        return;
+    gw_replay_t *r = gw_malloc(sizeof(*r));
+    r->next = NULL;
+    r->c = s->conn;
+    r->cmds = s->held;
+    gw_conn_hold(r->c);
+    s->held = NULL;
+    s->nheld = 0;
+    *hub->replay_tail = r;
+    hub->replay_tail = &r->next;
+    gw_node_flush_soon(hub->node);
+}
+
+static int gw_held_names(const gw_held_cmd_t *h, const char *ch, size_t n)
+{
+    return h->chn == n && memcmp(h->msg + h->n, ch, n) == 0;
+}
+
+int gw_hub_hold(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd, const uint8_t *msg, size_t n)
+{
+    const char *ch = cmd->channel.p;
+    size_t chn = cmd->channel.n;
+    gw_held_cmd_t **tail = NULL;
+    uint8_t *count = NULL;
+    /* behind commands of this channel that are about to run */
+    for (gw_replay_t *r = hub->replay; r && !tail; r = r->next) {
+        if (r->c != c)
+            continue;
+        for (gw_held_cmd_t *h = r->cmds; h && !tail; h = h->next)
+            if (gw_held_names(h, ch, chn))
+                for (tail = &r->cmds; *tail; tail = &(*tail)->next)
+                    ;
+    }
+    if (!tail) {
+        gw_sub_t *s = chn ? gw_hub_find_sub(c, ch, chn) : NULL;
+        if (!s || s->state == GW_SUB_LIVE)
+            return 0;
+        if (s->nheld >= GW_HELD_MAX) {
+            gw_conn_reply_error(c, cmd->id, GW_ERR_TOO_MANY_REQUESTS,
+                                "too many commands waiting for this channel's subscribe");
+            return 1;
+        }
+        for (tail = &s->held; *tail; tail = &(*tail)->next)
+            ;
+        count = &s->nheld;
+    }
+    gw_held_cmd_t *h = gw_malloc(sizeof(*h) + n + chn);
+    h->next = NULL;
+    h->n = n;
+    h->chn = chn;
+    memcpy(h->msg, msg, n);
+    memcpy(h->msg + n, ch, chn);
+    *tail = h;
+    if (count)
+        (*count)++;
+    return 1;
+}
+
+void gw_hub_replay(gw_hub_t *hub)
+{
+    while (hub->replay) {
+        gw_replay_t *r = hub->replay;
+        hub->replay = r->next;
+        if (!hub->replay)
+            hub->replay_tail = &hub->replay;
+        for (gw_held_cmd_t *h = r->cmds, *nx; h; h = nx) {
+            nx = h->next;
+            gw_conn_replay(r->c, h->msg, h->n); /* may hold it again behind a new subscribe */
+            free(h);
+        }
+        gw_conn_release(r->c);
+        free(r);
+    }
+}
+
 static void gw_sub_fail(gw_hub_t *hub, gw_sub_t *s, int code, const char *msg)
 {
     gw_conn_reply_error(s->conn, s->cmd_id, code, msg);
+    gw_sub_release_held(hub, s);
     gw_sub_remove(hub, s);
 }
 
@@ -500,16 +595,28 @@ static void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch)
 /* ---- joining at a position, recovering ----------------------------------------------------------
  */
 
-/* Whether h proves the client's position (since) and holds everything after it. */
-static int gw_recovered(const gw_sub_t *s, const gw_history_t *h)
+/* Data bytes of publications (as stored; what a reply carries is about as large). */
+static size_t gw_pubs_bytes(const gw_pub_t *p, size_t n)
 {
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += p[i].data.n + p[i].from.n;
+    return sum;
+}
+
+/* Whether h proves the client's position (since) and holds everything after it, within the
+ * recovery bounds (recovery_max_publications, recovery_max_bytes). */
+static int gw_recovered(const gw_config_t *cfg, const gw_sub_t *s, const gw_history_t *h)
+{
+    /* an offset ahead of the top in the same epoch is a position this channel never had */
     if (strcmp(s->since_epoch, h->epoch) != 0 || s->since_offset > h->top)
         return 0;
     uint64_t want = h->top - s->since_offset;
     if (want == 0)
         return 1;
-    if (want > GW_RECOVERY_MAX || h->npubs != want)
-        return 0;
+    if (want > (uint64_t)cfg->recovery_max_publications || h->npubs != want ||
+        gw_pubs_bytes(h->pubs, h->npubs) > (size_t)cfg->recovery_max_bytes)
+        return 0; /* too much to resend: the client reloads its snapshot instead */
     for (size_t i = 0; i < h->npubs; i++)
         if (h->pubs[i].offset != s->since_offset + 1 + i)
             return 0;
@@ -538,7 +645,7 @@ static void gw_on_position(void *priv, const gw_history_t *h)
         ch->last = h->top;
         ch->synced = 1;
     }
-    int recovered = s->has_since && gw_recovered(s, h);
+    int recovered = s->has_since && gw_recovered(hub->node->cfg, s, h);
     gw_buf_t b;
     gw_buf_init(&b, GW_FRAME_HEADROOM);
     gw_proto_enc_position_ok(&b, c->enc, s->cmd_id, (gw_slice_t){h->epoch, strlen(h->epoch)},
@@ -551,6 +658,7 @@ static void gw_on_position(void *priv, const gw_history_t *h)
     for (uint32_t i = 0; i < s->npend && !gap; i++)
         gap = gw_sub_deliver(s, s->pend[i].offset, s->pend[i].frame) != 0;
     gw_sub_clear_pending(s);
+    gw_sub_release_held(hub, s);
     if (gap) {
         gw_sub_kick(hub, s, GW_ERR_INSUFFICIENT_STATE,
                     "insufficient state: resubscribe with since");
@@ -566,7 +674,8 @@ static void gw_sub_start_positioning(gw_hub_t *hub, gw_sub_t *s)
     s->state = GW_SUB_POSITIONING;
     s->op_pending = 1;
     int rc = s->has_since ? gw_history_read(hub->node->broker, ch->name, ch->n, GW_HIST_AFTER,
-                                            s->since_offset, GW_RECOVERY_MAX + 1,
+                                            s->since_offset,
+                                            (uint32_t)hub->node->cfg->recovery_max_publications + 1,
                                             gw_hub_meta_ttl(ch->ns), gw_on_position, s)
                           : gw_history_read(hub->node->broker, ch->name, ch->n, GW_HIST_POSITION, 0,
                                             0, gw_hub_meta_ttl(ch->ns), gw_on_position, s);
@@ -702,7 +811,7 @@ void gw_hub_conn_closed(gw_hub_t *hub, gw_conn_t *c)
 static void gw_on_history_cmd(void *priv, const gw_history_t *h)
 {
     gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
+    uint32_t id = op->id, op_after = op->arg;
     gw_conn_t *c = gw_cmd_op_done(op);
     if (!c)
         return;
@@ -710,10 +819,22 @@ static void gw_on_history_cmd(void *priv, const gw_history_t *h)
         gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
         return;
     }
+    /* at most recovery_max_bytes of data: with since the oldest that fit (ask again from the
+     * last offset returned), without it the newest that fit */
+    size_t max = (size_t)c->node->cfg->recovery_max_bytes, first = 0, n = h->npubs, sum = 0;
+    if (op_after) {
+        for (n = 0; n < h->npubs && (sum += gw_pubs_bytes(&h->pubs[n], 1)) <= max; n++)
+            ;
+    } else {
+        for (first = h->npubs; first > 0 && (sum += gw_pubs_bytes(&h->pubs[first - 1], 1)) <= max;
+             first--)
+            ;
+        n = h->npubs - first;
+    }
     gw_buf_t b;
     gw_buf_init(&b, GW_FRAME_HEADROOM);
     gw_proto_enc_position_ok(&b, c->enc, id, (gw_slice_t){h->epoch, strlen(h->epoch)}, h->top, 0, 0,
-                             h->pubs, h->npubs);
+                             h->pubs + first, n);
     gw_conn_send_buf(c, &b);
 }
 
@@ -733,6 +854,7 @@ void gw_hub_history(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
     if (cmd->limit && cmd->limit < limit)
         limit = cmd->limit;
     gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
+    op->arg = cmd->has_since;
     if (gw_history_read(hub->node->broker, cmd->channel.p, cmd->channel.n,
                         cmd->has_since ? GW_HIST_AFTER : GW_HIST_TAIL, cmd->since_offset,
                         limit ? limit : 1, gw_hub_meta_ttl(ns), gw_on_history_cmd, op) != 0)
@@ -952,6 +1074,7 @@ gw_hub_t *gw_hub_new(gw_node_t *node)
     hub->node = node;
     hub->nbuckets = 64;
     hub->buckets = gw_calloc(hub->nbuckets, sizeof(*hub->buckets));
+    hub->replay_tail = &hub->replay;
     gw_script_init(&hub->publish_script, gw_publish_lua);
     uv_timer_init(node->loop, &hub->tick_timer);
     hub->tick_timer.data = hub;
@@ -969,6 +1092,7 @@ void gw_hub_free(gw_hub_t *hub)
 {
     if (!hub)
         return;
+    gw_hub_replay(hub); /* every connection is closed by now: this only frees */
     for (size_t i = 0; i < hub->nbuckets; i++)
         for (gw_channel_t *ch = hub->buckets[i], *next; ch; ch = next) {
             next = ch->next;

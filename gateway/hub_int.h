@@ -8,7 +8,6 @@
 #include "cardgw/node.h"
 
 #define GW_META_TTL_MIN_S (7 * 86400)
-#define GW_RECOVERY_MAX   300  /* publications a subscribe may recover; more: recovered:false */
 #define GW_FILL_MAX       1000 /* publications one gap fill reads */
 
 typedef enum { GW_RS_NONE = 0, GW_RS_SUBSCRIBING, GW_RS_SUBSCRIBED, GW_RS_UNSUBSCRIBING } gw_rs_t;
@@ -53,6 +52,24 @@ typedef struct {
     gw_frame_t *frame;
 } gw_pending_pub_t;
 
+/* A command held back because an earlier command on its channel (a subscribe) is still pending
+ * on the same connection: the message as received, run when that subscribe is answered. */
+typedef struct gw_held_cmd {
+    struct gw_held_cmd *next;
+    size_t n;   /* message bytes */
+    size_t chn; /* channel name length; the name follows the message */
+    uint8_t msg[];
+} gw_held_cmd_t;
+
+/* Held commands of one connection, ready to run at the end of this loop turn (gw_hub_replay). */
+typedef struct gw_replay {
+    struct gw_replay *next;
+    gw_conn_t *c; /* held */
+    gw_held_cmd_t *cmds;
+} gw_replay_t;
+
+#define GW_HELD_MAX 16 /* commands held per pending subscribe; past it: error 115 */
+
 typedef struct gw_sub {
     gw_conn_t *conn;
     gw_channel_t *ch;    /* NULL while authorising */
@@ -65,8 +82,10 @@ typedef struct gw_sub {
     uint8_t op_pending;
     uint8_t dead; /* unsubscribed or closed while op_pending: freed when the op completes */
     uint8_t has_since;
+    uint8_t nheld;     /* commands in held */
     char *since_epoch; /* owned, only while a subscribe with since is positioned */
     uint64_t since_offset;
+    gw_held_cmd_t *held; /* commands on this channel sent behind the pending subscribe */
     gw_pending_pub_t *pend;
     uint32_t npend, cappend;
 } gw_sub_t;
@@ -76,9 +95,10 @@ struct gw_hub {
     gw_channel_t **buckets;
     size_t nbuckets, nchannels;
     gw_script_t publish_script;
-    uv_timer_t tick_timer; /* presence refresh and position checks, spread over time */
-    size_t cursor;         /* next bucket the tick visits */
-    uint32_t nretry;       /* channels whose fill read failed and is retried */
+    uv_timer_t tick_timer;              /* presence refresh and position checks, spread over time */
+    size_t cursor;                      /* next bucket the tick visits */
+    uint32_t nretry;                    /* channels whose fill read failed and is retried */
+    gw_replay_t *replay, **replay_tail; /* held commands whose subscribe was answered */
 };
 
 /* "cardgw:{<ch>}<suffix>" into out; returns its length. */
@@ -97,6 +117,7 @@ void gw_presence_fanout(gw_channel_t *ch, gw_slice_t uid, gw_slice_t client, int
 typedef struct {
     gw_conn_t *c; /* held */
     uint32_t id;
+    uint32_t arg; /* the command's own use (history: with since) */
 } gw_cmd_op_t;
 gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id);
 /* Frees op; returns the connection if it is still open (borrowed), else NULL. */

@@ -136,6 +136,7 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
  * frames in one write. */
 static void gw_node_flush(gw_node_t *node)
 {
+    gw_hub_replay(node->hub); /* held commands whose subscribe was answered this turn */
     while (!gw_list_empty(&node->flushq))
         gw_conn_flush(gw_container_of(node->flushq.next, gw_conn_t, flush_link));
 }

@@ -15,6 +15,7 @@ gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id)
     gw_conn_hold(c);
     op->c = c;
     op->id = id;
+    op->arg = 0;
     return op;
 }
 
@@ -189,8 +190,33 @@ static void gw_on_rpc(void *priv, redisReply *r)
 
 /* rpc: appended to the backend's inbox stream (consumed with a consumer group); the reply is the
  * entry id. Answers, if any, come back as publications on the user's channel. */
+/* Whether method (NUL-terminated) is in the comma-separated allowlist (empty: every method). */
+static int gw_rpc_allowed(const char *list, const char *method, size_t n)
+{
+    size_t len = strlen(list);
+    if (len == 0)
+        return 1;
+    for (size_t i = 0; i <= len;) {
+        size_t j = i, a = i, b;
+        while (j < len && list[j] != ',')
+            j++;
+        for (b = j; a < b && list[a] == ' ';)
+            a++;
+        while (b > a && list[b - 1] == ' ')
+            b--;
+        if (b - a == n && memcmp(list + a, method, n) == 0)
+            return 1;
+        i = j + 1;
+    }
+    return 0;
+}
+
 void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
 {
+    if (!gw_rpc_allowed(hub->node->cfg->rpc_methods, cmd->method.p, cmd->method.n)) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_METHOD_NOT_FOUND, "method not found");
+        return;
+    }
     const char *argv[] = {"XADD",    "cardgw:inbox",
                           "MAXLEN",  "~",
                           "1000000", "*",

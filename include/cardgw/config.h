@@ -49,6 +49,8 @@ typedef struct {
     int ping_interval_s;
     int shutdown_timeout_ms;
     int drain_window_ms;
+    int recovery_max_publications;
+    int recovery_max_bytes;
     int position_check_interval_ms;
     int flush_window_ms;
 
@@ -61,6 +63,8 @@ typedef struct {
     int debug_hooks;
 
     char *api_key;
+    int api_max_body_bytes;
+    char *rpc_methods; /* comma-separated allowlist; empty = any method */
     char *jwt_secret;
     int token_refresh_before_s;
 

@@ -79,6 +79,9 @@ int gw_conn_on_writable(gw_conn_t *c);
 /* Called by the node once per loop turn for a connection on node->flushq: writes what this turn
  * queued, coalesced, straight to the socket (see the comment in conn.c). */
 void gw_conn_flush(gw_conn_t *c);
+/* Decodes and runs a command message again (one the hub held back, see gw_hub_hold); nothing
+ * when the connection is closing. Flood control counted it when it arrived. */
+void gw_conn_replay(gw_conn_t *c, const uint8_t *msg, size_t n);
 /* The node's periodic sweep (auth deadline, token expiry, pings, dead peers). */
 void gw_conn_sweep(gw_conn_t *c, uint64_t now_ms, uint64_t wall_ms);
 /* The client sent a Close frame first: drop what is queued and write nothing more. */

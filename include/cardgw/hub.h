@@ -29,6 +29,13 @@ void gw_hub_on_subscription(void *hub, const char *ch, size_t chlen, int subscri
 void gw_hub_on_event(void *hub, gw_broker_event_t ev);
 
 /* Drops every subscription of c (called when its socket closed). */
+/* Channel commands (subscribe, unsubscribe, publish, presence, history) on one connection take
+ * effect in the order sent: while a subscribe of cmd's channel is pending on c, cmd (msg[0..n),
+ * as received; copied) is held and run after that subscribe's reply. Returns 1 when cmd was held
+ * (or refused with error 115: too many held), 0 when it should run now. */
+int gw_hub_hold(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd, const uint8_t *msg, size_t n);
+/* Runs the held commands whose subscribe was answered; the node calls it before it flushes. */
+void gw_hub_replay(gw_hub_t *hub);
 void gw_hub_conn_closed(gw_hub_t *hub, gw_conn_t *c);
 
 /* Client commands (the connection is READY); each replies exactly once. */
