@@ -154,14 +154,19 @@ static void gw_conn_enqueue(gw_conn_t *c, gw_frame_t *f)
     }
 }
 
+/* The limit counts what waits behind the next frame to go out: one frame larger than the limit
+ * (a big recovery reply) is not a slow consumer, a backlog behind it is. */
+int gw_conn_fits(const gw_conn_t *c, size_t len)
+{
+    size_t behind = c->qlen ? c->qbytes - c->q[c->qhead]->len : 0;
+    return c->qlen == 0 || behind + len <= (size_t)c->node->cfg->max_send_queue_bytes;
+}
+
 int gw_conn_send(gw_conn_t *c, gw_frame_t *f)
 {
     if (!c->wsi || c->close_code || c->peer_closed)
         return -EPIPE;
-    /* the limit counts what waits behind the next frame to go out: one frame larger than the
-     * limit (a big recovery reply) is not a slow consumer, a backlog behind it is */
-    size_t behind = c->qlen ? c->qbytes - c->q[c->qhead]->len : 0;
-    if (c->qlen && behind + f->len > (size_t)c->node->cfg->max_send_queue_bytes) {
+    if (!gw_conn_fits(c, f->len)) {
         gw_info("conn", "%s slow consumer: %zu bytes queued, closing", c->cid, c->qbytes);
         gw_conn_close(c, GW_CLOSE_SLOW, 1);
         return -ENOBUFS;
@@ -367,6 +372,10 @@ void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg)
     gw_buf_init(&b, GW_FRAME_HEADROOM);
     gw_proto_enc_error(&b, c->enc, id, code, msg);
     gw_conn_send_buf(c, &b);
+    /* the error budget is for what the client does wrong now: not for held commands answered
+     * after their subscribe failed, nor for 115 (too many held) */
+    if (c->replaying || code == GW_ERR_TOO_MANY_REQUESTS)
+        return;
     uint64_t now = gw_now_ms();
     if (now - c->errors_window_ms > 60000) {
         c->errors_window_ms = now;
@@ -486,8 +495,10 @@ void gw_conn_replay(gw_conn_t *c, const uint8_t *msg, size_t n)
     gw_dec_err_t e;
     if (!c->wsi || c->close_code || c->peer_closed)
         return;
+    c->replaying = 1;
     if (gw_proto_decode(c->enc, msg, n, &cmd, &e) == GW_DEC_OK) /* it decoded the first time */
         gw_conn_dispatch(c, &cmd, msg, n);
+    c->replaying = 0;
     gw_cmd_free(&cmd);
 }
 

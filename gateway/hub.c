@@ -256,15 +256,16 @@ int gw_hub_hold(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd, const uint8_t 
         gw_sub_t *s = chn ? gw_hub_find_sub(c, ch, chn) : NULL;
         if (!s || s->state == GW_SUB_LIVE)
             return 0;
-        if (s->nheld >= GW_HELD_MAX) {
-            gw_conn_reply_error(c, cmd->id, GW_ERR_TOO_MANY_REQUESTS,
-                                "too many commands waiting for this channel's subscribe");
-            return 1;
-        }
+        if (s->nheld >= GW_HELD_MAX)
+            goto too_many;
         for (tail = &s->held; *tail; tail = &(*tail)->next)
             ;
         count = &s->nheld;
     }
+    /* bytes held per connection: at most what its send queue may hold */
+    if (c->held_bytes + n > (size_t)hub->node->cfg->max_send_queue_bytes)
+        goto too_many;
+    c->held_bytes += (uint32_t)n;
     gw_held_cmd_t *h = gw_malloc(sizeof(*h) + n + chn);
     h->next = NULL;
     h->n = n;
@@ -274,6 +275,10 @@ int gw_hub_hold(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd, const uint8_t 
     *tail = h;
     if (count)
         (*count)++;
+    return 1;
+too_many:
+    gw_conn_reply_error(c, cmd->id, GW_ERR_TOO_MANY_REQUESTS,
+                        "too many commands waiting for this channel's subscribe");
     return 1;
 }
 
@@ -286,6 +291,7 @@ void gw_hub_replay(gw_hub_t *hub)
             hub->replay_tail = &hub->replay;
         for (gw_held_cmd_t *h = r->cmds, *nx; h; h = nx) {
             nx = h->next;
+            r->c->held_bytes -= (uint32_t)GW_MIN(h->n, r->c->held_bytes);
             gw_conn_replay(r->c, h->msg, h->n); /* may hold it again behind a new subscribe */
             free(h);
         }
@@ -651,6 +657,14 @@ static void gw_on_position(void *priv, const gw_history_t *h)
     gw_proto_enc_position_ok(&b, c->enc, s->cmd_id, (gw_slice_t){h->epoch, strlen(h->epoch)},
                              h->top, s->has_since, recovered, recovered ? h->pubs : NULL,
                              recovered ? h->npubs : 0);
+    if (recovered && !gw_conn_fits(c, b.len + 14)) {
+        /* recovery is never the reason a connection closes: with replies already queued the
+         * backlog does not fit the send queue, so the client reloads its snapshot instead */
+        gw_buf_reset(&b);
+        recovered = 0;
+        gw_proto_enc_position_ok(&b, c->enc, s->cmd_id, (gw_slice_t){h->epoch, strlen(h->epoch)},
+                                 h->top, 1, 0, NULL, 0);
+    }
     gw_conn_send_buf(c, &b);
     s->pos = h->top;
     s->state = GW_SUB_LIVE;
@@ -831,10 +845,23 @@ static void gw_on_history_cmd(void *priv, const gw_history_t *h)
             ;
         n = h->npubs - first;
     }
+    if (n == 0 && h->npubs > 0) { /* one publication alone over the bound: still one */
+        n = 1;
+        first = op_after ? 0 : h->npubs - 1;
+    }
     gw_buf_t b;
     gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_position_ok(&b, c->enc, id, (gw_slice_t){h->epoch, strlen(h->epoch)}, h->top, 0, 0,
-                             h->pubs + first, n);
+    for (;;) { /* and a reply the send queue takes now (halved until it does) */
+        gw_proto_enc_position_ok(&b, c->enc, id, (gw_slice_t){h->epoch, strlen(h->epoch)}, h->top,
+                                 0, 0, h->pubs + first, n);
+        if (n <= 1 || gw_conn_fits(c, b.len + 14))
+            break;
+        size_t keep = n / 2;
+        if (!op_after)
+            first += n - keep;
+        n = keep;
+        gw_buf_reset(&b);
+    }
     gw_conn_send_buf(c, &b);
 }
 

@@ -200,9 +200,9 @@ static int gw_rpc_allowed(const char *list, const char *method, size_t n)
         size_t j = i, a = i, b;
         while (j < len && list[j] != ',')
             j++;
-        for (b = j; a < b && list[a] == ' ';)
+        for (b = j; a < b && (list[a] == ' ' || list[a] == '\t');)
             a++;
-        while (b > a && list[b - 1] == ' ')
+        while (b > a && (list[b - 1] == ' ' || list[b - 1] == '\t'))
             b--;
         if (b - a == n && memcmp(list + a, method, n) == 0)
             return 1;

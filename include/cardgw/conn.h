@@ -51,6 +51,8 @@ typedef struct gw_conn {
     uint64_t expires_at_ms; /* wall clock; 0 = the token does not expire */
     uint8_t refresh_sent;
     uint8_t ping_sent;
+    uint8_t replaying;   /* running held commands: their errors do not count as the client's */
+    uint32_t held_bytes; /* commands held behind pending subscribes (hub.c), bounded */
     uint64_t created_ms, last_rx_ms; /* monotonic */
     /* receive: a message split over several lws callbacks is gathered here */
     gw_buf_t rx;
@@ -79,6 +81,9 @@ int gw_conn_on_writable(gw_conn_t *c);
 /* Called by the node once per loop turn for a connection on node->flushq: writes what this turn
  * queued, coalesced, straight to the socket (see the comment in conn.c). */
 void gw_conn_flush(gw_conn_t *c);
+/* Whether a frame of len bytes can be queued now without closing the connection as a slow
+ * consumer (see gw_conn_send). */
+int gw_conn_fits(const gw_conn_t *c, size_t len);
 /* Decodes and runs a command message again (one the hub held back, see gw_hub_hold); nothing
  * when the connection is closing. Flood control counted it when it arrived. */
 void gw_conn_replay(gw_conn_t *c, const uint8_t *msg, size_t n);

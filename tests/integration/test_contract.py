@@ -357,3 +357,62 @@ def test_presence_in_a_namespace_without_presence_is_103(node):
         assert r["error"]["code"] == 103, r
         await c.close()
     run(go())
+
+
+def test_several_large_recoveries_at_once_never_close(node):
+    """Three subscribes with since, each with a 600 KB backlog, in one burst: however their
+    replies share the send queue, each is a full recovery or recovered:false, never 4001."""
+    chans = ["public:multi%d" % i for i in range(3)]
+    firsts = {ch: _publish_many(node, ch, 1, "start") for ch in chans}
+    for ch in chans:
+        _publish_many(node, ch, 30)
+
+    async def go():
+        c = await connected_client(node, "multi", "msgpack")
+        ids = await burst(c, [{"cmd": "subscribe", "channel": ch,
+                               "since": {"epoch": firsts[ch]["epoch"], "offset": 1}}
+                              for ch in chans])
+        got, _ = await collect(c, ids, 20)
+        for i in ids:
+            res = got[i]["result"]
+            if res["recovered"]:
+                assert [p["offset"] for p in res["publications"]] == list(range(2, 32))
+            else:
+                assert not res.get("publications")
+        assert (await c.call("ping"))["result"] == {}
+        await c.close()
+    run(go())
+
+
+def test_errors_of_held_commands_do_not_close_the_connection(node, redis_server):
+    """A subscribe that fails (not a member) with 16 commands behind it, twice: 34 error replies,
+    but only the subscribes' own errors count towards max_errors_per_minute (20)."""
+    async def go():
+        c = await connected_client(node, "outsider")
+        for rnd in range(2):
+            cmds = [{"cmd": "subscribe", "channel": "group:closed%d" % rnd}]
+            cmds += [{"cmd": "history", "channel": "group:closed%d" % rnd}] * 16
+            redis_server.client().execute_command("CLIENT", "PAUSE", "300", "ALL")
+            ids = await burst(c, cmds)
+            got, _ = await collect(c, ids)
+            assert [got[i]["error"]["code"] for i in ids] == [103] * 17
+        assert (await c.call("ping"))["result"] == {}
+        await c.close()
+    run(go())
+
+
+def test_history_returns_one_publication_larger_than_the_bound(make_node):
+    node = make_node({"recovery_max_bytes": 10000})
+    _publish_many(node, "public:one", 2)  # 20 KB each
+
+    async def go():
+        c = await connected_client(node, "one")
+        assert "result" in await c.call("subscribe", channel="public:one")
+        r = await c.call("history", channel="public:one", since={"epoch": "", "offset": 0})
+        assert [p["offset"] for p in r["result"]["publications"]] == [1]
+        r = await c.call("history", channel="public:one", since={"epoch": "", "offset": 1})
+        assert [p["offset"] for p in r["result"]["publications"]] == [2]
+        r = await c.call("history", channel="public:one")
+        assert [p["offset"] for p in r["result"]["publications"]] == [2]
+        await c.close()
+    run(go())
