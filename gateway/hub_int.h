@@ -108,6 +108,13 @@ gw_sub_t *gw_hub_find_sub(gw_conn_t *c, const char *name, size_t n);
 const gw_namespace_t *gw_hub_cmd_namespace(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
 uint32_t gw_hub_meta_ttl(const gw_namespace_t *ns);
 
+/* hold.c: commands held behind a pending subscribe (gw_hub_hold, gw_hub_replay in hub.h) */
+/* Queues s's held commands to run at the end of this loop turn, after the subscribe's reply was
+ * queued; call before s may be freed. */
+void gw_sub_release_held(gw_hub_t *hub, gw_sub_t *s);
+/* Frees a list of held commands without running them (the connection is gone). */
+void gw_held_free(gw_held_cmd_t *h);
+
 /* presence.c */
 void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce);
 void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch);
