@@ -72,9 +72,8 @@ static void **gw_table_bucket(gw_table_t *t, uint32_t h)
     return &t->buckets[(h ^ (h >> 16)) & (t->nbuckets - 1)];
 }
 
-static uint32_t gw_entry_hash(const gw_table_t *t, const void *e, int users)
+static uint32_t gw_entry_hash(const void *e, int users)
 {
-    (void)t;
     return users ? ((const gw_user_entry_t *)e)->hash : gw_ip_hash(((const gw_ip_entry_t *)e)->ip);
 }
 
@@ -92,7 +91,7 @@ static void gw_table_grow(gw_table_t *t, int users)
     for (size_t i = 0; i < t->nbuckets; i++) {
         for (void *e = t->buckets[i], *nx; e; e = nx) {
             nx = *gw_next(e);
-            void **b = gw_table_bucket(&nt, gw_entry_hash(t, e, users));
+            void **b = gw_table_bucket(&nt, gw_entry_hash(e, users));
             *gw_next(e) = *b;
             *b = e;
         }

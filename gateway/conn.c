@@ -14,7 +14,8 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
-_Static_assert(LWS_PRE + 14 <= GW_FRAME_HEADROOM, "GW_FRAME_HEADROOM too small for LWS_PRE");
+_Static_assert(LWS_PRE + GW_FRAME_HEADER_MAX <= GW_FRAME_HEADROOM,
+               "GW_FRAME_HEADROOM too small for LWS_PRE");
 
 #define GW_COALESCE_MAX 65536 /* bytes gathered into one socket write */
 
@@ -156,10 +157,15 @@ static void gw_conn_enqueue(gw_conn_t *c, gw_frame_t *f)
 
 /* The limit counts what waits behind the next frame to go out: one frame larger than the limit
  * (a big recovery reply) is not a slow consumer, a backlog behind it is. */
-int gw_conn_fits(const gw_conn_t *c, size_t len)
+static int gw_conn_fits(const gw_conn_t *c, size_t len)
 {
     size_t behind = c->qlen ? c->qbytes - c->q[c->qhead]->len : 0;
     return c->qlen == 0 || behind + len <= (size_t)c->node->cfg->max_send_queue_bytes;
+}
+
+int gw_conn_fits_buf(const gw_conn_t *c, const gw_buf_t *buf)
+{
+    return gw_conn_fits(c, buf->len + GW_FRAME_HEADER_MAX);
 }
 
 int gw_conn_send(gw_conn_t *c, gw_frame_t *f)
@@ -405,6 +411,12 @@ static int gw_conn_take_token(gw_conn_t *c)
     return 1;
 }
 
+static int gw_cmd_names_channel(gw_cmd_kind_t k)
+{
+    return k == GW_CMD_SUBSCRIBE || k == GW_CMD_UNSUBSCRIBE || k == GW_CMD_PUBLISH ||
+           k == GW_CMD_PRESENCE || k == GW_CMD_HISTORY;
+}
+
 static void gw_conn_dispatch(gw_conn_t *c, gw_cmd_t *cmd, const uint8_t *msg, size_t n)
 {
     gw_hub_t *hub = c->node->hub;
@@ -423,18 +435,9 @@ static void gw_conn_dispatch(gw_conn_t *c, gw_cmd_t *cmd, const uint8_t *msg, si
         gw_conn_reply_error(c, cmd->id, GW_ERR_NOT_CONNECTED, "send connect first");
         return;
     }
-    switch (cmd->kind) { /* same-channel commands in the order sent */
-    case GW_CMD_SUBSCRIBE:
-    case GW_CMD_UNSUBSCRIBE:
-    case GW_CMD_PUBLISH:
-    case GW_CMD_PRESENCE:
-    case GW_CMD_HISTORY:
-        if (gw_hub_hold(hub, c, cmd, msg, n))
-            return;
-        break;
-    default:
-        break;
-    }
+    /* same-channel commands in the order sent */
+    if (gw_cmd_names_channel(cmd->kind) && gw_hub_hold(hub, c, cmd, msg, n))
+        return;
     switch (cmd->kind) {
     case GW_CMD_REFRESH:
         gw_auth_refresh(c, cmd);

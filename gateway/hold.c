@@ -38,34 +38,40 @@ void gw_sub_release_held(gw_hub_t *hub, gw_sub_t *s)
     gw_node_flush_soon(hub->node);
 }
 
-static int gw_held_names(const gw_held_cmd_t *h, const char *ch, size_t n)
+static gw_held_cmd_t **gw_held_tail(gw_held_cmd_t **head)
 {
-    return h->chn == n && memcmp(h->msg + h->n, ch, n) == 0;
+    while (*head)
+        head = &(*head)->next;
+    return head;
+}
+
+/* The end of c's replay record that holds a command for channel ch, or NULL. */
+static gw_held_cmd_t **gw_replay_tail_for(gw_hub_t *hub, gw_conn_t *c, const char *ch, size_t n)
+{
+    for (gw_replay_t *r = hub->replay; r; r = r->next) {
+        if (r->c != c)
+            continue;
+        for (gw_held_cmd_t *h = r->cmds; h; h = h->next)
+            if (h->chn == n && memcmp(h->msg + h->n, ch, n) == 0)
+                return gw_held_tail(&r->cmds);
+    }
+    return NULL;
 }
 
 int gw_hub_hold(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd, const uint8_t *msg, size_t n)
 {
     const char *ch = cmd->channel.p;
     size_t chn = cmd->channel.n;
-    gw_held_cmd_t **tail = NULL;
     uint8_t *count = NULL;
-    /* behind commands of this channel that are about to run */
-    for (gw_replay_t *r = hub->replay; r && !tail; r = r->next) {
-        if (r->c != c)
-            continue;
-        for (gw_held_cmd_t *h = r->cmds; h && !tail; h = h->next)
-            if (gw_held_names(h, ch, chn))
-                for (tail = &r->cmds; *tail; tail = &(*tail)->next)
-                    ;
-    }
+    /* behind commands of this channel that are about to run, or behind its pending subscribe */
+    gw_held_cmd_t **tail = gw_replay_tail_for(hub, c, ch, chn);
     if (!tail) {
         gw_sub_t *s = chn ? gw_hub_find_sub(c, ch, chn) : NULL;
         if (!s || s->state == GW_SUB_LIVE)
             return 0;
         if (s->nheld >= GW_HELD_MAX)
             goto too_many;
-        for (tail = &s->held; *tail; tail = &(*tail)->next)
-            ;
+        tail = gw_held_tail(&s->held);
         count = &s->nheld;
     }
     /* bytes held per connection: at most what its send queue may hold */

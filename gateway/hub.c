@@ -558,7 +558,7 @@ static void gw_on_position(void *priv, const gw_history_t *h)
     gw_proto_enc_position_ok(&b, c->enc, s->cmd_id, (gw_slice_t){h->epoch, strlen(h->epoch)},
                              h->top, s->has_since, recovered, recovered ? h->pubs : NULL,
                              recovered ? h->npubs : 0);
-    if (recovered && !gw_conn_fits(c, b.len + 14)) {
+    if (recovered && !gw_conn_fits_buf(c, &b)) {
         /* recovery is never the reason a connection closes: with replies already queued the
          * backlog does not fit the send queue, so the client reloads its snapshot instead */
         gw_buf_reset(&b);
@@ -755,7 +755,7 @@ static void gw_on_history_cmd(void *priv, const gw_history_t *h)
     for (;;) { /* and a reply the send queue takes now (halved until it does) */
         gw_proto_enc_position_ok(&b, c->enc, id, (gw_slice_t){h->epoch, strlen(h->epoch)}, h->top,
                                  0, 0, h->pubs + first, n);
-        if (n <= 1 || gw_conn_fits(c, b.len + 14))
+        if (n <= 1 || gw_conn_fits_buf(c, &b))
             break;
         size_t keep = n / 2;
         if (!op_after)

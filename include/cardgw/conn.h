@@ -22,7 +22,8 @@ typedef struct gw_frame {
 
 /* Takes ownership of buf's memory (buf is reset); buf must have been initialised with
  * GW_FRAME_HEADROOM. Returns a frame with one reference. */
-#define GW_FRAME_HEADROOM (16 + 14) /* LWS_PRE (16 in this lws build, checked) + max WS header */
+#define GW_FRAME_HEADER_MAX 14                         /* largest server WebSocket frame header */
+#define GW_FRAME_HEADROOM   (16 + GW_FRAME_HEADER_MAX) /* LWS_PRE (16 here, checked) + header */
 gw_frame_t *gw_frame_from_buf(gw_buf_t *buf, int binary);
 static inline gw_frame_t *gw_frame_ref(gw_frame_t *f)
 {
@@ -81,9 +82,9 @@ int gw_conn_on_writable(gw_conn_t *c);
 /* Called by the node once per loop turn for a connection on node->flushq: writes what this turn
  * queued, coalesced, straight to the socket (see the comment in conn.c). */
 void gw_conn_flush(gw_conn_t *c);
-/* Whether a frame of len bytes can be queued now without closing the connection as a slow
- * consumer (see gw_conn_send). */
-int gw_conn_fits(const gw_conn_t *c, size_t len);
+/* Whether a message whose encoding is in buf (not yet a frame) can be queued now without closing
+ * the connection as a slow consumer (see gw_conn_send). */
+int gw_conn_fits_buf(const gw_conn_t *c, const gw_buf_t *buf);
 /* Decodes and runs a command message again (one the hub held back, see gw_hub_hold); nothing
  * when the connection is closing. Flood control counted it when it arrived. */
 void gw_conn_replay(gw_conn_t *c, const uint8_t *msg, size_t n);
