@@ -34,12 +34,14 @@ $(STAMP): scripts/install-deps.sh
 	@scripts/install-deps.sh
 	@mkdir -p build && touch $@
 
-GEN := build/gen/publish_lua.h
-# scripts/publish.lua is the single source of the publish script; the node embeds it.
-$(GEN): scripts/publish.lua
+# scripts/*.lua are the single source of the node's Lua scripts; the node embeds each as
+# gw_<name>_lua from build/gen/<name>_lua.h.
+LUA := $(wildcard scripts/*.lua)
+GEN := $(LUA:scripts/%.lua=build/gen/%_lua.h)
+build/gen/%_lua.h: scripts/%.lua
 	@mkdir -p $(dir $@)
-	@{ echo '/* generated from scripts/publish.lua by the Makefile: do not edit */'; \
-	   printf 'static const char gw_publish_lua[] =\n'; \
+	@{ echo '/* generated from $< by the Makefile: do not edit */'; \
+	   printf 'static const char gw_$*_lua[] =\n'; \
 	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; \
 	   echo ';'; } > $@
 

@@ -2,12 +2,13 @@
  * disconnect and unsubscribe, GET /api/v1/position; JSON in and out, api_key required. */
 #include "cardgw/api.h"
 #include "cardgw/auth.h"
-#include "cardgw/broker.h"
+#include "cardgw/history.h"
 #include "cardgw/hub.h"
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
 #include "cardgw/node.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <libwebsockets.h>
@@ -206,33 +207,25 @@ static void gw_api_control(gw_node_t *node, gw_http_req_t *r, json_t *body, int 
         gw_api_error(r, 404, gw_api_msg_for(GW_ERR_UNKNOWN_NAMESPACE));
         return;
     }
-    char msg[512];
-    int n = unsubscribe ? snprintf(msg, sizeof(msg), "unsubscribe\n%s\n%s", uid, ch)
-                        : snprintf(msg, sizeof(msg), "disconnect\n%s", uid);
     r->pending = 1;
-    if (gw_hub_control(node->hub, msg, (size_t)n, gw_api_on_control, r) != 0)
+    if (gw_hub_control(node->hub, uid, unsubscribe ? ch : NULL, gw_api_on_control, r) != 0)
         gw_api_on_control(r, GW_ERR_UNAVAILABLE, NULL, 0);
 }
 
-/* ---- position ---------------------------------------------------------------------------------
- */
+/* ---- position -------------------------------------------------------------------------------- */
 
-static void gw_api_on_position(void *priv, redisReply *rep)
+static void gw_api_on_position(void *priv, int err, const char *epoch, uint64_t top)
 {
     gw_http_req_t *r = priv;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
+    if (err)
         gw_api_error(r, 503, "redis unavailable");
-        return;
-    }
-    const char *e = rep->element[0]->type == REDIS_REPLY_STRING ? rep->element[0]->str : "";
-    uint64_t s =
-        rep->element[1]->type == REDIS_REPLY_STRING ? strtoull(rep->element[1]->str, NULL, 10) : 0;
-    gw_api_reply(r, 200, json_pack("{s:s,s:I}", "epoch", e, "offset", (json_int_t)s));
+    else
+        gw_api_reply(r, 200, json_pack("{s:s,s:I}", "epoch", epoch, "offset", (json_int_t)top));
 }
 
 static void gw_api_position(gw_node_t *node, gw_http_req_t *r)
 {
-    char arg[GW_PROTO_MAX_CHANNEL + 16], key[GW_PROTO_MAX_CHANNEL + 16];
+    char arg[GW_PROTO_MAX_CHANNEL + 16];
     size_t nslen;
     /* lws copies "channel=<value>" into arg and returns where the value starts */
     const char *ch = lws_get_urlarg_by_name(r->wsi, "channel=", arg, sizeof(arg));
@@ -244,16 +237,12 @@ static void gw_api_position(gw_node_t *node, gw_http_req_t *r)
         gw_api_error(r, 404, gw_api_msg_for(GW_ERR_UNKNOWN_NAMESPACE));
         return;
     }
-    int kn = snprintf(key, sizeof(key), "cardgw:{%s}:m", ch);
-    const char *argv[] = {"HMGET", key, "e", "s"};
-    size_t argvlen[] = {5, (size_t)kn, 1, 1};
     r->pending = 1;
-    if (gw_broker_command_argv(node->broker, gw_api_on_position, r, 4, argv, argvlen) != 0)
-        gw_api_on_position(r, NULL);
+    if (gw_history_position(node->redis, ch, strlen(ch), gw_api_on_position, r) != 0)
+        gw_api_on_position(r, -ENOTCONN, NULL, 0);
 }
 
-/* ---- entry points -----------------------------------------------------------------------------
- */
+/* ---- entry points ---------------------------------------------------------------------------- */
 
 int gw_api_begin(gw_node_t *node, gw_http_req_t *r, const char *path)
 {

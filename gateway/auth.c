@@ -3,7 +3,7 @@
 #include "cardgw/auth.h"
 #include "cardgw/admission.h"
 #include "cardgw/metrics.h"
-#include "cardgw/broker.h"
+#include "cardgw/schema.h"
 #include "cardgw/hub.h"
 #include "cardgw/log.h"
 #include "cardgw/node.h"
@@ -138,12 +138,6 @@ static int gw_token_is_jwt(const gw_slice_t *t)
 
 /* ---- connect / refresh ----------------------------------------------------------------------- */
 
-typedef struct {
-    gw_conn_t *c; /* held */
-    uint32_t id;
-    int refresh;
-} gw_auth_op_t;
-
 /* A connect or refresh with a bad token: the error, then the connection closes once it is out
  * (4005 for an expired token, 4501 otherwise; PROTOCOL.md "refresh"). msg NULL: the default. */
 static void gw_auth_fail(gw_conn_t *c, uint32_t id, int code, const char *msg)
@@ -181,32 +175,31 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
     uint32_t expires_in =
         c->expires_at_ms ? (uint32_t)((c->expires_at_ms > now ? c->expires_at_ms - now : 0) / 1000)
                          : 0;
-    gw_buf_t b;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_connect_ok(&b, c->enc, id, (gw_slice_t){c->cid, strlen(c->cid)},
-                            (gw_slice_t){c->uid, strlen(c->uid)},
-                            (gw_slice_t){node->node_id, strlen(node->node_id)},
-                            (uint32_t)node->cfg->ping_interval_s, expires_in);
-    gw_conn_send_buf(c, &b);
+    GW_CONN_SEND(c, gw_proto_enc_connect_ok, id, (gw_slice_t){c->cid, strlen(c->cid)},
+                 (gw_slice_t){c->uid, strlen(c->uid)},
+                 (gw_slice_t){node->node_id, strlen(node->node_id)},
+                 (uint32_t)node->cfg->ping_interval_s, expires_in);
     gw_debug("auth", "%s connected as %s", c->cid, c->uid);
 }
 
-/* HGETALL cardgw:session:<token> answered: fields uid (required), expires_at (unix seconds). */
+/* HGETALL of the session key (schema.h) answered: uid (required), expires_at (unix seconds). */
 static void gw_auth_on_session(void *priv, redisReply *r)
 {
-    gw_auth_op_t *op = priv;
-    gw_conn_t *c = op->c;
+    gw_cmd_op_t *op = priv;
+    uint32_t id = op->id;
+    int refresh = (int)op->arg;
+    gw_conn_t *c = gw_cmd_op_done(op);
     gw_identity_t ident = {{0}, 0};
     const char *uid = NULL;
     size_t uidlen = 0;
     double exp = 0;
-    if (!c->wsi)
-        goto done;
+    if (!c)
+        return;
     if (c->state == GW_CONN_AUTHING)
         c->state = GW_CONN_NEW;
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        gw_conn_reply_error(c, op->id, GW_ERR_UNAVAILABLE, "session store unavailable, retry");
-        goto done;
+        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "session store unavailable, retry");
+        return;
     }
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
         redisReply *k = r->element[i], *v = r->element[i + 1];
@@ -220,19 +213,16 @@ static void gw_auth_on_session(void *priv, redisReply *r)
         }
     }
     if (!uid || !gw_auth_uid_valid(uid, uidlen)) {
-        gw_auth_fail(c, op->id, GW_ERR_UNAUTHORIZED, NULL);
-        goto done;
+        gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, NULL);
+        return;
     }
     if (exp > 0 && exp * 1000.0 <= (double)gw_wall_ms()) {
-        gw_auth_fail(c, op->id, GW_ERR_TOKEN_EXPIRED, NULL);
-        goto done;
+        gw_auth_fail(c, id, GW_ERR_TOKEN_EXPIRED, NULL);
+        return;
     }
     memcpy(ident.uid, uid, uidlen);
     ident.expires_at_ms = exp > 0 ? (uint64_t)(exp * 1000.0) : 0;
-    gw_auth_succeed(c, op->id, &ident, op->refresh);
-done:
-    gw_conn_release(c);
-    free(op);
+    gw_auth_succeed(c, id, &ident, refresh);
 }
 
 static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh)
@@ -248,18 +238,13 @@ static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh)
             gw_auth_succeed(c, cmd->id, &ident, refresh);
         return;
     }
-    char key[GW_PROTO_MAX_TOKEN + 32];
-    int kn = snprintf(key, sizeof(key), "cardgw:session:%.*s", (int)cmd->token.n, cmd->token.p);
+    char key[GW_SCHEMA_SESSION_KEY_MAX];
     const char *argv[] = {"HGETALL", key};
-    size_t argvlen[] = {7, (size_t)kn};
-    gw_auth_op_t *op = gw_malloc(sizeof(*op));
-    op->c = c;
-    op->id = cmd->id;
-    op->refresh = refresh;
-    gw_conn_hold(c);
-    if (gw_broker_command_argv(node->broker, gw_auth_on_session, op, 2, argv, argvlen) != 0) {
-        gw_conn_release(c);
-        free(op);
+    size_t argvlen[] = {7, gw_schema_session_key(key, sizeof(key), cmd->token.p, cmd->token.n)};
+    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
+    op->arg = (uint32_t)refresh;
+    if (gw_redis_command(node->redis, gw_auth_on_session, op, 2, argv, argvlen) != 0) {
+        gw_cmd_op_done(op);
         gw_conn_reply_error(c, cmd->id, GW_ERR_UNAVAILABLE, "session store unavailable, retry");
         return;
     }
@@ -291,10 +276,8 @@ void gw_auth_tick(gw_conn_t *c, uint64_t wall_ms)
     }
     uint64_t before = (uint64_t)c->node->cfg->token_refresh_before_s * 1000;
     if (!c->refresh_sent && wall_ms + before >= c->expires_at_ms) {
-        gw_buf_t b;
-        gw_buf_init(&b, GW_FRAME_HEADROOM);
-        gw_proto_enc_refresh(&b, c->enc, (uint32_t)((c->expires_at_ms - wall_ms + 999) / 1000));
-        gw_conn_send_buf(c, &b);
+        GW_CONN_SEND(c, gw_proto_enc_refresh,
+                     (uint32_t)((c->expires_at_ms - wall_ms + 999) / 1000));
         c->refresh_sent = 1;
     }
 }

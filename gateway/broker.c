@@ -5,6 +5,7 @@
 #include "cardgw/common.h"
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
+#include "cardgw/schema.h"
 
 #include <errno.h>
 #include <hiredis/async.h>
@@ -53,6 +54,7 @@ struct gw_broker {
     uint64_t canary_seq;
     uint64_t canary_rx_ms; /* when the last canary came back; 0 = not since (re)connect */
     int ready;
+    gw_redis_t redis; /* what the other modules use (redis.h) */
 };
 
 /* ---- libuv adapter for hiredis --------------------------------------------------------------- */
@@ -140,13 +142,16 @@ static int gw_io_attach(uv_loop_t *loop, redisAsyncContext *ac)
 
 /* ---- connection life cycle ------------------------------------------------------------------- */
 
-static void gw_conn_connect(gw_redis_conn_t *c);
-static void gw_conn_on_timer(uv_timer_t *t);
+static void gw_rconn_connect(gw_redis_conn_t *c);
+static void gw_rconn_on_timer(uv_timer_t *t);
 static void gw_flush_ops(uv_timer_t *t);
 static void gw_broker_set_ready(gw_broker_t *b, int ready);
 static void gw_on_sub_reply(redisAsyncContext *ac, void *r, void *priv);
+static int gw_broker_command(void *ctx, gw_redis_reply_cb cb, void *priv, int argc,
+                             const char **argv, const size_t *argvlen);
+static int gw_broker_redis_connected(void *ctx);
 
-static void gw_conn_schedule_retry(gw_redis_conn_t *c)
+static void gw_rconn_schedule_retry(gw_redis_conn_t *c)
 {
     gw_broker_t *b = c->b;
     if (b->stopping)
@@ -158,10 +163,10 @@ static void gw_conn_schedule_retry(gw_redis_conn_t *c)
     uint64_t delay = d / 2 + gw_random_u32() % (d / 2 + 1);
     c->attempt++;
     gw_debug("redis", "%s: reconnect in %" PRIu64 " ms (attempt %d)", c->name, delay, c->attempt);
-    uv_timer_start(&c->timer, gw_conn_on_timer, delay, 0);
+    uv_timer_start(&c->timer, gw_rconn_on_timer, delay, 0);
 }
 
-static void gw_conn_down(gw_redis_conn_t *c, const char *why)
+static void gw_rconn_down(gw_redis_conn_t *c, const char *why)
 {
     gw_broker_t *b = c->b;
     int was = c->connected;
@@ -179,7 +184,7 @@ static void gw_conn_down(gw_redis_conn_t *c, const char *why)
     gw_broker_set_ready(b, 0);
     if (c->is_sub && was && b->h.on_event)
         b->h.on_event(b->h.ud, GW_BROKER_SUB_DOWN);
-    gw_conn_schedule_retry(c);
+    gw_rconn_schedule_retry(c);
 }
 
 static void gw_on_connect(const redisAsyncContext *ac, int status)
@@ -188,7 +193,7 @@ static void gw_on_connect(const redisAsyncContext *ac, int status)
     if (c->ac != ac)
         return;
     if (status != REDIS_OK) {
-        gw_conn_down(c, ac->errstr[0] ? ac->errstr : "connect failed");
+        gw_rconn_down(c, ac->errstr[0] ? ac->errstr : "connect failed");
         return;
     }
     gw_broker_t *b = c->b;
@@ -215,7 +220,7 @@ static void gw_on_disconnect(const redisAsyncContext *ac, int status)
     gw_redis_conn_t *c = ac->data;
     if (c->ac != ac)
         return;
-    gw_conn_down(c, status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "error"));
+    gw_rconn_down(c, status == REDIS_OK ? "closed" : (ac->errstr[0] ? ac->errstr : "error"));
 }
 
 static void gw_on_auth_reply(redisAsyncContext *ac, void *r, void *priv)
@@ -229,7 +234,7 @@ static void gw_on_auth_reply(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
-static void gw_conn_connect(gw_redis_conn_t *c)
+static void gw_rconn_connect(gw_redis_conn_t *c)
 {
     gw_broker_t *b = c->b;
     redisAsyncContext *ac = redisAsyncConnect(b->addr.host, b->addr.port);
@@ -237,12 +242,12 @@ static void gw_conn_connect(gw_redis_conn_t *c)
         gw_debug("redis", "%s: connect: %s", c->name, ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
-        gw_conn_schedule_retry(c);
+        gw_rconn_schedule_retry(c);
         return;
     }
     if (gw_io_attach(b->loop, ac) != 0) {
         redisAsyncFree(ac);
-        gw_conn_schedule_retry(c);
+        gw_rconn_schedule_retry(c);
         return;
     }
     ac->data = c;
@@ -254,12 +259,12 @@ static void gw_conn_connect(gw_redis_conn_t *c)
         redisAsyncCommand(ac, gw_on_auth_reply, c, "AUTH %s", b->addr.password);
     if (!c->is_sub && b->addr.db)
         redisAsyncCommand(ac, gw_on_auth_reply, c, "SELECT %d", b->addr.db);
-    uv_timer_start(&c->timer, gw_conn_on_timer, (uint64_t)b->cfg->redis_connect_timeout_ms, 0);
+    uv_timer_start(&c->timer, gw_rconn_on_timer, (uint64_t)b->cfg->redis_connect_timeout_ms, 0);
 }
 
 /* One timer per connection: while connecting it is the connect timeout; while down, the
  * backoff before the next attempt. */
-static void gw_conn_on_timer(uv_timer_t *t)
+static void gw_rconn_on_timer(uv_timer_t *t)
 {
     gw_redis_conn_t *c = t->data;
     if (c->b->stopping)
@@ -268,15 +273,15 @@ static void gw_conn_on_timer(uv_timer_t *t)
         redisAsyncContext *ac = c->ac;
         c->ac = NULL; /* callbacks run by the free below must not use it */
         redisAsyncFree(ac);
-        gw_conn_down(c, "connect timeout");
+        gw_rconn_down(c, "connect timeout");
         return;
     }
     if (!c->ac)
-        gw_conn_connect(c);
+        gw_rconn_connect(c);
 }
 
 /* Drops a connection that looks up but does not answer; hiredis fails its pending callbacks. */
-static void gw_conn_force_reconnect(gw_redis_conn_t *c)
+static void gw_rconn_force_reconnect(gw_redis_conn_t *c)
 {
     if (c->ac && c->connected)
         redisAsyncDisconnect(c->ac);
@@ -326,14 +331,9 @@ static void gw_queue_op(gw_broker_t *b, int subscribe, const char *ch, size_t n)
         uv_timer_start(&b->flush_timer, gw_flush_ops, 0, 0);
 }
 
-void gw_broker_subscribe(gw_broker_t *b, const char *channel, size_t n)
+static void gw_broker_subscribe(void *ctx, const char *channel, size_t n, int on)
 {
-    gw_queue_op(b, 1, channel, n);
-}
-
-void gw_broker_unsubscribe(gw_broker_t *b, const char *channel, size_t n)
-{
-    gw_queue_op(b, 0, channel, n);
+    gw_queue_op(ctx, on, channel, n);
 }
 
 static void gw_clear_ops(gw_broker_t *b)
@@ -366,8 +366,7 @@ static void gw_flush_ops(uv_timer_t *t)
     gw_clear_ops(b);
 }
 
-/* ---- canary and readiness ----------------------------------------------------------------------
- */
+/* ---- canary and readiness -------------------------------------------------------------------- */
 
 static void gw_broker_set_ready(gw_broker_t *b, int ready)
 {
@@ -405,7 +404,7 @@ static void gw_canary_tick(uv_timer_t *t)
         if (now - since > to) {
             gw_warn("redis", "%s connection silent for %" PRIu64 " ms: reconnecting", c->name,
                     now - since);
-            gw_conn_force_reconnect(c);
+            gw_rconn_force_reconnect(c);
             return;
         }
     }
@@ -415,13 +414,13 @@ static void gw_canary_tick(uv_timer_t *t)
     snprintf(seq, sizeof(seq), "%" PRIu64, ++b->canary_seq);
     const char *argv[] = {"PUBLISH", b->probe_channel, seq};
     size_t argvlen[] = {7, strlen(b->probe_channel), strlen(seq)};
-    gw_broker_command_argv(b, gw_on_canary_reply, NULL, 3, argv, argvlen);
+    gw_broker_command(b, gw_on_canary_reply, NULL, 3, argv, argvlen);
 }
 
 /* ---- commands -------------------------------------------------------------------------------- */
 
 typedef struct {
-    gw_broker_reply_cb cb;
+    gw_redis_reply_cb cb;
     void *priv;
 } gw_cmd_ctx_t;
 
@@ -435,9 +434,10 @@ static void gw_on_cmd_reply(redisAsyncContext *ac, void *r, void *priv)
     free(x);
 }
 
-int gw_broker_command_argv(gw_broker_t *b, gw_broker_reply_cb cb, void *priv, int argc,
-                           const char **argv, const size_t *argvlen)
+static int gw_broker_command(void *ctx, gw_redis_reply_cb cb, void *priv, int argc,
+                             const char **argv, const size_t *argvlen)
 {
+    gw_broker_t *b = ctx;
     if (!b->cmd.connected || b->stopping)
         return -ENOTCONN;
     gw_cmd_ctx_t *x = gw_malloc(sizeof(*x));
@@ -450,8 +450,7 @@ int gw_broker_command_argv(gw_broker_t *b, gw_broker_reply_cb cb, void *priv, in
     return 0;
 }
 
-/* ---- scripts ----------------------------------------------------------------------------------
- */
+/* ---- scripts --------------------------------------------------------------------------------- */
 
 void gw_script_init(gw_script_t *s, const char *src)
 {
@@ -465,7 +464,7 @@ void gw_script_init(gw_script_t *s, const char *src)
 typedef struct {
     gw_broker_t *b;
     const gw_script_t *script;
-    gw_broker_reply_cb cb;
+    gw_redis_reply_cb cb;
     void *priv;
     int retried;
     int argc;
@@ -491,8 +490,8 @@ static void gw_on_eval_reply(void *priv, redisReply *r)
         op->argvlen[0] = 4;
         op->argv[1] = (char *)op->script->src;
         op->argvlen[1] = strlen(op->script->src);
-        if (gw_broker_command_argv(op->b, gw_on_eval_reply, op, op->argc, (const char **)op->argv,
-                                   op->argvlen) == 0)
+        if (gw_broker_command(op->b, gw_on_eval_reply, op, op->argc, (const char **)op->argv,
+                              op->argvlen) == 0)
             return;
         r = NULL;
     }
@@ -502,9 +501,10 @@ static void gw_on_eval_reply(void *priv, redisReply *r)
     gw_eval_op_free(op);
 }
 
-int gw_broker_eval(gw_broker_t *b, const gw_script_t *s, gw_broker_reply_cb cb, void *priv,
-                   int argc, const char **argv, const size_t *argvlen)
+static int gw_broker_eval(void *ctx, const gw_script_t *s, gw_redis_reply_cb cb, void *priv,
+                          int argc, const char **argv, const size_t *argvlen)
 {
+    gw_broker_t *b = ctx;
     gw_eval_op_t *op = gw_calloc(1, sizeof(*op));
     op->b = b;
     op->script = s;
@@ -521,8 +521,8 @@ int gw_broker_eval(gw_broker_t *b, const gw_script_t *s, gw_broker_reply_cb cb, 
         op->argv[i + 2] = gw_strndup(argv[i], argvlen[i]);
         op->argvlen[i + 2] = argvlen[i];
     }
-    if (gw_broker_command_argv(b, gw_on_eval_reply, op, op->argc, (const char **)op->argv,
-                               op->argvlen) != 0) {
+    if (gw_broker_command(b, gw_on_eval_reply, op, op->argc, (const char **)op->argv,
+                          op->argvlen) != 0) {
         gw_eval_op_free(op);
         return -ENOTCONN;
     }
@@ -531,7 +531,7 @@ int gw_broker_eval(gw_broker_t *b, const gw_script_t *s, gw_broker_reply_cb cb, 
 
 /* ---- construction and teardown --------------------------------------------------------------- */
 
-static void gw_conn_init(gw_broker_t *b, gw_redis_conn_t *c, int is_sub)
+static void gw_rconn_init(gw_broker_t *b, gw_redis_conn_t *c, int is_sub)
 {
     c->b = b;
     c->is_sub = is_sub;
@@ -551,9 +551,14 @@ gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *
     b->loop = loop;
     b->cfg = cfg;
     b->h = *h;
-    snprintf(b->probe_channel, sizeof(b->probe_channel), "cardgw:probe:%s", node_id);
-    gw_conn_init(b, &b->sub, 1);
-    gw_conn_init(b, &b->cmd, 0);
+    b->redis = (gw_redis_t){.ctx = b,
+                            .connected = gw_broker_redis_connected,
+                            .command = gw_broker_command,
+                            .eval = gw_broker_eval,
+                            .subscribe = gw_broker_subscribe};
+    gw_schema_probe_channel(b->probe_channel, sizeof(b->probe_channel), node_id);
+    gw_rconn_init(b, &b->sub, 1);
+    gw_rconn_init(b, &b->cmd, 0);
     uv_timer_init(loop, &b->flush_timer);
     b->flush_timer.data = b;
     uv_timer_init(loop, &b->canary_timer);
@@ -567,12 +572,12 @@ fail:
 void gw_broker_start(gw_broker_t *b)
 {
     uint64_t iv = (uint64_t)b->cfg->redis_canary_interval_ms;
-    gw_conn_connect(&b->sub);
-    gw_conn_connect(&b->cmd);
+    gw_rconn_connect(&b->sub);
+    gw_rconn_connect(&b->cmd);
     uv_timer_start(&b->canary_timer, gw_canary_tick, iv, iv);
 }
 
-static void gw_conn_stop(gw_redis_conn_t *c)
+static void gw_rconn_stop(gw_redis_conn_t *c)
 {
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, NULL);
@@ -595,8 +600,8 @@ void gw_broker_stop(gw_broker_t *b)
     gw_clear_ops(b);
     uv_close((uv_handle_t *)&b->flush_timer, NULL);
     uv_close((uv_handle_t *)&b->canary_timer, NULL);
-    gw_conn_stop(&b->sub);
-    gw_conn_stop(&b->cmd);
+    gw_rconn_stop(&b->sub);
+    gw_rconn_stop(&b->cmd);
 }
 
 void gw_broker_free(gw_broker_t *b)
@@ -618,7 +623,12 @@ int gw_broker_connected(const gw_broker_t *b)
     return b->sub.connected && b->cmd.connected && !b->stopping;
 }
 
-int gw_broker_cmd_connected(const gw_broker_t *b)
+static int gw_broker_redis_connected(void *ctx)
 {
-    return b->cmd.connected;
+    return gw_broker_connected(ctx);
+}
+
+const gw_redis_t *gw_broker_redis(gw_broker_t *b)
+{
+    return &b->redis;
 }

@@ -118,8 +118,7 @@ void gw_conn_on_closed(gw_conn_t *c)
     c->node->nconns--;
     gw_node_t *node = c->node;
     gw_conn_release(c);
-    if (node->stopping && node->nconns == 0)
-        uv_stop(node->loop);
+    gw_node_conn_gone(node);
 }
 
 void gw_conn_release(gw_conn_t *c)
@@ -131,8 +130,7 @@ void gw_conn_release(gw_conn_t *c)
     free(c);
 }
 
-/* ---- sending -----------------------------------------------------------------------------------
- */
+/* ---- sending --------------------------------------------------------------------------------- */
 
 static void gw_conn_enqueue(gw_conn_t *c, gw_frame_t *f)
 {
@@ -360,24 +358,44 @@ void gw_conn_flush(gw_conn_t *c)
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
 }
 
-/* ---- replies ------------------------------------------------------------------------------------
- */
+/* ---- operations that outlive a Redis round trip ------------------------------------------- */
+
+gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id)
+{
+    gw_cmd_op_t *op = gw_malloc(sizeof(*op));
+    gw_conn_hold(c);
+    op->c = c;
+    op->id = id;
+    op->arg = 0;
+    return op;
+}
+
+gw_conn_t *gw_cmd_op_done(gw_cmd_op_t *op)
+{
+    gw_conn_t *c = op->c;
+    int open = c->wsi != NULL;
+    free(op);
+    gw_conn_release(c);
+    return open ? c : NULL;
+}
+
+/* ---- replies --------------------------------------------------------------------------------- */
+
+void gw_conn_disconnect(gw_conn_t *c, int code, const char *reason)
+{
+    GW_CONN_SEND(c, gw_proto_enc_disconnect, code, reason, 0, 0);
+    gw_conn_close(c, code, 0);
+}
 
 void gw_conn_reply_ok(gw_conn_t *c, uint32_t id)
 {
-    gw_buf_t b;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_ok(&b, c->enc, id);
-    gw_conn_send_buf(c, &b);
+    GW_CONN_SEND(c, gw_proto_enc_ok, id);
 }
 
 void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg)
 {
-    gw_buf_t b;
     gw_metrics.command_errors++;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_error(&b, c->enc, id, code, msg);
-    gw_conn_send_buf(c, &b);
+    GW_CONN_SEND(c, gw_proto_enc_error, id, code, msg);
     /* the error budget is for what the client does wrong now: not for held commands answered
      * after their subscribe failed, nor for 115 (too many held) */
     if (c->replaying || code == GW_ERR_TOO_MANY_REQUESTS)

@@ -1,33 +1,15 @@
 /* history.c — one Lua script reads a channel's epoch, top offset and retained publications
  * atomically (creating the epoch when missing, so every position a client gets is concrete). */
 #include "cardgw/history.h"
-#include "cardgw/broker.h"
 #include "cardgw/common.h"
+#include "cardgw/schema.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-/* KEYS: meta hash, stream. ARGV: mode (p|a|t), after, count, meta ttl.
- * Returns {epoch, top, entries}; entries as XRANGE gives them, oldest first. */
-static const char gw_history_lua[] =
-    "local e = redis.call('HGET', KEYS[1], 'e')\n"
-    "if not e then\n"
-    "  local t = redis.call('TIME')\n"
-    "  e = string.format('%x%05x', tonumber(t[1]), tonumber(t[2]))\n"
-    "  redis.call('HSET', KEYS[1], 'e', e)\n"
-    "  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))\n"
-    "end\n"
-    "local s = redis.call('HGET', KEYS[1], 's') or '0'\n"
-    "local r = {}\n"
-    "if ARGV[1] == 'a' then\n"
-    "  r = redis.call('XRANGE', KEYS[2], '(' .. ARGV[2] .. '-0', '+', 'COUNT', ARGV[3])\n"
-    "elseif ARGV[1] == 't' then\n"
-    "  local rev = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', ARGV[3])\n"
-    "  for i = #rev, 1, -1 do r[#r + 1] = rev[i] end\n"
-    "end\n"
-    "return {e, s, r}\n";
+#include "history_lua.h" /* generated from scripts/history.lua: gw_history_lua */
 
 typedef struct {
     gw_history_cb cb;
@@ -85,24 +67,61 @@ static void gw_on_history(void *priv, redisReply *r)
     free(op);
 }
 
-int gw_history_read(gw_broker_t *b, const char *ch, size_t n, gw_hist_mode_t mode, uint64_t after,
-                    uint32_t count, uint32_t meta_ttl_s, gw_history_cb cb, void *priv)
+int gw_history_read(const gw_redis_t *r, const char *ch, size_t n, gw_hist_mode_t mode,
+                    uint64_t after, uint32_t count, uint32_t meta_ttl_s, gw_history_cb cb,
+                    void *priv)
 {
-    char km[GW_PROTO_MAX_CHANNEL + 16], kx[GW_PROTO_MAX_CHANNEL + 16], a[24], c[16], t[16];
-    int kmn = snprintf(km, sizeof(km), "cardgw:{%.*s}:m", (int)n, ch);
-    int kxn = snprintf(kx, sizeof(kx), "cardgw:{%.*s}:x", (int)n, ch);
+    char km[GW_SCHEMA_KEY_MAX], kx[GW_SCHEMA_KEY_MAX], a[24], c[16], t[16];
+    size_t kmn = gw_schema_channel_key(km, sizeof(km), ch, n, GW_KEY_META);
+    size_t kxn = gw_schema_channel_key(kx, sizeof(kx), ch, n, GW_KEY_STREAM);
     int an = snprintf(a, sizeof(a), "%" PRIu64, after);
     int cn = snprintf(c, sizeof(c), "%u", count ? count : 1);
     int tn = snprintf(t, sizeof(t), "%u", meta_ttl_s ? meta_ttl_s : 1);
     const char *m = mode == GW_HIST_AFTER ? "a" : mode == GW_HIST_TAIL ? "t" : "p";
     const char *argv[] = {"2", km, kx, m, a, c, t};
-    size_t argvlen[] = {1, (size_t)kmn, (size_t)kxn, 1, (size_t)an, (size_t)cn, (size_t)tn};
+    size_t argvlen[] = {1, kmn, kxn, 1, (size_t)an, (size_t)cn, (size_t)tn};
     gw_hist_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;
     if (!gw_history_script.src)
         gw_script_init(&gw_history_script, gw_history_lua);
-    if (gw_broker_eval(b, &gw_history_script, gw_on_history, op, 7, argv, argvlen) != 0) {
+    if (gw_redis_eval(r, &gw_history_script, gw_on_history, op, 7, argv, argvlen) != 0) {
+        free(op);
+        return -ENOTCONN;
+    }
+    return 0;
+}
+
+/* ---- the position alone ---------------------------------------------------------------------- */
+
+typedef struct {
+    gw_position_cb cb;
+    void *priv;
+} gw_pos_op_t;
+
+static void gw_on_position_reply(void *priv, redisReply *r)
+{
+    gw_pos_op_t *op = priv;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        op->cb(op->priv, -EIO, NULL, 0);
+    } else {
+        const redisReply *e = r->element[0], *s = r->element[1];
+        op->cb(op->priv, 0, e->type == REDIS_REPLY_STRING ? e->str : "",
+               s->type == REDIS_REPLY_STRING ? strtoull(s->str, NULL, 10) : 0);
+    }
+    free(op);
+}
+
+int gw_history_position(const gw_redis_t *r, const char *ch, size_t n, gw_position_cb cb,
+                        void *priv)
+{
+    char key[GW_SCHEMA_KEY_MAX];
+    const char *argv[] = {"HMGET", key, "e", "s"};
+    size_t argvlen[] = {5, gw_schema_channel_key(key, sizeof(key), ch, n, GW_KEY_META), 1, 1};
+    gw_pos_op_t *op = gw_malloc(sizeof(*op));
+    op->cb = cb;
+    op->priv = priv;
+    if (gw_redis_command(r, gw_on_position_reply, op, 4, argv, argvlen) != 0) {
         free(op);
         return -ENOTCONN;
     }

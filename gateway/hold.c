@@ -75,7 +75,7 @@ int gw_hub_hold(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd, const uint8_t 
         count = &s->nheld;
     }
     /* bytes held per connection: at most what its send queue may hold */
-    if (c->held_bytes + n > (size_t)hub->node->cfg->max_send_queue_bytes)
+    if (c->held_bytes + n > (size_t)hub->cfg->max_send_queue_bytes)
         goto too_many;
     c->held_bytes += (uint32_t)n;
     gw_held_cmd_t *h = gw_malloc(sizeof(*h) + n + chn);

@@ -1,14 +1,17 @@
-/* hub_int.h — the hub's private types, shared by hub.c (index, subscribe, relay, recovery),
- * presence.c and publish.c. Nothing outside the hub includes this. */
+/* hub_int.h — the hub's private types and the functions its files share: hub.c (channel table),
+ * relay.c, subscription.c, history_cmd.c, presence.c, publish.c, rpc.c, hold.c. Nothing else. */
 #ifndef CARDGW_HUB_INT_H
 #define CARDGW_HUB_INT_H
 
 #include "cardgw/history.h"
 #include "cardgw/hub.h"
 #include "cardgw/node.h"
+#include "cardgw/redis.h"
 
-#define GW_META_TTL_MIN_S (7 * 86400)
-#define GW_FILL_MAX       1000 /* publications one gap fill reads */
+#define GW_META_TTL_MIN_S      (7 * 86400)
+#define GW_FILL_MAX            1000 /* publications one gap fill reads */
+#define GW_TICK_MS             250  /* the hub's periodic work (gw_relay_tick) */
+#define GW_PRESENCE_REFRESH_MS 30000
 
 typedef enum { GW_RS_NONE = 0, GW_RS_SUBSCRIBING, GW_RS_SUBSCRIBED, GW_RS_UNSUBSCRIBING } gw_rs_t;
 
@@ -90,23 +93,69 @@ typedef struct gw_sub {
     uint32_t npend, cappend;
 } gw_sub_t;
 
+/* Lifetimes across Redis round trips, one idiom (redis' protectClient): the object counts what
+ * refers to it and is freed by whoever drops the last reference — a connection by c->refs
+ * (gw_conn_hold / gw_conn_release, gw_cmd_op_t), a channel by op_refs (+ nsubs, then
+ * gw_channel_maybe_release), a subscription by op_pending (then `dead`: freed when the read
+ * completes). */
+
 struct gw_hub {
-    gw_node_t *node;
+    gw_node_t *node;         /* borrowed: asked for a user's connections, its id */
+    const gw_config_t *cfg;  /* borrowed, read only */
+    const gw_redis_t *redis; /* borrowed: every Redis call of the hub goes through it */
     gw_channel_t **buckets;
     size_t nbuckets, nchannels;
-    gw_script_t publish_script;
     uv_timer_t tick_timer;              /* presence refresh and position checks, spread over time */
     size_t cursor;                      /* next bucket the tick visits */
     uint32_t nretry;                    /* channels whose fill read failed and is retried */
     gw_replay_t *replay, **replay_tail; /* held commands whose subscribe was answered */
 };
 
-/* "cardgw:{<ch>}<suffix>" into out; returns its length. */
-size_t gw_hub_key(char *out, size_t cap, const char *ch, size_t n, const char *suffix);
+/* ---- hub.c: the channel table -------------------------------------------------------------- */
+gw_channel_t *gw_channel_find(gw_hub_t *hub, const char *name, size_t n);
+/* The channel (created, unsubscribed from Redis, when it is new); never NULL. */
+gw_channel_t *gw_channel_get(gw_hub_t *hub, const char *name, size_t n, const gw_namespace_t *ns);
+/* SUBSCRIBEs the channel on Redis (rs becomes GW_RS_SUBSCRIBING). */
+void gw_channel_subscribe(gw_hub_t *hub, gw_channel_t *ch);
+/* A channel nobody here listens to and no read refers to is unsubscribed, then freed. */
+void gw_channel_maybe_release(gw_hub_t *hub, gw_channel_t *ch);
+/* Frees the relay frames held during a fill. */
+void gw_channel_drop_held(gw_channel_t *ch);
+/* Sets ch->fill_retry, keeping hub->nretry in step (the only place it changes). */
+void gw_channel_set_retry(gw_hub_t *hub, gw_channel_t *ch, int on);
+/* Lifetime of a channel's meta hash: longer than its history. */
+uint32_t gw_hub_meta_ttl(const gw_namespace_t *ns);
 gw_sub_t *gw_hub_find_sub(gw_conn_t *c, const char *name, size_t n);
 /* Looks up the namespace of a command's channel; replies with the error and returns NULL. */
 const gw_namespace_t *gw_hub_cmd_namespace(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
-uint32_t gw_hub_meta_ttl(const gw_namespace_t *ns);
+
+/* ---- relay.c: publications in order ------------------------------------------------------------
+ */
+/* One relay frame (payload[0..n), borrowed) arrived on the channel's pub/sub. */
+void gw_channel_relay(gw_hub_t *hub, gw_channel_t *ch, const char *payload, size_t n);
+/* Reads the history after ch->last; relay frames arriving meanwhile are held. */
+void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch);
+/* The hub's periodic work (timer data = hub): retries failed fills, refreshes presence, checks
+ * idle channels' positions; each channel is visited about every 5 s. */
+void gw_relay_tick(uv_timer_t *t);
+
+/* ---- subscription.c -----------------------------------------------------------------------------
+ */
+/* Reads the position (and with since the missed publications) of a subscription whose channel
+ * Redis confirmed; live publications are buffered until the reply. */
+void gw_sub_start_positioning(gw_hub_t *hub, gw_sub_t *s);
+/* Queues frame f (borrowed) of offset to a live subscription if it is the next one; returns 0, or
+ * -1 on a gap (the caller kicks the subscription). */
+int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f);
+/* Keeps a reference to f for a subscription being positioned. */
+void gw_sub_buffer(gw_sub_t *s, uint64_t offset, gw_frame_t *f);
+/* Server-side unsubscribe: an `unsub` push to a live subscription, an error reply to one being set
+ * up; s is freed (or marked dead while a read refers to it). */
+void gw_sub_kick(gw_hub_t *hub, gw_sub_t *s, int code, const char *reason);
+/* Every subscription of ch is told to resubscribe with since (error / unsub 116). */
+void gw_channel_insufficient(gw_hub_t *hub, gw_channel_t *ch, const char *why);
+/* Data bytes of publications (as stored; what a reply carries is about as large). */
+size_t gw_pubs_bytes(const gw_pub_t *p, size_t n);
 
 /* hold.c: commands held behind a pending subscribe (gw_hub_hold, gw_hub_replay in hub.h) */
 /* Queues s's held commands to run at the end of this loop turn, after the subscribe's reply was
@@ -119,15 +168,5 @@ void gw_held_free(gw_held_cmd_t *h);
 void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce);
 void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch);
 void gw_presence_fanout(gw_channel_t *ch, gw_slice_t uid, gw_slice_t client, int leave);
-
-/* Keeps a connection alive across an asynchronous reply to one of its commands. */
-typedef struct {
-    gw_conn_t *c; /* held */
-    uint32_t id;
-    uint32_t arg; /* the command's own use (history: with since) */
-} gw_cmd_op_t;
-gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id);
-/* Frees op; returns the connection if it is still open (borrowed), else NULL. */
-gw_conn_t *gw_cmd_op_done(gw_cmd_op_t *op);
 
 #endif

@@ -52,7 +52,7 @@ static int gw_run_node(gw_config_t *cfg)
         exit_code = 1;
     } else {
         gw_info("node", "%s listening on http://%s:%d (WebSocket %s, health /healthz)",
-                node.node_id, cfg->listen_address, cfg->port, cfg->ws_path);
+                node.node_id, cfg->listen_address, node.port, cfg->ws_path);
         uv_run(&loop, UV_RUN_DEFAULT);
         gw_info("node", "stopped");
     }
@@ -200,8 +200,7 @@ static void gw_raise_fd_limit(void)
             (unsigned long long)rl.rlim_max);
 }
 
-/* ---- command line ------------------------------------------------------------------------------
- */
+/* ---- command line ---------------------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {

@@ -66,6 +66,22 @@ static void gw_node_limits(gw_node_t *node)
             cfg->max_new_connections_per_ip_per_s, cfg->max_connections_per_user);
 }
 
+/* What the broker reports goes to the hub (created after the broker, which it uses). */
+static void gw_node_on_message(void *ud, const char *ch, size_t chlen, const char *p, size_t n)
+{
+    gw_hub_on_message(((gw_node_t *)ud)->hub, ch, chlen, p, n);
+}
+
+static void gw_node_on_subscription(void *ud, const char *ch, size_t chlen, int subscribed)
+{
+    gw_hub_on_subscription(((gw_node_t *)ud)->hub, ch, chlen, subscribed);
+}
+
+static void gw_node_on_event(void *ud, gw_broker_event_t ev)
+{
+    gw_hub_on_event(((gw_node_t *)ud)->hub, ev);
+}
+
 static void gw_node_on_deadline(uv_timer_t *t)
 {
     gw_node_t *node = t->data;
@@ -73,7 +89,7 @@ static void gw_node_on_deadline(uv_timer_t *t)
     uv_stop(node->loop);
 }
 
-int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
+int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
 {
     char err[256];
     memset(node, 0, sizeof(*node));
@@ -112,14 +128,14 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg)
     gw_list_init(&node->http_peers);
     gw_node_limits(node);
 
-    node->hub = gw_hub_new(node);
-    gw_broker_handlers_t h = {gw_hub_on_message, gw_hub_on_subscription, gw_hub_on_event,
-                              node->hub};
+    gw_broker_handlers_t h = {gw_node_on_message, gw_node_on_subscription, gw_node_on_event, node};
     node->broker = gw_broker_new(loop, cfg, node->node_id, &h, err, sizeof(err));
     if (!node->broker) {
         snprintf(node->errstr, sizeof(node->errstr), "%s", err);
         return -EINVAL;
     }
+    node->redis = gw_broker_redis(node->broker);
+    node->hub = gw_hub_new(node, node->redis);
     int rc = gw_server_start(node);
     if (rc)
         return rc;
@@ -161,6 +177,24 @@ void gw_node_flush_soon(gw_node_t *node)
     } else if (!uv_is_active((uv_handle_t *)&node->flush_prepare)) {
         uv_prepare_start(&node->flush_prepare, gw_node_on_prepare);
     }
+}
+
+void gw_node_foreach_user_conn(gw_node_t *node, const char *uid, size_t n,
+                               void (*fn)(gw_conn_t *c, void *ud), void *ud)
+{
+    gw_list_t *it, *tmp;
+    gw_list_foreach_safe(it, tmp, &node->conns)
+    {
+        gw_conn_t *c = gw_container_of(it, gw_conn_t, link);
+        if (c->uid && strlen(c->uid) == n && memcmp(c->uid, uid, n) == 0)
+            fn(c, ud);
+    }
+}
+
+void gw_node_conn_gone(gw_node_t *node)
+{
+    if (node->stopping && node->nconns == 0)
+        uv_stop(node->loop);
 }
 
 static void gw_node_sweep(uv_timer_t *t)
@@ -210,11 +244,8 @@ void gw_node_stop(gw_node_t *node)
     gw_list_foreach(it, &node->conns)
     {
         gw_conn_t *c = gw_container_of(it, gw_conn_t, link);
-        gw_buf_t b;
-        gw_buf_init(&b, GW_FRAME_HEADROOM);
-        gw_proto_enc_disconnect(&b, c->enc, GW_CLOSE_SHUTDOWN, "node shutting down", 1,
-                                window ? gw_random_u32() % window : 0);
-        gw_conn_send_buf(c, &b);
+        GW_CONN_SEND(c, gw_proto_enc_disconnect, GW_CLOSE_SHUTDOWN, "node shutting down", 1,
+                     window ? gw_random_u32() % window : 0);
     }
     uint64_t ticks = window / GW_DRAIN_TICK_MS + 1;
     node->drain_per_tick = (node->nconns + ticks - 1) / ticks;

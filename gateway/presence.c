@@ -3,6 +3,7 @@
 #include "hub_int.h"
 
 #include "cardgw/log.h"
+#include "cardgw/schema.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -22,29 +23,29 @@ static void gw_on_presence_write(void *priv, redisReply *r)
 
 void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
 {
-    char key[GW_PROTO_MAX_CHANNEL + 16], member[256], score[24], frame[300];
+    char key[GW_SCHEMA_KEY_MAX], member[256], score[24], frame[300];
     gw_channel_t *ch = s->ch;
     gw_conn_t *c = s->conn;
-    gw_broker_t *br = hub->node->broker;
+    const gw_redis_t *r = hub->redis;
     int mn = snprintf(member, sizeof(member), "%s %s", c->uid, c->cid);
-    size_t kn = gw_hub_key(key, sizeof(key), ch->name, ch->n, ":p");
+    size_t kn = gw_schema_channel_key(key, sizeof(key), ch->name, ch->n, GW_KEY_PRESENCE);
     if (join) {
         int sn = snprintf(score, sizeof(score), "%" PRIu64, gw_wall_ms() + GW_PRESENCE_TTL_MS);
         const char *argv[] = {"ZADD", key, score, member};
         size_t argvlen[] = {4, kn, (size_t)sn, (size_t)mn};
-        gw_broker_command_argv(br, gw_on_presence_write, NULL, 4, argv, argvlen);
+        gw_redis_command(r, gw_on_presence_write, NULL, 4, argv, argvlen);
     } else {
         const char *argv[] = {"ZREM", key, member};
         size_t argvlen[] = {4, kn, (size_t)mn};
-        gw_broker_command_argv(br, gw_on_presence_write, NULL, 3, argv, argvlen);
+        gw_redis_command(r, gw_on_presence_write, NULL, 3, argv, argvlen);
     }
     if (!announce)
         return;
-    int fn = snprintf(frame, sizeof(frame), "1\n\n0\n%c\n%s\n%s", join ? 'J' : 'L', c->uid, c->cid);
-    kn = gw_hub_key(key, sizeof(key), ch->name, ch->n, "");
+    size_t fn = gw_schema_presence_frame(frame, sizeof(frame), join, c->uid, c->cid);
+    kn = gw_schema_channel_key(key, sizeof(key), ch->name, ch->n, GW_KEY_PUBSUB);
     const char *argv[] = {"PUBLISH", key, frame};
-    size_t argvlen[] = {7, kn, (size_t)fn};
-    gw_broker_command_argv(br, gw_on_presence_write, NULL, 3, argv, argvlen);
+    size_t argvlen[] = {7, kn, fn};
+    gw_redis_command(r, gw_on_presence_write, NULL, 3, argv, argvlen);
 }
 
 void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch)
@@ -109,11 +110,8 @@ static void gw_on_presence(void *priv, redisReply *r)
         ci[k].client = (gw_slice_t){sp + 1, m->len - (size_t)(sp + 1 - m->str)};
         k++;
     }
-    gw_buf_t b;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_presence_ok(&b, c->enc, id, ci, k);
+    GW_CONN_SEND(c, gw_proto_enc_presence_ok, id, ci, k);
     free(ci);
-    gw_conn_send_buf(c, &b);
 }
 
 void gw_hub_presence(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
@@ -126,12 +124,13 @@ void gw_hub_presence(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
         gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
         return;
     }
-    char kp[GW_PROTO_MAX_CHANNEL + 16], now[24];
-    size_t kpn = gw_hub_key(kp, sizeof(kp), cmd->channel.p, cmd->channel.n, ":p");
+    char kp[GW_SCHEMA_KEY_MAX], now[24];
+    size_t kpn =
+        gw_schema_channel_key(kp, sizeof(kp), cmd->channel.p, cmd->channel.n, GW_KEY_PRESENCE);
     int nn = snprintf(now, sizeof(now), "%" PRIu64, gw_wall_ms());
     const char *argv[] = {"ZRANGEBYSCORE", kp, now, "+inf"};
     size_t argvlen[] = {13, kpn, (size_t)nn, 4};
     gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
-    if (gw_broker_command_argv(hub->node->broker, gw_on_presence, op, 4, argv, argvlen) != 0)
+    if (gw_redis_command(hub->redis, gw_on_presence, op, 4, argv, argvlen) != 0)
         gw_on_presence(op, NULL);
 }

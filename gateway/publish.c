@@ -1,35 +1,16 @@
 /* publish.c — the one publish path (scripts/publish.lua through EVALSHA) used by the server API,
- * client publishes and backends alike; node control messages; client publish and rpc commands. */
+ * client publishes and backends alike; node control messages; the client's publish command. */
 #include "hub_int.h"
 
 #include "cardgw/log.h"
+#include "cardgw/schema.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
 
-/* ---- command replies that outlive a Redis round trip --------------------------------------- */
+#include "publish_lua.h" /* generated from scripts/publish.lua: gw_publish_lua */
 
-gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id)
-{
-    gw_cmd_op_t *op = gw_malloc(sizeof(*op));
-    gw_conn_hold(c);
-    op->c = c;
-    op->id = id;
-    op->arg = 0;
-    return op;
-}
-
-gw_conn_t *gw_cmd_op_done(gw_cmd_op_t *op)
-{
-    gw_conn_t *c = op->c;
-    int open = c->wsi != NULL;
-    free(op);
-    gw_conn_release(c);
-    return open ? c : NULL;
-}
-
-/* ---- the publish path -------------------------------------------------------------------------
- */
+/* ---- the publish path ------------------------------------------------------------------------ */
 
 typedef struct {
     gw_publish_cb cb;
@@ -51,12 +32,12 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
                    gw_publish_cb cb, void *priv)
 {
     size_t nslen;
-    char km[GW_PROTO_MAX_CHANNEL + 16], kx[GW_PROTO_MAX_CHANNEL + 16],
-        kc[GW_PROTO_MAX_CHANNEL + 16];
+    static gw_script_t script;
+    char km[GW_SCHEMA_KEY_MAX], kx[GW_SCHEMA_KEY_MAX], kc[GW_SCHEMA_KEY_MAX];
     char size[16], ttl[16], mttl[16];
     if (!gw_proto_channel_valid(ch, n, &nslen))
         return GW_ERR_BAD_CHANNEL;
-    const gw_namespace_t *ns = gw_config_namespace(hub->node->cfg, ch, nslen);
+    const gw_namespace_t *ns = gw_config_namespace(hub->cfg, ch, nslen);
     if (!ns)
         return GW_ERR_UNKNOWN_NAMESPACE;
     int sn = snprintf(size, sizeof(size), "%d", ns->history_size);
@@ -73,9 +54,9 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
                           ttl,
                           mttl};
     size_t argvlen[] = {1,
-                        gw_hub_key(km, sizeof(km), ch, n, ":m"),
-                        gw_hub_key(kx, sizeof(kx), ch, n, ":x"),
-                        gw_hub_key(kc, sizeof(kc), ch, n, ""),
+                        gw_schema_channel_key(km, sizeof(km), ch, n, GW_KEY_META),
+                        gw_schema_channel_key(kx, sizeof(kx), ch, n, GW_KEY_STREAM),
+                        gw_schema_channel_key(kc, sizeof(kc), ch, n, GW_KEY_PUBSUB),
                         data.n,
                         1,
                         from ? strlen(from) : 0,
@@ -85,8 +66,10 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
     gw_pub_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;
-    if (gw_broker_eval(hub->node->broker, &hub->publish_script, gw_on_publish, op,
-                       (int)GW_ARRAY_SIZE(argv), argv, argvlen) != 0) {
+    if (!script.src)
+        gw_script_init(&script, gw_publish_lua);
+    if (gw_redis_eval(hub->redis, &script, gw_on_publish, op, (int)GW_ARRAY_SIZE(argv), argv,
+                      argvlen) != 0) {
         free(op);
         return GW_ERR_UNAVAILABLE;
     }
@@ -103,22 +86,26 @@ static void gw_on_control_reply(void *priv, redisReply *r)
     free(op);
 }
 
-int gw_hub_control(gw_hub_t *hub, const char *msg, size_t n, gw_publish_cb cb, void *priv)
+int gw_hub_control(gw_hub_t *hub, const char *uid, const char *channel, gw_publish_cb cb,
+                   void *priv)
 {
-    const char *argv[] = {"PUBLISH", GW_CTL_CHANNEL, msg};
-    size_t argvlen[] = {7, strlen(GW_CTL_CHANNEL), n};
+    char msg[GW_SCHEMA_CONTROL_MAX];
+    size_t n = gw_schema_control(msg, sizeof(msg), uid, channel);
+    if (n == 0)
+        return GW_ERR_BAD_REQUEST;
+    const char *argv[] = {"PUBLISH", GW_SCHEMA_CTL_CHANNEL, msg};
+    size_t argvlen[] = {7, strlen(GW_SCHEMA_CTL_CHANNEL), n};
     gw_pub_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;
-    if (gw_broker_command_argv(hub->node->broker, gw_on_control_reply, op, 3, argv, argvlen) != 0) {
+    if (gw_redis_command(hub->redis, gw_on_control_reply, op, 3, argv, argvlen) != 0) {
         free(op);
         return GW_ERR_UNAVAILABLE;
     }
     return 0;
 }
 
-/* ---- client publish
- * ------------------------------------------------------------------------------ */
+/* ---- client publish -------------------------------------------------------------------------- */
 
 static void gw_on_client_published(void *priv, int err, const char *epoch, uint64_t offset)
 {
@@ -131,10 +118,7 @@ static void gw_on_client_published(void *priv, int err, const char *epoch, uint6
         gw_conn_reply_error(c, id, err, "redis unavailable, retry");
         return;
     }
-    gw_buf_t b;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_publish_ok(&b, c->enc, id, (gw_slice_t){epoch, strlen(epoch)}, offset);
-    gw_conn_send_buf(c, &b);
+    GW_CONN_SEND(c, gw_proto_enc_publish_ok, id, (gw_slice_t){epoch, strlen(epoch)}, offset);
 }
 
 /* Publishing needs the namespace's permission and, so that membership rules hold for writers
@@ -156,81 +140,4 @@ void gw_hub_client_publish(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
         gw_cmd_op_done(op);
         gw_conn_reply_error(c, cmd->id, rc, "redis unavailable, retry");
     }
-}
-
-/* ---- rpc
- * --------------------------------------------------------------------------------------------- */
-
-static void gw_on_rpc(void *priv, redisReply *r)
-{
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
-    gw_conn_t *c = gw_cmd_op_done(op);
-    if (!c)
-        return;
-    if (!r || r->type != REDIS_REPLY_STRING || r->len > 255) {
-        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        return;
-    }
-    /* the result is the inbox entry id, as a msgpack str */
-    uint8_t mp[2 + 255];
-    size_t h = 0;
-    if (r->len < 32) {
-        mp[h++] = (uint8_t)(0xa0 | r->len);
-    } else {
-        mp[h++] = 0xd9;
-        mp[h++] = (uint8_t)r->len;
-    }
-    memcpy(mp + h, r->str, r->len);
-    gw_buf_t b;
-    gw_buf_init(&b, GW_FRAME_HEADROOM);
-    gw_proto_enc_rpc_ok(&b, c->enc, id, (gw_data_t){GW_DATA_MSGPACK, mp, h + r->len});
-    gw_conn_send_buf(c, &b);
-}
-
-/* rpc: appended to the backend's inbox stream (consumed with a consumer group); the reply is the
- * entry id. Answers, if any, come back as publications on the user's channel. */
-/* Whether method (NUL-terminated) is in the comma-separated allowlist (empty: every method). */
-static int gw_rpc_allowed(const char *list, const char *method, size_t n)
-{
-    size_t len = strlen(list);
-    if (len == 0)
-        return 1;
-    for (size_t i = 0; i <= len;) {
-        size_t j = i, a = i, b;
-        while (j < len && list[j] != ',')
-            j++;
-        for (b = j; a < b && (list[a] == ' ' || list[a] == '\t');)
-            a++;
-        while (b > a && (list[b - 1] == ' ' || list[b - 1] == '\t'))
-            b--;
-        if (b - a == n && memcmp(list + a, method, n) == 0)
-            return 1;
-        i = j + 1;
-    }
-    return 0;
-}
-
-void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
-{
-    if (!gw_rpc_allowed(hub->node->cfg->rpc_methods, cmd->method.p, cmd->method.n)) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_METHOD_NOT_FOUND, "method not found");
-        return;
-    }
-    const char *argv[] = {"XADD",    "cardgw:inbox",
-                          "MAXLEN",  "~",
-                          "1000000", "*",
-                          "uid",     c->uid,
-                          "client",  c->cid,
-                          "node",    hub->node->node_id,
-                          "method",  cmd->method.p,
-                          "data",    (const char *)cmd->data.p};
-    size_t argvlen[GW_ARRAY_SIZE(argv)];
-    for (size_t i = 0; i < GW_ARRAY_SIZE(argv) - 1; i++)
-        argvlen[i] = strlen(argv[i]);
-    argvlen[GW_ARRAY_SIZE(argv) - 1] = cmd->data.n;
-    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
-    if (gw_broker_command_argv(hub->node->broker, gw_on_rpc, op, (int)GW_ARRAY_SIZE(argv), argv,
-                               argvlen) != 0)
-        gw_on_rpc(op, NULL);
 }

@@ -45,8 +45,7 @@ static void gw_server_socket_closed(struct gw_node *node, uint32_t ip);
 #define GW_ACCEPT_PAUSE_MS 250 /* after EMFILE/ENFILE: let descriptors come back */
 #define GW_LOG_EVERY_MS    10000
 
-/* ---- HTTP responses ----------------------------------------------------------------------------
- */
+/* ---- HTTP responses -------------------------------------------------------------------------- */
 
 gw_http_req_t *gw_http_req_new(struct lws *wsi)
 {
@@ -342,11 +341,9 @@ static int gw_listen_open(gw_node_t *node)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 4096) != 0)
         goto fail;
-    if (node->cfg->port == 0) {
-        socklen_t sl = sizeof(sa);
-        getsockname(fd, (struct sockaddr *)&sa, &sl);
-        node->cfg->port = ntohs(sa.sin_port);
-    }
+    socklen_t sl = sizeof(sa);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    node->port = ntohs(sa.sin_port); /* the one bound when cfg->port is 0 */
     node->listen_fd = fd;
     return 0;
 fail:;

@@ -23,8 +23,7 @@ static _Atomic uint64_t gw_wd_beat_ms;  /* last heartbeat, monotonic ms */
 static _Atomic uint64_t gw_wd_check_ms; /* last time the handler ran */
 static _Atomic uint32_t gw_wd_timeout_ms, gw_wd_step_ms;
 
-/* ---- the handler: async-signal-safe only (clock_gettime, write, _exit) ------------------------
- */
+/* ---- the handler: async-signal-safe only (clock_gettime, write, _exit) ----------------------- */
 
 static size_t gw_wd_u64(char *out, uint64_t v, int width)
 {
@@ -106,8 +105,7 @@ static void gw_wd_on_alarm(int sig)
     errno = saved;
 }
 
-/* ---- on the loop ------------------------------------------------------------------------------
- */
+/* ---- on the loop ----------------------------------------------------------------------------- */
 
 static void gw_watchdog_on_beat(uv_timer_t *t)
 {

@@ -106,10 +106,40 @@ int gw_conn_send_buf(gw_conn_t *c, gw_buf_t *buf);
  * is 0) or instead of it (now = 1), and ignores what the client sends from then on. */
 void gw_conn_close(gw_conn_t *c, int code, int now);
 
+/* Encodes one message for c with encoder (a gw_proto_enc_* function: its buffer and encoding come
+ * first, then the given arguments) and queues it: the one way a one-off message is sent. Evaluates
+ * to gw_conn_send_buf's result. */
+#define GW_CONN_SEND(c, encoder, ...)                                                              \
+    ({                                                                                             \
+        gw_conn_t *gw_c_ = (c);                                                                    \
+        gw_buf_t gw_b_;                                                                            \
+        gw_buf_init(&gw_b_, GW_FRAME_HEADROOM);                                                    \
+        encoder(&gw_b_, gw_c_->enc, __VA_ARGS__);                                                  \
+        gw_conn_send_buf(gw_c_, &gw_b_);                                                           \
+    })
+
+/* Sends a `disconnect` push (code, reason; no reconnect advice) and closes with code behind it. */
+void gw_conn_disconnect(gw_conn_t *c, int code, const char *reason);
+
 /* Replies to command id. Errors count towards max_errors_per_minute. */
 void gw_conn_reply_ok(gw_conn_t *c, uint32_t id);
 void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg);
 
+/* A command answered after an asynchronous operation (a Redis round trip): holds a reference to
+ * the connection until gw_cmd_op_done. The one way a command's callback finds its connection. */
+typedef struct {
+    gw_conn_t *c; /* held */
+    uint32_t id;  /* the command to answer */
+    uint32_t arg; /* the command's own use (history: with since; auth: a refresh) */
+} gw_cmd_op_t;
+/* Holds c; never NULL. */
+gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id);
+/* Frees op and drops its reference; returns the connection if it is still open (borrowed for the
+ * rest of the callback), else NULL: the reply has nobody to go to. */
+gw_conn_t *gw_cmd_op_done(gw_cmd_op_t *op);
+
+/* References (redis' protectClient): the open socket holds one, each pending operation one; the
+ * connection is freed with the last. */
 static inline void gw_conn_hold(gw_conn_t *c)
 {
     c->refs++;

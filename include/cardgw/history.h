@@ -8,8 +8,7 @@
 #include <stdint.h>
 
 #include "cardgw/proto.h"
-
-struct gw_broker;
+#include "cardgw/redis.h"
 
 typedef enum {
     GW_HIST_POSITION = 0, /* only the position */
@@ -28,10 +27,19 @@ typedef struct {
 /* h is NULL when Redis failed or is unavailable. */
 typedef void (*gw_history_cb)(void *priv, const gw_history_t *h);
 
-/* Reads channel ch[0..n). meta_ttl_s is applied when the epoch is created here. Returns 0 (cb is
- * called exactly once) or -ENOTCONN (cb is not called). */
-int gw_history_read(struct gw_broker *b, const char *ch, size_t n, gw_hist_mode_t mode,
+/* Reads channel ch[0..n) (borrowed) with scripts/history.lua. meta_ttl_s is applied when the
+ * epoch is created here. Returns 0 (cb is called exactly once, later) or -ENOTCONN (cb is not
+ * called). */
+int gw_history_read(const gw_redis_t *r, const char *ch, size_t n, gw_hist_mode_t mode,
                     uint64_t after, uint32_t count, uint32_t meta_ttl_s, gw_history_cb cb,
                     void *priv);
+
+/* The channel's position as stored, without creating an epoch: err is 0 with epoch ("" when the
+ * channel has none; borrowed for the call) and top (0 when none), or -EIO when Redis failed. */
+typedef void (*gw_position_cb)(void *priv, int err, const char *epoch, uint64_t top);
+/* HMGET of the channel's meta hash. Returns 0 (cb is called exactly once, later) or -ENOTCONN
+ * (cb is not called). */
+int gw_history_position(const gw_redis_t *r, const char *ch, size_t n, gw_position_cb cb,
+                        void *priv);
 
 #endif

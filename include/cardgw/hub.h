@@ -1,6 +1,6 @@
 /* hub.h — the node-local hub: channels and subscriptions indexed both ways, subscribe
- * authorisation, one Redis SUBSCRIBE per channel per node, fan-out of shared frames, and the one
- * publish path (scripts/publish.lua) used by the API, client publishes and backends. */
+ * authorisation, one Redis SUBSCRIBE per channel per node, the ordered relay of shared frames, and
+ * the one publish path (scripts/publish.lua) used by the API, client publishes and backends. */
 #ifndef CARDGW_HUB_H
 #define CARDGW_HUB_H
 
@@ -9,26 +9,27 @@
 
 #include "cardgw/broker.h"
 #include "cardgw/conn.h"
+#include "cardgw/redis.h"
 
 struct gw_node;
 typedef struct gw_hub gw_hub_t;
 
-/* Redis names: pub/sub channel "cardgw:{<ch>}", meta hash "cardgw:{<ch>}:m" (e = epoch,
- * s = top offset), stream "cardgw:{<ch>}:x", presence zset "cardgw:{<ch>}:p"; node control
- * channel "cardgw:ctl"; membership set "cardgw:<ns>:<id>:members". */
-#define GW_CTL_CHANNEL "cardgw:ctl"
-
-gw_hub_t *gw_hub_new(struct gw_node *node);
-/* Closes the hub's timer (the loop must run afterwards); then gw_hub_free frees the rest. */
+/* Creates the hub on node's loop (it starts its periodic timer there). node (its config, its
+ * connections by user) and redis are borrowed and must outlive the hub; every Redis call of the
+ * hub goes through redis. Never NULL. */
+gw_hub_t *gw_hub_new(struct gw_node *node, const gw_redis_t *redis);
+/* Closes the hub's timer (the loop must run afterwards); then gw_hub_free frees the rest, once
+ * every connection is closed. NULL is fine for both. */
 void gw_hub_stop(gw_hub_t *hub);
 void gw_hub_free(gw_hub_t *hub);
 
-/* Broker handlers (gw_broker_handlers_t with ud = hub). */
+/* What Redis's pub/sub connection reports (gw_broker_handlers_t, ud = hub; every pointer is
+ * borrowed for the call): a message on a subscribed channel (a relay frame or a control message),
+ * a confirmed SUBSCRIBE (subscribed = 1) or UNSUBSCRIBE (0), the connection going up or down. */
 void gw_hub_on_message(void *hub, const char *ch, size_t chlen, const char *payload, size_t n);
 void gw_hub_on_subscription(void *hub, const char *ch, size_t chlen, int subscribed);
 void gw_hub_on_event(void *hub, gw_broker_event_t ev);
 
-/* Drops every subscription of c (called when its socket closed). */
 /* Channel commands (subscribe, unsubscribe, publish, presence, history) on one connection take
  * effect in the order sent: while a subscribe of cmd's channel is pending on c, cmd (msg[0..n),
  * as received; copied) is held and run after that subscribe's reply. Returns 1 when cmd was held
@@ -36,9 +37,11 @@ void gw_hub_on_event(void *hub, gw_broker_event_t ev);
 int gw_hub_hold(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd, const uint8_t *msg, size_t n);
 /* Runs the held commands whose subscribe was answered; the node calls it before it flushes. */
 void gw_hub_replay(gw_hub_t *hub);
+/* Drops every subscription of c (its socket closed); reads still pending finish without it. */
 void gw_hub_conn_closed(gw_hub_t *hub, gw_conn_t *c);
 
-/* Client commands (the connection is READY); each replies exactly once. */
+/* Client commands (the connection is READY; cmd is borrowed for the call). Each replies exactly
+ * once, now or when Redis answers (the connection is held meanwhile). */
 void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
 void gw_hub_unsubscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
 void gw_hub_client_publish(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
@@ -52,8 +55,10 @@ void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
 typedef void (*gw_publish_cb)(void *priv, int err, const char *epoch, uint64_t offset);
 int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, const char *from,
                    gw_publish_cb cb, void *priv);
-/* Publishes a node control message on GW_CTL_CHANNEL ("disconnect\n<uid>" or
- * "unsubscribe\n<uid>\n<channel>"). Returns 0 or GW_ERR_UNAVAILABLE; cb as above. */
-int gw_hub_control(gw_hub_t *hub, const char *msg, size_t n, gw_publish_cb cb, void *priv);
+/* Tells every node to disconnect user uid (channel NULL) or to remove the user's subscriptions
+ * to channel (GW_SCHEMA_CTL_CHANNEL; uid and channel borrowed, valid). Returns 0 or
+ * GW_ERR_UNAVAILABLE / GW_ERR_BAD_REQUEST; cb as above, offset = nodes that received it. */
+int gw_hub_control(gw_hub_t *hub, const char *uid, const char *channel, gw_publish_cb cb,
+                   void *priv);
 
 #endif

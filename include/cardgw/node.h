@@ -14,12 +14,14 @@ struct lws_context;
 struct lws_vhost;
 struct gw_hub;
 struct gw_frame;
+struct gw_conn;
 struct gw_admission;
 struct gw_watchdog;
 
 typedef struct gw_node {
     uv_loop_t *loop;
-    gw_config_t *cfg; /* borrowed */
+    const gw_config_t *cfg; /* borrowed, read only for every module */
+    int port;               /* the port listened on (cfg->port, or the one bound for 0) */
     char node_id[96];
     char instance[9]; /* random per process: makes client ids unique across nodes */
     struct lws_context *lws;
@@ -37,6 +39,7 @@ typedef struct gw_node {
     uv_signal_t sigusr2; /* debug_hooks: stalls the loop on purpose (watchdog test) */
     uint32_t sweeps;
     gw_broker_t *broker;
+    const gw_redis_t *redis; /* the broker's: what every module reaches Redis through */
     struct gw_hub *hub;
     gw_list_t conns;  /* every open WebSocket connection (gw_conn_t.link) */
     gw_list_t flushq; /* connections with frames queued this loop turn (gw_conn_t.flush_link) */
@@ -57,7 +60,7 @@ typedef struct gw_node {
 
 /* Creates the lws context on loop, listens, and connects to Redis. Returns 0, or -errno with
  * node->errstr set (nothing left to free but what gw_node_destroy frees). */
-int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg);
+int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg);
 /* Starts a graceful stop (drain): stop listening, send every client a `disconnect` push with
  * reconnect advice and a random delay within drain_window_ms, close the connections (1001) in
  * batches spread over that window, and stop the loop when all are closed or shutdown_timeout_ms
@@ -65,6 +68,11 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, gw_config_t *cfg);
 void gw_node_stop(gw_node_t *node);
 /* A connection was put on node->flushq: make sure it is written before the loop blocks. */
 void gw_node_flush_soon(gw_node_t *node);
+/* Calls fn(c, ud) for every open connection of user uid[0..n) on this node; fn may close c. */
+void gw_node_foreach_user_conn(gw_node_t *node, const char *uid, size_t n,
+                               void (*fn)(struct gw_conn *c, void *ud), void *ud);
+/* A connection left node->conns (conn.c): a stopping node stops its loop after the last one. */
+void gw_node_conn_gone(gw_node_t *node);
 /* After uv_run has returned: frees everything and runs the loop until no handle is left. */
 void gw_node_destroy(gw_node_t *node);
 

@@ -1,0 +1,71 @@
+/* history_cmd.c — the client's history command: a subscriber reads the retained publications of
+ * a channel (the newest, or those after an offset) within the recovery byte bound. */
+#include "hub_int.h"
+
+#include <stdlib.h>
+
+static void gw_on_history_cmd(void *priv, const gw_history_t *h)
+{
+    gw_cmd_op_t *op = priv;
+    uint32_t id = op->id, op_after = op->arg;
+    gw_conn_t *c = gw_cmd_op_done(op);
+    if (!c)
+        return;
+    if (!h) {
+        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
+        return;
+    }
+    /* at most recovery_max_bytes of data: with since the oldest that fit (ask again from the
+     * last offset returned), without it the newest that fit */
+    size_t max = (size_t)c->node->cfg->recovery_max_bytes, first = 0, n = h->npubs, sum = 0;
+    if (op_after) {
+        for (n = 0; n < h->npubs && (sum += gw_pubs_bytes(&h->pubs[n], 1)) <= max; n++)
+            ;
+    } else {
+        for (first = h->npubs; first > 0 && (sum += gw_pubs_bytes(&h->pubs[first - 1], 1)) <= max;
+             first--)
+            ;
+        n = h->npubs - first;
+    }
+    if (n == 0 && h->npubs > 0) { /* one publication alone over the bound: still one */
+        n = 1;
+        first = op_after ? 0 : h->npubs - 1;
+    }
+    gw_buf_t b;
+    gw_buf_init(&b, GW_FRAME_HEADROOM);
+    for (;;) { /* and a reply the send queue takes now (halved until it does) */
+        gw_proto_enc_position_ok(&b, c->enc, id, (gw_slice_t){h->epoch, strlen(h->epoch)}, h->top,
+                                 0, 0, h->pubs + first, n);
+        if (n <= 1 || gw_conn_fits_buf(c, &b))
+            break;
+        size_t keep = n / 2;
+        if (!op_after)
+            first += n - keep;
+        n = keep;
+        gw_buf_reset(&b);
+    }
+    gw_conn_send_buf(c, &b);
+}
+
+/* history: the retained publications (the newest `limit`, or those after `since`), for
+ * subscribers of the channel (the same permission as subscribing). */
+void gw_hub_history(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    const gw_namespace_t *ns = gw_hub_cmd_namespace(hub, c, cmd);
+    if (!ns)
+        return;
+    gw_sub_t *s = gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n);
+    if (!s || s->state != GW_SUB_LIVE) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "subscribe first");
+        return;
+    }
+    uint32_t limit = (uint32_t)ns->history_size;
+    if (cmd->limit && cmd->limit < limit)
+        limit = cmd->limit;
+    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
+    op->arg = cmd->has_since;
+    if (gw_history_read(hub->redis, cmd->channel.p, cmd->channel.n,
+                        cmd->has_since ? GW_HIST_AFTER : GW_HIST_TAIL, cmd->since_offset,
+                        limit ? limit : 1, gw_hub_meta_ttl(ns), gw_on_history_cmd, op) != 0)
+        gw_on_history_cmd(op, NULL);
+}

@@ -1,0 +1,67 @@
+/* schema.h — the Redis schema in one place: every key and pub/sub channel name the node reads or
+ * writes, and the relay frame carried on a channel's pub/sub. docs/redis-schema.md is its table. */
+#ifndef CARDGW_SCHEMA_H
+#define CARDGW_SCHEMA_H
+
+#include <stddef.h>
+
+#include "cardgw/proto.h"
+
+#define GW_SCHEMA_CTL_CHANNEL "cardgw:ctl"   /* node control: disconnect / unsubscribe a user */
+#define GW_SCHEMA_INBOX       "cardgw:inbox" /* stream of client rpc calls for the backend */
+/* Room for a channel, members or probe key (a valid channel name or node id plus decoration). */
+#define GW_SCHEMA_KEY_MAX (GW_PROTO_MAX_CHANNEL + 32)
+/* Room for a session key (a token of at most GW_PROTO_MAX_TOKEN bytes plus decoration). */
+#define GW_SCHEMA_SESSION_KEY_MAX (GW_PROTO_MAX_TOKEN + 32)
+
+/* The keys of one channel; all carry the hash tag {<channel>}, so they live together. */
+typedef enum {
+    GW_KEY_PUBSUB = 0, /* "cardgw:{<ch>}"   pub/sub channel the nodes subscribe to */
+    GW_KEY_META,       /* "cardgw:{<ch>}:m" hash: e = epoch, s = top offset */
+    GW_KEY_STREAM,     /* "cardgw:{<ch>}:x" history stream, entry ID = <offset>-0 */
+    GW_KEY_PRESENCE,   /* "cardgw:{<ch>}:p" zset "<uid> <client>" scored by expiry (unix ms) */
+} gw_channel_key_t;
+
+/* Writes the key of channel ch[0..n) into out (cap bytes, NUL-terminated); returns its length
+ * (truncated to cap - 1, which GW_SCHEMA_KEY_MAX never needs for a valid channel). */
+size_t gw_schema_channel_key(char *out, size_t cap, const char *ch, size_t n, gw_channel_key_t k);
+/* The channel named by a pub/sub channel "cardgw:{<ch>}": 0 with *ch / *n pointing into rch, or
+ * -EINVAL when rch is not one. */
+int gw_schema_channel_of(const char *rch, size_t rn, const char **ch, size_t *n);
+/* "cardgw:session:<token>": hash uid, expires_at (unix s), info — written by the backend. */
+size_t gw_schema_session_key(char *out, size_t cap, const char *token, size_t n);
+/* "cardgw:<ns>:<id>:members": set of uids allowed in channel <ns>:<id> (namespaces with
+ * subscribe = members) — written by the backend. */
+size_t gw_schema_members_key(char *out, size_t cap, const char *ns, size_t nsn, const char *id,
+                             size_t idn);
+/* "cardgw:probe:<node_id>": the pub/sub channel of a node's canary round trip. */
+size_t gw_schema_probe_channel(char *out, size_t cap, const char *node_id);
+
+/* A relay frame: "1\n<epoch>\n<offset>\n<kind>\n<from>\n<data>" as scripts/publish.lua PUBLISHes
+ * it (kind m: msgpack data, j: JSON data), or a presence change "1\n\n0\n<J|L>\n<uid>\n<client>"
+ * (no epoch, no offset, not in history). */
+typedef struct {
+    char kind;        /* 'm' or 'j': a publication; 'J' / 'L': presence join / leave */
+    gw_slice_t epoch; /* publications only */
+    gw_pub_t pub;     /* presence: from = uid, data = client id */
+} gw_relay_frame_t;
+/* Parses p[0..n); returns 0 (w points into p) or -EINVAL. */
+int gw_schema_parse_relay(const char *p, size_t n, gw_relay_frame_t *w);
+/* Writes a presence relay frame into out; returns its length (truncated to cap - 1). */
+size_t gw_schema_presence_frame(char *out, size_t cap, int join, const char *uid, const char *cid);
+
+/* A node control message on GW_SCHEMA_CTL_CHANNEL: "disconnect\n<uid>" (close every connection of
+ * the user) or "unsubscribe\n<uid>\n<channel>" (remove the user's subscriptions to it). */
+typedef struct {
+    int unsubscribe;
+    gw_slice_t uid;
+    gw_slice_t channel; /* unsubscribe only */
+} gw_control_t;
+#define GW_SCHEMA_CONTROL_MAX 512 /* longest control message a node acts on */
+/* Writes the message for uid (and channel; NULL: disconnect) into out; returns its length, or 0
+ * when it does not fit cap. */
+size_t gw_schema_control(char *out, size_t cap, const char *uid, const char *channel);
+/* Parses p[0..n); returns 0 (m points into p) or -EINVAL. */
+int gw_schema_parse_control(const char *p, size_t n, gw_control_t *m);
+
+#endif
