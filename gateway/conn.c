@@ -65,6 +65,41 @@ void gw_frame_unref(gw_frame_t *f)
     }
 }
 
+/* Every close code the node sends: the reason text of its Close frame and its metric label
+ * (cardgw_connections_closed_total{reason}); PROTOCOL.md "close codes" is the same table. */
+typedef struct {
+    uint16_t code;
+    gw_close_reason_t reason;
+    const char *text;
+} gw_close_code_t;
+
+static const gw_close_code_t gw_close_codes[] = {
+    {0, GW_CLOSE_R_CLIENT, "closed"}, /* the client closed or went away */
+    {1001, GW_CLOSE_R_SHUTDOWN, "going away"},
+    {GW_CLOSE_SHUTDOWN, GW_CLOSE_R_SHUTDOWN, "shutdown"},
+    {GW_CLOSE_SLOW, GW_CLOSE_R_SLOW, "slow consumer, reconnect"},
+    {GW_CLOSE_INSUFFICIENT, GW_CLOSE_R_INSUFFICIENT, "insufficient state"},
+    {GW_CLOSE_AUTH_TIMEOUT, GW_CLOSE_R_AUTH_TIMEOUT, "auth timeout"},
+    {GW_CLOSE_FLOOD, GW_CLOSE_R_FLOOD, "too many requests"},
+    {GW_CLOSE_EXPIRED, GW_CLOSE_R_EXPIRED, "token expired"},
+    {GW_CLOSE_TIMEOUT, GW_CLOSE_R_TIMEOUT, "no traffic, reconnect"},
+    {GW_CLOSE_USER_LIMIT, GW_CLOSE_R_USER_LIMIT, "too many connections for this user"},
+    {GW_CLOSE_MALFORMED, GW_CLOSE_R_MALFORMED, "malformed frame"},
+    {GW_CLOSE_UNAUTHORIZED, GW_CLOSE_R_UNAUTHORIZED, "unauthorized"},
+    {GW_CLOSE_TOO_BIG, GW_CLOSE_R_TOO_BIG, "frame too big"},
+    {GW_CLOSE_WRONG_FRAME, GW_CLOSE_R_WRONG_FRAME, "wrong frame type for subprotocol"},
+    {GW_CLOSE_KICKED, GW_CLOSE_R_KICKED, "disconnected by server"},
+};
+
+static const gw_close_code_t *gw_close_lookup(int code)
+{
+    static const gw_close_code_t other = {0, GW_CLOSE_R_OTHER, "closed"};
+    for (size_t i = 0; i < GW_ARRAY_SIZE(gw_close_codes); i++)
+        if (gw_close_codes[i].code == code)
+            return &gw_close_codes[i];
+    return &other;
+}
+
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
 gw_conn_t *gw_conn_new(gw_node_t *node, struct lws *wsi, gw_enc_t enc)
@@ -106,7 +141,7 @@ static void gw_conn_drop_queue(gw_conn_t *c)
 void gw_conn_on_closed(gw_conn_t *c)
 {
     gw_metrics.connections_open--;
-    gw_metrics.connections_closed[gw_metrics_reason_for_code(c->close_code)]++;
+    gw_metrics.connections_closed[gw_close_lookup(c->close_code)->reason]++;
     gw_debug("conn", "%s closed (code %d)", c->cid, c->close_code);
     c->wsi = NULL;
     gw_hub_conn_closed(c->node->hub, c);
@@ -196,8 +231,6 @@ static gw_frame_t *gw_conn_pop(gw_conn_t *c)
     return f;
 }
 
-static const char *gw_close_text(int code);
-
 /* The node does the WebSocket closing handshake itself: it queues a Close frame behind what is
  * already queued (or alone, when now), ignores what the client still sends, and lets lws close
  * the socket when the client's Close comes back (or after GW_CLOSE_ACK_S). lws's own close on a
@@ -208,7 +241,7 @@ void gw_conn_close(gw_conn_t *c, int code, int now)
 {
     if (!c->wsi || c->close_code || c->peer_closed)
         return; /* the first reason wins; a client's Close is answered by lws */
-    const char *why = gw_close_text(code);
+    const char *why = gw_close_lookup(code)->text;
     gw_debug("conn", "%s closing with %d: %s", c->cid, code, why);
     if (now) {
         gw_conn_drop_queue(c);
@@ -224,42 +257,6 @@ void gw_conn_close(gw_conn_t *c, int code, int now)
     gw_frame_t *f = gw_frame_from_buf_op(&b, 0x8);
     gw_conn_enqueue(c, f); /* not counted against max_send_queue_bytes */
     gw_frame_unref(f);
-}
-
-static const char *gw_close_text(int code)
-{
-    switch (code) {
-    case 1001:
-        return "going away";
-    case GW_CLOSE_SHUTDOWN:
-        return "shutdown";
-    case GW_CLOSE_SLOW:
-        return "slow consumer, reconnect";
-    case GW_CLOSE_INSUFFICIENT:
-        return "insufficient state";
-    case GW_CLOSE_AUTH_TIMEOUT:
-        return "auth timeout";
-    case GW_CLOSE_FLOOD:
-        return "too many requests";
-    case GW_CLOSE_EXPIRED:
-        return "token expired";
-    case GW_CLOSE_MALFORMED:
-        return "malformed frame";
-    case GW_CLOSE_UNAUTHORIZED:
-        return "unauthorized";
-    case GW_CLOSE_TOO_BIG:
-        return "frame too big";
-    case GW_CLOSE_WRONG_FRAME:
-        return "wrong frame type for subprotocol";
-    case GW_CLOSE_KICKED:
-        return "disconnected by server";
-    case GW_CLOSE_TIMEOUT:
-        return "no traffic, reconnect";
-    case GW_CLOSE_USER_LIMIT:
-        return "too many connections for this user";
-    default:
-        return "closed";
-    }
 }
 
 /* Sending. Frames queued during one loop turn are written at its end by gw_conn_flush, straight
@@ -349,13 +346,19 @@ int gw_conn_on_writable(gw_conn_t *c)
     return gw_conn_write(c);
 }
 
-void gw_conn_flush(gw_conn_t *c)
+static void gw_conn_flush(gw_conn_t *c)
 {
     gw_list_remove(&c->flush_link);
     if (!c->wsi || c->wait_writable)
         return;
     if (gw_conn_write(c) < 0) /* the peer is gone: lws closes the socket on its next turn */
         lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+void gw_conn_flush_queued(gw_node_t *node)
+{
+    while (!gw_list_empty(&node->flushq))
+        gw_conn_flush(gw_container_of(node->flushq.next, gw_conn_t, flush_link));
 }
 
 /* ---- operations that outlive a Redis round trip ------------------------------------------- */

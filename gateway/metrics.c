@@ -13,43 +13,6 @@ static const char *const gw_reason_names[GW_CLOSE_R__COUNT] = {
     "timeout", "user_limit",  "other",
 };
 
-gw_close_reason_t gw_metrics_reason_for_code(int code)
-{
-    switch (code) {
-    case 1001:
-    case GW_CLOSE_SHUTDOWN:
-        return GW_CLOSE_R_SHUTDOWN;
-    case GW_CLOSE_SLOW:
-        return GW_CLOSE_R_SLOW;
-    case GW_CLOSE_INSUFFICIENT:
-        return GW_CLOSE_R_INSUFFICIENT;
-    case GW_CLOSE_AUTH_TIMEOUT:
-        return GW_CLOSE_R_AUTH_TIMEOUT;
-    case GW_CLOSE_FLOOD:
-        return GW_CLOSE_R_FLOOD;
-    case GW_CLOSE_EXPIRED:
-        return GW_CLOSE_R_EXPIRED;
-    case GW_CLOSE_MALFORMED:
-        return GW_CLOSE_R_MALFORMED;
-    case GW_CLOSE_UNAUTHORIZED:
-        return GW_CLOSE_R_UNAUTHORIZED;
-    case GW_CLOSE_TOO_BIG:
-        return GW_CLOSE_R_TOO_BIG;
-    case GW_CLOSE_WRONG_FRAME:
-        return GW_CLOSE_R_WRONG_FRAME;
-    case GW_CLOSE_KICKED:
-        return GW_CLOSE_R_KICKED;
-    case GW_CLOSE_TIMEOUT:
-        return GW_CLOSE_R_TIMEOUT;
-    case GW_CLOSE_USER_LIMIT:
-        return GW_CLOSE_R_USER_LIMIT;
-    case 0:
-        return GW_CLOSE_R_CLIENT;
-    default:
-        return GW_CLOSE_R_OTHER;
-    }
-}
-
 static void gw_metric(gw_buf_t *out, const char *name, const char *type, const char *help,
                       uint64_t v)
 {

@@ -153,8 +153,7 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
 static void gw_node_flush(gw_node_t *node)
 {
     gw_hub_replay(node->hub); /* held commands whose subscribe was answered this turn */
-    while (!gw_list_empty(&node->flushq))
-        gw_conn_flush(gw_container_of(node->flushq.next, gw_conn_t, flush_link));
+    gw_conn_flush_queued(node);
 }
 
 static void gw_node_on_prepare(uv_prepare_t *p)
@@ -255,11 +254,24 @@ void gw_node_stop(gw_node_t *node)
                    0);
 }
 
-static void gw_node_run_until_idle(uv_loop_t *loop)
+/* Runs the close callbacks due now, without waiting for timers: between its two destroys lws
+ * 4.1 can keep a timer armed whose callback, once fired, reads the half-destroyed context (a
+ * SEGV seen when the shutdown deadline passed with connections open). */
+static void gw_node_run_closes(uv_loop_t *loop)
 {
-    /* bounded: lws and hiredis close their handles within a few turns */
     for (int i = 0; i < 1000 && uv_run(loop, UV_RUN_NOWAIT) != 0; i++)
         ;
+}
+
+/* A handle still open after every module closed its own is a bug: say which, and close it. */
+static void gw_node_close_leftover(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (uv_is_closing(h))
+        return;
+    gw_warn("node", "a %s handle was left open at shutdown: closing it",
+            uv_handle_type_name(h->type));
+    uv_close(h, NULL);
 }
 
 void gw_node_destroy(gw_node_t *node)
@@ -281,13 +293,15 @@ void gw_node_destroy(gw_node_t *node)
     uv_close((uv_handle_t *)&node->flush_timer, NULL);
     uv_close((uv_handle_t *)&node->accept_timer, NULL);
     uv_close((uv_handle_t *)&node->sigusr2, NULL);
-    gw_node_run_until_idle(node->loop);
+    gw_node_run_closes(node->loop);
     /* lws on a foreign loop finishes destroying the context only after its handles closed:
      * a second destroy frees what is left (PLATFORM-NOTES) */
     if (node->lws) {
         lws_context_destroy(node->lws);
-        gw_node_run_until_idle(node->loop);
+        gw_node_run_closes(node->loop);
     }
+    uv_walk(node->loop, gw_node_close_leftover, NULL); /* libuv's teardown: nothing may remain */
+    uv_run(node->loop, UV_RUN_DEFAULT);
     gw_broker_free(node->broker);
     node->broker = NULL;
     gw_hub_free(node->hub);

@@ -15,6 +15,7 @@ typedef enum {
     GW_REFUSE__COUNT
 } gw_refuse_reason_t;
 
+/* The metric label of r (static string). */
 const char *gw_refuse_reason_name(gw_refuse_reason_t r);
 
 typedef struct gw_admission gw_admission_t;

@@ -15,6 +15,7 @@
 
 /* ---- allocation: failure is fatal and names the caller's file and line ----------------------- */
 
+/* Call them through the macros below; none returns NULL. */
 void *gw__malloc(size_t n, const char *file, int line);
 void *gw__calloc(size_t n, size_t sz, const char *file, int line);
 void *gw__realloc(void *p, size_t n, const char *file, int line);
@@ -73,11 +74,15 @@ typedef struct gw_buf {
     size_t cap; /* bytes usable after the headroom */
 } gw_buf_t;
 
+/* An empty buffer that keeps headroom bytes free in front of its data (allocates lazily). */
 void gw_buf_init(gw_buf_t *b, size_t headroom);
+/* Frees the memory; the buffer is empty and may be used again. */
 void gw_buf_free(gw_buf_t *b);
+/* Empties the buffer, keeping its memory and headroom. */
 void gw_buf_reset(gw_buf_t *b);
 /* Makes room for n more bytes and returns where they go (len is not advanced). */
 uint8_t *gw_buf_reserve(gw_buf_t *b, size_t n);
+/* Append copies of bytes, a C string, or formatted text; they grow the buffer as needed. */
 void gw_buf_append(gw_buf_t *b, const void *p, size_t n);
 void gw_buf_append_str(gw_buf_t *b, const char *s);
 void gw_buf_appendf(gw_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

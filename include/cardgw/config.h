@@ -92,6 +92,7 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *val, const char
 int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen);
 /* Prints the effective configuration as a loadable config file (secrets masked). */
 void gw_config_print(const gw_config_t *cfg, FILE *f);
+/* Frees the strings a load allocated (cfg itself is the caller's). */
 void gw_config_free(gw_config_t *cfg);
 /* Borrowed pointer to the namespace called name[0..n), or NULL. */
 const gw_namespace_t *gw_config_namespace(const gw_config_t *cfg, const char *name, size_t n);
@@ -103,6 +104,7 @@ typedef struct {
     int db;
     char password[256];
 } gw_redis_addr_t;
+/* Parses url (borrowed) into *out. Returns 0 or -EINVAL (bad scheme, port, db, or too long). */
 int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out);
 
 #endif

@@ -30,6 +30,7 @@ static inline gw_frame_t *gw_frame_ref(gw_frame_t *f)
     f->refs++;
     return f;
 }
+/* Drops one reference (NULL is fine); the last one frees the frame. */
 void gw_frame_unref(gw_frame_t *f);
 
 typedef enum { GW_CONN_NEW = 0, GW_CONN_AUTHING, GW_CONN_READY } gw_conn_state_t;
@@ -73,15 +74,18 @@ typedef struct gw_conn {
     uint64_t errors_window_ms;
 } gw_conn_t;
 
+/* A connection for an upgraded WebSocket wsi (borrowed; lws owns it) speaking enc, linked into
+ * node->conns with one reference (the socket's, dropped by gw_conn_on_closed). Never NULL. */
 gw_conn_t *gw_conn_new(struct gw_node *node, struct lws *wsi, gw_enc_t enc);
 /* A whole or partial message arrived. Returns 0, or -1 when lws must close the connection (the
  * close reason is already set). */
 int gw_conn_on_receive(gw_conn_t *c, const uint8_t *in, size_t len, int binary, int final);
 /* The socket can take data: writes the queued frames in one write. Returns -1 to close. */
 int gw_conn_on_writable(gw_conn_t *c);
-/* Called by the node once per loop turn for a connection on node->flushq: writes what this turn
- * queued, coalesced, straight to the socket (see the comment in conn.c). */
-void gw_conn_flush(gw_conn_t *c);
+/* Called by the node once per loop turn (or flush_window_ms): every connection that got frames
+ * since (they are on node->flushq, kept by this module) has them written, coalesced, straight to
+ * the socket (see the comment in conn.c). */
+void gw_conn_flush_queued(struct gw_node *node);
 /* Whether a message whose encoding is in buf (not yet a frame) can be queued now without closing
  * the connection as a slow consumer (see gw_conn_send). */
 int gw_conn_fits_buf(const gw_conn_t *c, const gw_buf_t *buf);
@@ -144,6 +148,9 @@ static inline void gw_conn_hold(gw_conn_t *c)
 {
     c->refs++;
 }
+/* Drops a reference taken with gw_conn_hold; the last one frees c (and gives its uid count back
+ * to admission). After gw_conn_on_closed, c->wsi is NULL: the connection is gone, the memory is
+ * not until every holder released it. */
 void gw_conn_release(gw_conn_t *c);
 
 #endif

@@ -52,8 +52,6 @@ typedef struct {
 
 extern gw_metrics_t gw_metrics;
 
-/* Maps a WebSocket close code we send (GW_CLOSE_*, 1001) to its reason label. */
-gw_close_reason_t gw_metrics_reason_for_code(int code);
 /* Appends the Prometheus text exposition of every metric to out. */
 void gw_metrics_render(gw_buf_t *out);
 

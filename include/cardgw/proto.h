@@ -132,7 +132,9 @@ typedef struct {
  * a small constant multiple of len. */
 gw_dec_status_t gw_proto_decode(gw_enc_t enc, const uint8_t *buf, size_t len, gw_cmd_t *out,
                                 gw_dec_err_t *err);
+/* Frees what a decoded command owns (the command struct is the caller's). */
 void gw_cmd_free(gw_cmd_t *cmd);
+/* The command's wire name ("subscribe", ...; static), for logs. */
 const char *gw_cmd_name(gw_cmd_kind_t kind);
 
 /* Channel grammar: "<ns>:<id>", ns [a-z0-9_-]{1,32}, id [A-Za-z0-9_.@=+,;-]{1,...}, whole name at

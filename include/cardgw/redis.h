@@ -37,6 +37,7 @@ typedef struct gw_redis {
     void (*subscribe)(void *ctx, const char *channel, size_t n, int on);
 } gw_redis_t;
 
+/* Calls through the table (r borrowed): the same contracts as its fields. */
 static inline int gw_redis_connected(const gw_redis_t *r)
 {
     return r->connected(r->ctx);

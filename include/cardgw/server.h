@@ -21,16 +21,26 @@ typedef struct gw_http_req {
     int pending;   /* an asynchronous operation still refers to this request */
 } gw_http_req_t;
 
+/* Opens the listening socket (node->port gets the bound port), creates the lws context and
+ * vhost on the node's loop and starts accepting. Returns 0, or -errno with node->errstr set
+ * (what was created is freed by gw_node_destroy). */
 int gw_server_start(struct gw_node *node);
+/* Stops accepting (closes the listening socket and its poll handle); open connections stay.
+ * Safe to call more than once. */
 void gw_server_stop_listening(struct gw_node *node);
 /* From the node's sweep: closes plain-HTTP sockets older than http_timeout_ms (request and
  * response not done in time). */
 void gw_server_sweep(struct gw_node *node, uint64_t now_ms);
 
+/* A request of wsi (borrowed; the request is owned by the HTTP connection, see gw_api_detach).
+ * Never NULL. */
 gw_http_req_t *gw_http_req_new(struct lws *wsi);
+/* Frees r and its buffers (NULL is fine). */
 void gw_http_req_free(gw_http_req_t *r);
-/* Sends status, content type and r->body. Returns 0 or -1 (hang up). */
+/* Sends status, content type and r->body (at most one response per request; the connection
+ * closes once it is out). Returns 0 or -1 (hang up). */
 int gw_http_respond(gw_http_req_t *r, unsigned status, const char *ctype);
+/* gw_http_respond with text (copied) as a text/plain body. */
 int gw_http_respond_text(gw_http_req_t *r, unsigned status, const char *text);
 
 #endif
