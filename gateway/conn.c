@@ -382,6 +382,17 @@ gw_conn_t *gw_cmd_op_done(gw_cmd_op_t *op)
     return open ? c : NULL;
 }
 
+gw_conn_t *gw_cmd_op_finish(gw_cmd_op_t *op, int failed, uint32_t *id)
+{
+    *id = op->id;
+    gw_conn_t *c = gw_cmd_op_done(op);
+    if (c && failed) {
+        gw_conn_reply_error(c, *id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
+        c = NULL;
+    }
+    return c;
+}
+
 /* ---- replies --------------------------------------------------------------------------------- */
 
 void gw_conn_disconnect(gw_conn_t *c, int code, const char *reason)

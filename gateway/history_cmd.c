@@ -6,15 +6,10 @@
 
 static void gw_on_history_cmd(void *priv, const gw_history_t *h)
 {
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id, op_after = op->arg;
-    gw_conn_t *c = gw_cmd_op_done(op);
-    if (!c)
+    uint32_t id, op_after = ((gw_cmd_op_t *)priv)->arg;
+    gw_conn_t *c = gw_cmd_op_finish(priv, !h, &id);
+    if (!c || !h)
         return;
-    if (!h) {
-        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        return;
-    }
     /* at most recovery_max_bytes of data: with since the oldest that fit (ask again from the
      * last offset returned), without it the newest that fit */
     size_t max = (size_t)c->node->cfg->recovery_max_bytes, first = 0, n = h->npubs, sum = 0;
@@ -51,14 +46,9 @@ static void gw_on_history_cmd(void *priv, const gw_history_t *h)
  * subscribers of the channel (the same permission as subscribing). */
 void gw_hub_history(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
 {
-    const gw_namespace_t *ns = gw_hub_cmd_namespace(hub, c, cmd);
+    const gw_namespace_t *ns = gw_hub_cmd_subscribed(hub, c, cmd, GW_NEED_SUBSCRIPTION);
     if (!ns)
         return;
-    gw_sub_t *s = gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n);
-    if (!s || s->state != GW_SUB_LIVE) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "subscribe first");
-        return;
-    }
     uint32_t limit = (uint32_t)ns->history_size;
     if (cmd->limit && cmd->limit < limit)
         limit = cmd->limit;

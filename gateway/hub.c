@@ -144,6 +144,26 @@ const gw_namespace_t *gw_hub_cmd_namespace(gw_hub_t *hub, gw_conn_t *c, const gw
     return ns;
 }
 
+const gw_namespace_t *gw_hub_cmd_subscribed(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd,
+                                            gw_need_t need)
+{
+    const gw_namespace_t *ns = gw_hub_cmd_namespace(hub, c, cmd);
+    if (!ns)
+        return NULL;
+    gw_sub_t *s = gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n);
+    int live = s && s->state == GW_SUB_LIVE;
+    if (need == GW_NEED_SUBSCRIPTION && !live) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "subscribe first");
+        return NULL;
+    }
+    if (!live || (need == GW_NEED_PUBLISH && !ns->publish) ||
+        (need == GW_NEED_PRESENCE && !ns->presence)) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
+        return NULL;
+    }
+    return ns;
+}
+
 /* ---- messages from Redis --------------------------------------------------------------------- */
 
 static void gw_hub_kick_conn(gw_conn_t *c, void *ud)

@@ -128,6 +128,13 @@ uint32_t gw_hub_meta_ttl(const gw_namespace_t *ns);
 gw_sub_t *gw_hub_find_sub(gw_conn_t *c, const char *name, size_t n);
 /* Looks up the namespace of a command's channel; replies with the error and returns NULL. */
 const gw_namespace_t *gw_hub_cmd_namespace(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
+/* What a command on a channel needs besides a live subscription of c to it. */
+typedef enum { GW_NEED_SUBSCRIPTION = 0, GW_NEED_PUBLISH, GW_NEED_PRESENCE } gw_need_t;
+/* The namespace of cmd's channel when c is subscribed (live) and the namespace allows what the
+ * command needs; otherwise NULL after the error reply (113, 112, or 103 "subscribe first" /
+ * "permission denied"). */
+const gw_namespace_t *gw_hub_cmd_subscribed(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd,
+                                            gw_need_t need);
 
 /* ---- relay.c: publications in order ------------------------------------------------------------
  */

@@ -90,15 +90,11 @@ void gw_presence_fanout(gw_channel_t *ch, gw_slice_t uid, gw_slice_t client, int
 
 static void gw_on_presence(void *priv, redisReply *r)
 {
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
-    gw_conn_t *c = gw_cmd_op_done(op);
-    if (!c)
+    uint32_t id;
+    int ok = r && r->type == REDIS_REPLY_ARRAY;
+    gw_conn_t *c = gw_cmd_op_finish(priv, !ok, &id);
+    if (!c || !ok)
         return;
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        return;
-    }
     gw_client_info_t *ci = gw_calloc(r->elements ? r->elements : 1, sizeof(*ci));
     size_t k = 0;
     for (size_t i = 0; i < r->elements; i++) {
@@ -116,14 +112,8 @@ static void gw_on_presence(void *priv, redisReply *r)
 
 void gw_hub_presence(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
 {
-    const gw_namespace_t *ns = gw_hub_cmd_namespace(hub, c, cmd);
-    if (!ns)
+    if (!gw_hub_cmd_subscribed(hub, c, cmd, GW_NEED_PRESENCE))
         return;
-    gw_sub_t *s = gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n);
-    if (!ns->presence || !s || s->state != GW_SUB_LIVE) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
-        return;
-    }
     char kp[GW_SCHEMA_KEY_MAX], now[24];
     size_t kpn =
         gw_schema_channel_key(kp, sizeof(kp), cmd->channel.p, cmd->channel.n, GW_KEY_PRESENCE);

@@ -109,15 +109,10 @@ int gw_hub_control(gw_hub_t *hub, const char *uid, const char *channel, gw_publi
 
 static void gw_on_client_published(void *priv, int err, const char *epoch, uint64_t offset)
 {
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
-    gw_conn_t *c = gw_cmd_op_done(op);
+    uint32_t id;
+    gw_conn_t *c = gw_cmd_op_finish(priv, err != 0, &id); /* err: GW_ERR_UNAVAILABLE */
     if (!c)
         return;
-    if (err) {
-        gw_conn_reply_error(c, id, err, "redis unavailable, retry");
-        return;
-    }
     GW_CONN_SEND(c, gw_proto_enc_publish_ok, id, (gw_slice_t){epoch, strlen(epoch)}, offset);
 }
 
@@ -125,14 +120,8 @@ static void gw_on_client_published(void *priv, int err, const char *epoch, uint6
  * too, a live subscription to the channel. */
 void gw_hub_client_publish(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
 {
-    const gw_namespace_t *ns = gw_hub_cmd_namespace(hub, c, cmd);
-    if (!ns)
+    if (!gw_hub_cmd_subscribed(hub, c, cmd, GW_NEED_PUBLISH))
         return;
-    gw_sub_t *s = gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n);
-    if (!ns->publish || !s || s->state != GW_SUB_LIVE) {
-        gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
-        return;
-    }
     gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
     int rc = gw_hub_publish(hub, cmd->channel.p, cmd->channel.n, cmd->data, c->uid,
                             gw_on_client_published, op);

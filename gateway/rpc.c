@@ -10,15 +10,12 @@
 
 static void gw_on_rpc(void *priv, redisReply *r)
 {
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
-    gw_conn_t *c = gw_cmd_op_done(op);
-    if (!c)
+    uint32_t id;
+    const redisReply *ok = r && r->type == REDIS_REPLY_STRING && r->len <= 255 ? r : NULL;
+    gw_conn_t *c = gw_cmd_op_finish(priv, !ok, &id);
+    if (!c || !ok)
         return;
-    if (!r || r->type != REDIS_REPLY_STRING || r->len > 255) {
-        gw_conn_reply_error(c, id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        return;
-    }
+    r = (redisReply *)ok;
     /* the result is the inbox entry id, as a msgpack str */
     uint8_t mp[2 + 255];
     size_t h = 0;

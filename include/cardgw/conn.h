@@ -141,6 +141,10 @@ gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id);
 /* Frees op and drops its reference; returns the connection if it is still open (borrowed for the
  * rest of the callback), else NULL: the reply has nobody to go to. */
 gw_conn_t *gw_cmd_op_done(gw_cmd_op_t *op);
+/* Ends op when Redis answered: *id gets the command id, and the connection (borrowed) is returned
+ * when the reply is to be built now; NULL when the connection is gone, or when failed is set
+ * (then error 111 "redis unavailable, retry" was sent). */
+gw_conn_t *gw_cmd_op_finish(gw_cmd_op_t *op, int failed, uint32_t *id);
 
 /* References (redis' protectClient): the open socket holds one, each pending operation one; the
  * connection is freed with the last. */

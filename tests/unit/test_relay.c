@@ -324,23 +324,29 @@ static const char *pub_json(uint64_t off)
     return s;
 }
 
+/* Checks that what c was sent since the last look is exactly the publications first..last. */
+static void check_sent_pubs(gw_conn_t *c, uint64_t first, uint64_t last)
+{
+    char sent[4096], want[4096] = "";
+    take_sent(c, sent, sizeof(sent));
+    for (uint64_t o = first; o <= last; o++)
+        strcat(want, pub_json(o));
+    CHECK_STR(sent, want);
+}
+
 /* ---- tests --------------------------------------------------------------------------------------
  */
 
 TEST(in_order_publications_go_out_once_each)
 {
     env_t e;
-    char sent[4096], want[1024];
     env_init(&e);
     gw_conn_t *c = live_conn(&e, "E1", 5);
     relay(&e, "E1", 6);
     relay(&e, "E1", 6); /* a duplicate: dropped */
     relay(&e, "E1", 5); /* older than the position: dropped */
     relay(&e, "E1", 7);
-    take_sent(c, sent, sizeof(sent));
-    snprintf(want, sizeof(want), "%s", pub_json(6));
-    strcat(want, pub_json(7));
-    CHECK_STR(sent, want);
+    check_sent_pubs(c, 6, 7);
     CHECK_EQ_INT(fake_pending('e'), 0); /* no gap: no read */
     env_free(&e);
 }
@@ -348,7 +354,7 @@ TEST(in_order_publications_go_out_once_each)
 TEST(out_of_order_offsets_are_filled_from_history)
 {
     env_t e;
-    char sent[4096], want[1024];
+    char sent[4096];
     uint64_t after = 0, fill[] = {7, 8};
     env_init(&e);
     gw_conn_t *c = live_conn(&e, "E1", 5);
@@ -360,18 +366,14 @@ TEST(out_of_order_offsets_are_filled_from_history)
     CHECK_STR(sent, pub_json(6));
     CHECK_EQ_INT(answer_history(r_history("E1", 8, fill, 2), &after), 'a');
     CHECK_EQ_INT(after, 6);
-    take_sent(c, sent, sizeof(sent));
-    want[0] = '\0';
-    for (uint64_t o = 7; o <= 9; o++)
-        strcat(want, pub_json(o));
-    CHECK_STR(sent, want); /* 7, 8 from history, 9 released; the late 7 and held 8 dropped */
+    check_sent_pubs(c, 7, 9); /* 7, 8 from history, 9 released; the late 7 and held 8 dropped */
     env_free(&e);
 }
 
 TEST(failed_fill_is_retried_by_the_tick)
 {
     env_t e;
-    char sent[4096], want[1024];
+    char sent[4096];
     uint64_t fill[] = {6, 7};
     env_init(&e);
     gw_conn_t *c = live_conn(&e, "E1", 5);
@@ -383,10 +385,7 @@ TEST(failed_fill_is_retried_by_the_tick)
     gw_relay_tick(&e.node.hub->tick_timer);
     CHECK_EQ_INT(fake_pending('e'), 1);
     CHECK_EQ_INT(answer_history(r_history("E1", 7, fill, 2), NULL), 'a');
-    take_sent(c, sent, sizeof(sent));
-    snprintf(want, sizeof(want), "%s", pub_json(6));
-    strcat(want, pub_json(7));
-    CHECK_STR(sent, want);
+    check_sent_pubs(c, 6, 7);
     env_free(&e);
 }
 
@@ -581,7 +580,6 @@ TEST(redis_down_answers_subscribe_with_unavailable)
 TEST(pubsub_loss_fills_from_history_after_resubscribe)
 {
     env_t e;
-    char sent[4096], want[1024];
     uint64_t fill[] = {6, 7};
     env_init(&e);
     gw_conn_t *c = live_conn(&e, "E1", 5);
@@ -593,10 +591,7 @@ TEST(pubsub_loss_fills_from_history_after_resubscribe)
     gw_hub_on_subscription(e.node.hub, CHKEY, strlen(CHKEY), 1);
     /* what was published while pub/sub was down is read from history */
     CHECK_EQ_INT(answer_history(r_history("E1", 7, fill, 2), NULL), 'a');
-    take_sent(c, sent, sizeof(sent));
-    snprintf(want, sizeof(want), "%s", pub_json(6));
-    strcat(want, pub_json(7));
-    CHECK_STR(sent, want);
+    check_sent_pubs(c, 6, 7);
     env_free(&e);
 }
 
