@@ -145,17 +145,15 @@ void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch);
 /* The hub's periodic work (timer data = hub): retries failed fills, refreshes presence, checks
  * idle channels' positions; each channel is visited about every 5 s. */
 void gw_relay_tick(uv_timer_t *t);
+/* Queues frame f (borrowed) of offset to a live subscription if it is the next one; returns 0, or
+ * -1 on a gap (the caller kicks the subscription). */
+int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f);
 
 /* ---- subscription.c -----------------------------------------------------------------------------
  */
 /* Reads the position (and with since the missed publications) of a subscription whose channel
  * Redis confirmed; live publications are buffered until the reply. */
 void gw_sub_start_positioning(gw_hub_t *hub, gw_sub_t *s);
-/* Queues frame f (borrowed) of offset to a live subscription if it is the next one; returns 0, or
- * -1 on a gap (the caller kicks the subscription). */
-int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f);
-/* Keeps a reference to f for a subscription being positioned. */
-void gw_sub_buffer(gw_sub_t *s, uint64_t offset, gw_frame_t *f);
 /* Server-side unsubscribe: an `unsub` push to a live subscription, an error reply to one being set
  * up; s is freed (or marked dead while a read refers to it). */
 void gw_sub_kick(gw_hub_t *hub, gw_sub_t *s, int code, const char *reason);

@@ -27,6 +27,30 @@ static gw_frame_t *gw_pub_frame(gw_frame_t **frames, gw_enc_t enc, gw_channel_t 
     return frames[enc];
 }
 
+/* Keeps a reference to f for a subscription being positioned (delivered after its reply). */
+static void gw_sub_buffer(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
+{
+    if (s->npend == s->cappend) {
+        s->cappend = s->cappend ? s->cappend * 2 : 8;
+        s->pend = gw_realloc(s->pend, s->cappend * sizeof(*s->pend));
+    }
+    s->pend[s->npend++] = (gw_pending_pub_t){offset, gw_frame_ref(f)};
+}
+
+/* Sends f to a live subscription if it is the next offset; returns -1 on a gap (the caller
+ * kicks the subscription). */
+int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
+{
+    if (offset <= s->pos)
+        return 0; /* already delivered (joined at a later position) */
+    if (offset != s->pos + 1)
+        return -1;
+    s->pos = offset;
+    if (gw_conn_send(s->conn, f) == 0)
+        gw_metrics.deliveries++;
+    return 0;
+}
+
 /* One publication, in order, to every subscription of the channel: each encoding is encoded
  * once and the same frame is queued to every recipient. */
 static void gw_channel_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_pub_t *pub)

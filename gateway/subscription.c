@@ -101,29 +101,6 @@ void gw_channel_insufficient(gw_hub_t *hub, gw_channel_t *ch, const char *why)
     ch->op_refs--;
 }
 
-void gw_sub_buffer(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
-{
-    if (s->npend == s->cappend) {
-        s->cappend = s->cappend ? s->cappend * 2 : 8;
-        s->pend = gw_realloc(s->pend, s->cappend * sizeof(*s->pend));
-    }
-    s->pend[s->npend++] = (gw_pending_pub_t){offset, gw_frame_ref(f)};
-}
-
-/* Sends f to a live subscription if it is the next offset; returns -1 on a gap (the caller
- * kicks the subscription). */
-int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
-{
-    if (offset <= s->pos)
-        return 0; /* already delivered (joined at a later position) */
-    if (offset != s->pos + 1)
-        return -1;
-    s->pos = offset;
-    if (gw_conn_send(s->conn, f) == 0)
-        gw_metrics.deliveries++;
-    return 0;
-}
-
 /* ---- joining at a position, recovering ------------------------------------------------------- */
 
 /* Data bytes of publications (as stored; what a reply carries is about as large). */
