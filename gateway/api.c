@@ -186,7 +186,9 @@ static void gw_api_on_control(void *priv, int err, const char *epoch, uint64_t n
 {
     gw_http_req_t *r = priv;
     (void)epoch;
-    if (err)
+    if (err == GW_ERR_BAD_REQUEST)
+        gw_api_error(r, 400, "uid and channel too long together");
+    else if (err)
         gw_api_error(r, 503, "redis unavailable: nothing was sent");
     else
         gw_api_reply(r, 200, json_pack("{s:I}", "nodes", (json_int_t)nodes));
@@ -208,8 +210,9 @@ static void gw_api_control(gw_node_t *node, gw_http_req_t *r, json_t *body, int 
         return;
     }
     r->pending = 1;
-    if (gw_hub_control(node->hub, uid, unsubscribe ? ch : NULL, gw_api_on_control, r) != 0)
-        gw_api_on_control(r, GW_ERR_UNAVAILABLE, NULL, 0);
+    int rc = gw_hub_control(node->hub, uid, unsubscribe ? ch : NULL, gw_api_on_control, r);
+    if (rc != 0)
+        gw_api_on_control(r, rc, NULL, 0);
 }
 
 /* ---- position -------------------------------------------------------------------------------- */

@@ -143,7 +143,8 @@ void gw_channel_relay(gw_hub_t *hub, gw_channel_t *ch, const char *payload, size
 /* Reads the history after ch->last; relay frames arriving meanwhile are held. */
 void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch);
 /* The hub's periodic work (timer data = hub): retries failed fills, refreshes presence, checks
- * idle channels' positions; each channel is visited about every 5 s. */
+ * idle channels' positions; each channel is visited about every 5 s (or
+ * position_check_interval_ms when that is shorter). */
 void gw_relay_tick(uv_timer_t *t);
 /* Queues frame f (borrowed) of offset to a live subscription if it is the next one; returns 0, or
  * -1 on a gap (the caller kicks the subscription). */

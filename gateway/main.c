@@ -56,7 +56,8 @@ static int gw_run_node(gw_config_t *cfg)
         uv_run(&loop, UV_RUN_DEFAULT);
         gw_info("node", "stopped");
     }
-    gw_node_destroy(&node);
+    if (gw_node_destroy(&node) != 0) /* a handle was left open (logged): a bug */
+        exit_code = exit_code ? exit_code : 1;
     int lc = uv_loop_close(&loop);
     if (lc != 0) {
         gw_err("node", "loop still has handles at exit: %s", uv_strerror(lc));

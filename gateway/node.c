@@ -69,17 +69,23 @@ static void gw_node_limits(gw_node_t *node)
 /* What the broker reports goes to the hub (created after the broker, which it uses). */
 static void gw_node_on_message(void *ud, const char *ch, size_t chlen, const char *p, size_t n)
 {
-    gw_hub_on_message(((gw_node_t *)ud)->hub, ch, chlen, p, n);
+    gw_node_t *node = ud;
+    if (node->hub)
+        gw_hub_on_message(node->hub, ch, chlen, p, n);
 }
 
 static void gw_node_on_subscription(void *ud, const char *ch, size_t chlen, int subscribed)
 {
-    gw_hub_on_subscription(((gw_node_t *)ud)->hub, ch, chlen, subscribed);
+    gw_node_t *node = ud;
+    if (node->hub)
+        gw_hub_on_subscription(node->hub, ch, chlen, subscribed);
 }
 
 static void gw_node_on_event(void *ud, gw_broker_event_t ev)
 {
-    gw_hub_on_event(((gw_node_t *)ud)->hub, ev);
+    gw_node_t *node = ud;
+    if (node->hub)
+        gw_hub_on_event(node->hub, ev);
 }
 
 static void gw_node_on_deadline(uv_timer_t *t)
@@ -266,17 +272,18 @@ static void gw_node_run_closes(uv_loop_t *loop)
 /* A handle still open after every module closed its own is a bug: say which, and close it. */
 static void gw_node_close_leftover(uv_handle_t *h, void *arg)
 {
-    (void)arg;
     if (uv_is_closing(h))
         return;
+    (*(int *)arg)++;
     gw_warn("node", "a %s handle was left open at shutdown: closing it",
             uv_handle_type_name(h->type));
     uv_close(h, NULL);
 }
 
-void gw_node_destroy(gw_node_t *node)
+int gw_node_destroy(gw_node_t *node)
 {
-    gw_watchdog_stop(node->watchdog); /* what follows is bounded */
+    int leftovers = 0;
+    gw_watchdog_stop(node->watchdog); /* what follows only closes handles */
     node->watchdog = NULL;
     gw_server_stop_listening(node);
     gw_hub_stop(node->hub);
@@ -300,14 +307,18 @@ void gw_node_destroy(gw_node_t *node)
         lws_context_destroy(node->lws);
         gw_node_run_closes(node->loop);
     }
-    uv_walk(node->loop, gw_node_close_leftover, NULL); /* libuv's teardown: nothing may remain */
+    /* libuv's teardown: close what is left, then run until no handle remains (only close
+     * callbacks are due by then: the node starts no other requests) */
+    uv_walk(node->loop, gw_node_close_leftover, &leftovers);
     uv_run(node->loop, UV_RUN_DEFAULT);
+    gw_hub_free(node->hub); /* before the broker: the hub borrows its Redis interface */
+    node->hub = NULL;
     gw_broker_free(node->broker);
     node->broker = NULL;
-    gw_hub_free(node->hub);
-    node->hub = NULL;
+    node->redis = NULL;
     gw_admission_free(node->admission); /* every socket is closed: no peer refers to it */
     node->admission = NULL;
     gw_frame_unref(node->ping_frame); /* queues that still held it were dropped on close */
     node->ping_frame = NULL;
+    return leftovers;
 }

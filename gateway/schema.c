@@ -86,25 +86,26 @@ size_t gw_schema_control(char *out, size_t cap, const char *uid, const char *cha
     return k < 0 || (size_t)k >= cap ? 0 : (size_t)k;
 }
 
+/* Fields are separated by '\n'; the message ends at its first NUL. The uid ends at the next '\n'
+ * (what follows it is ignored for disconnect), the channel runs to the end. */
 int gw_schema_parse_control(const char *p, size_t n, gw_control_t *m)
 {
+    if (n >= GW_SCHEMA_CONTROL_MAX)
+        return -EINVAL;
+    n = strnlen(p, n);
     const char *end = p + n, *nl = memchr(p, '\n', n);
-    if (!nl || n > GW_SCHEMA_CONTROL_MAX)
+    if (!nl)
         return -EINVAL;
     size_t verb = (size_t)(nl - p);
     memset(m, 0, sizeof(*m));
     m->uid.p = nl + 1;
-    if (verb == 10 && memcmp(p, "disconnect", 10) == 0) {
-        m->uid.n = (size_t)(end - m->uid.p);
-        return m->uid.n ? 0 : -EINVAL;
-    }
-    if (verb != 11 || memcmp(p, "unsubscribe", 11) != 0)
-        return -EINVAL;
     const char *nl2 = memchr(m->uid.p, '\n', (size_t)(end - m->uid.p));
-    if (!nl2)
+    m->uid.n = (size_t)((nl2 ? nl2 : end) - m->uid.p);
+    if (verb == 10 && memcmp(p, "disconnect", 10) == 0)
+        return m->uid.n ? 0 : -EINVAL;
+    if (verb != 11 || memcmp(p, "unsubscribe", 11) != 0 || !nl2)
         return -EINVAL;
     m->unsubscribe = 1;
-    m->uid.n = (size_t)(nl2 - m->uid.p);
     m->channel = (gw_slice_t){nl2 + 1, (size_t)(end - nl2 - 1)};
     return m->uid.n && m->channel.n ? 0 : -EINVAL;
 }

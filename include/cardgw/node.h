@@ -73,7 +73,8 @@ void gw_node_foreach_user_conn(gw_node_t *node, const char *uid, size_t n,
                                void (*fn)(struct gw_conn *c, void *ud), void *ud);
 /* A connection left node->conns (conn.c): a stopping node stops its loop after the last one. */
 void gw_node_conn_gone(gw_node_t *node);
-/* After uv_run has returned: frees everything and runs the loop until no handle is left. */
-void gw_node_destroy(gw_node_t *node);
+/* After uv_run has returned: frees everything and runs the loop until no handle is left. Returns
+ * how many handles some module had left open (closed here and logged; 0 unless there is a bug). */
+int gw_node_destroy(gw_node_t *node);
 
 #endif

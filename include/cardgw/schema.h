@@ -57,7 +57,7 @@ typedef struct {
     gw_slice_t uid;
     gw_slice_t channel; /* unsubscribe only */
 } gw_control_t;
-#define GW_SCHEMA_CONTROL_MAX 512 /* longest control message a node acts on */
+#define GW_SCHEMA_CONTROL_MAX 512 /* a node acts on control messages shorter than this */
 /* Writes the message for uid (and channel; NULL: disconnect) into out; returns its length, or 0
  * when it does not fit cap. */
 size_t gw_schema_control(char *out, size_t cap, const char *uid, const char *channel);

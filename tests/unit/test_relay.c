@@ -617,6 +617,11 @@ TEST(relay_frame_and_control_parsers)
     n = gw_schema_control(msg, sizeof(msg), "u7", NULL);
     CHECK_EQ_INT(gw_schema_parse_control(msg, n, &m), 0);
     CHECK_EQ_INT(m.unsubscribe, 0);
+    CHECK_EQ_INT(gw_schema_parse_control("disconnect\nu7\n", 14, &m), 0); /* a shell's newline */
+    CHECK_EQ_MEM(m.uid.p, m.uid.n, "u7", 2);
+    CHECK_EQ_INT(gw_schema_parse_control("disconnect\nu7\0junk", 18, &m), 0);
+    CHECK_EQ_MEM(m.uid.p, m.uid.n, "u7", 2);
+    CHECK_EQ_INT(gw_schema_parse_control("disconnect\n", 11, &m), -EINVAL);
     CHECK_EQ_INT(gw_schema_parse_control("unsubscribe\nu7", 14, &m), -EINVAL);
     CHECK_EQ_INT(gw_schema_parse_control("reboot\nu7", 9, &m), -EINVAL);
     char key[GW_SCHEMA_KEY_MAX];
