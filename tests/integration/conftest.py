@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -33,10 +34,47 @@ JWT_SECRET = "test-jwt-secret"
 SUBPROTO = {"json": "cardgw.v1.json", "msgpack": "cardgw.v1.msgpack"}
 
 
+def _port_block():
+    """[lo, hi): this process's ports. Below the kernel's ephemeral range, so that no outgoing
+    connection (of this or another test) takes a port between free_port() and the bind of the
+    process it is for, or while a node or Redis restarts on it; one block per pytest-xdist
+    worker, so parallel workers never hand out the same port."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            ephemeral_lo = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_lo = 32768
+    base = 10000
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+    size = (ephemeral_lo - base) // workers
+    if size < 64:
+        return None
+    return base + worker * size, base + (worker + 1) * size
+
+
+_PORTS = {"block": _port_block(), "next": None}
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    block = _PORTS["block"]
+    if block is None:  # no room below the ephemeral range: let the kernel choose
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    lo, hi = block
+    if _PORTS["next"] is None:  # a random start: two test runs at once rarely meet
+        _PORTS["next"] = lo + random.randrange(hi - lo)
+    for _ in range(hi - lo):
+        port = _PORTS["next"]
+        _PORTS["next"] = lo + (port + 1 - lo) % (hi - lo)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or in TIME_WAIT): take the next one
+            return port
+    raise RuntimeError("no free port in %d-%d" % (lo, hi))
 
 
 def wait_port_closed(port, timeout=10):
@@ -254,6 +292,9 @@ def jwt(sub, exp=None, secret=JWT_SECRET):
     return "%s.%s.%s" % (h, p, b64(sig))
 
 
+_opened = []  # every Client of the coroutine run() is running: closed when it returns
+
+
 class Client:
     """A protocol client over the `websockets` library; encoding 'json' or 'msgpack'."""
 
@@ -268,7 +309,9 @@ class Client:
     async def open(cls, url, enc="json", **kw):
         ws = await websockets.connect(url, subprotocols=[SUBPROTO[enc]], max_size=None,
                                       ping_interval=None, **kw)
-        return cls(ws, enc)
+        c = cls(ws, enc)
+        _opened.append(c)
+        return c
 
     def encode(self, msg):
         if self.enc == "json":
@@ -327,5 +370,27 @@ async def connected_client(node, uid, enc="json"):
     return c
 
 
+async def _close_opened():
+    """Closes (with the closing handshake) every client a test left open. Left to asyncio.run's
+    shutdown, each would wait out the websockets close_timeout (10 s) instead."""
+    clients = list(_opened)
+    del _opened[:]
+
+    async def close(c):
+        if c.ws.closed:
+            return
+        c.ws.transport.resume_reading()  # a test may have paused it
+        try:
+            await asyncio.wait_for(c.ws.close(), 5)
+        except (asyncio.TimeoutError, OSError, websockets.exceptions.WebSocketException):
+            c.ws.transport.abort()
+    await asyncio.gather(*(close(c) for c in clients))
+
+
 def run(coro, timeout=120):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    async def main():
+        try:
+            return await asyncio.wait_for(coro, timeout)
+        finally:
+            await _close_opened()
+    return asyncio.run(main())
