@@ -98,10 +98,60 @@ static size_t bomb(gw_enc_t enc, int depth, uint8_t *buf)
 
 /* ---- commands ------------------------------------------------------------------------------- */
 
+/* Field checks of check_command: each returns 1 when the field is as expected, else prints the
+ * vector, the field and both values and returns 0. */
+static int field_str(const char *where, const char *field, gw_slice_t got, const char *want)
+{
+    if (slice_is(got, want))
+        return 1;
+    if (!got.p)
+        fprintf(stderr, "    %s: %s is NULL, expected \"%s\"\n", where, field, want);
+    else
+        fprintf(stderr, "    %s: %s is \"%.*s\" (%zu bytes%s), expected \"%s\"\n", where, field,
+                (int)got.n, got.p, got.n, got.p[got.n] ? ", not NUL-terminated" : "", want);
+    return 0;
+}
+
+static int field_int(const char *where, const char *field, unsigned long long got,
+                     unsigned long long want)
+{
+    if (got == want)
+        return 1;
+    fprintf(stderr, "    %s: %s is %llu, expected %llu\n", where, field, got, want);
+    return 0;
+}
+
+static void print_hex(const char *label, const uint8_t *p, size_t n)
+{
+    fprintf(stderr, "      %s (%zu bytes):", label, n);
+    for (size_t i = 0; p && i < n && i < 64; i++)
+        fprintf(stderr, " %02x", p[i]);
+    fprintf(stderr, "%s\n", n > 64 ? " ..." : "");
+}
+
+static int field_data(const char *where, const gw_data_t *got, const char *want_hex)
+{
+    size_t dn = 0;
+    uint8_t *d = want_hex ? unhex(want_hex, &dn) : NULL;
+    int ok = want_hex ? got->p != NULL && got->n == dn && memcmp(got->p, d, dn) == 0
+                      : got->p == NULL && got->n == 0;
+    if (!ok) {
+        fprintf(stderr, "    %s: data differs\n", where);
+        print_hex("is      ", got->p, got->n);
+        if (want_hex)
+            print_hex("expected", d, dn);
+        else
+            fprintf(stderr, "      expected none\n");
+    }
+    free(d);
+    return ok;
+}
+
 static void check_command(const json_t *v, gw_enc_t enc)
 {
-    const char *name = jstr(v, "name");
     const json_t *x = json_object_get(v, "expect");
+    char where[256];
+    snprintf(where, sizeof(where), "%s/%s", jstr(v, "name"), enc_name(enc));
     size_t n;
     uint8_t *f = frame_of(v, enc, &n);
     gw_cmd_t c;
@@ -109,34 +159,28 @@ static void check_command(const json_t *v, gw_enc_t enc)
     int st = gw_proto_decode(enc, f, n, &c, &e);
     CHECK_EQ_INT(st, GW_DEC_OK);
     if (st != GW_DEC_OK) {
-        fprintf(stderr, "    %s/%s: %s\n", name, enc_name(enc), e.msg);
+        fprintf(stderr, "    %s: %s\n", where, e.msg);
         free(f);
         return;
     }
     int ok = 1;
-    ok &= strcmp(gw_cmd_name(c.kind), jstr(x, "cmd")) == 0;
-    ok &= c.id == (uint32_t)jint(x, "id");
-    ok &= slice_is(c.channel, jstr(x, "channel"));
-    ok &= slice_is(c.token, jstr(x, "token"));
-    ok &= slice_is(c.client, jstr(x, "client"));
-    ok &= slice_is(c.method, jstr(x, "method"));
-    ok &= c.limit == (uint32_t)jint(x, "limit");
-    const json_t *since = json_object_get(x, "since");
-    ok &= c.has_since == (since != NULL);
-    ok &= slice_is(c.since_epoch, jstr(since, "epoch"));
-    ok &= c.since_offset == (uint64_t)jint(since, "offset");
-    ok &= c.data.fmt == GW_DATA_MSGPACK;
-    const char *dh = json_string_value(json_object_get(x, "data"));
-    if (dh) {
-        size_t dn;
-        uint8_t *d = unhex(dh, &dn);
-        ok &= c.data.p != NULL && c.data.n == dn && memcmp(c.data.p, d, dn) == 0;
-        free(d);
-    } else {
-        ok &= c.data.p == NULL && c.data.n == 0;
+    const char *cmd = gw_cmd_name(c.kind);
+    if (strcmp(cmd, jstr(x, "cmd")) != 0) {
+        fprintf(stderr, "    %s: cmd is %s, expected %s\n", where, cmd, jstr(x, "cmd"));
+        ok = 0;
     }
-    if (!ok)
-        fprintf(stderr, "    %s/%s: fields differ from expect\n", name, enc_name(enc));
+    ok &= field_int(where, "id", c.id, (uint32_t)jint(x, "id"));
+    ok &= field_str(where, "channel", c.channel, jstr(x, "channel"));
+    ok &= field_str(where, "token", c.token, jstr(x, "token"));
+    ok &= field_str(where, "client", c.client, jstr(x, "client"));
+    ok &= field_str(where, "method", c.method, jstr(x, "method"));
+    ok &= field_int(where, "limit", c.limit, (uint32_t)jint(x, "limit"));
+    const json_t *since = json_object_get(x, "since");
+    ok &= field_int(where, "has_since", c.has_since != 0, since != NULL);
+    ok &= field_str(where, "since.epoch", c.since_epoch, jstr(since, "epoch"));
+    ok &= field_int(where, "since.offset", c.since_offset, (uint64_t)jint(since, "offset"));
+    ok &= field_int(where, "data.fmt", c.data.fmt, GW_DATA_MSGPACK);
+    ok &= field_data(where, &c.data, json_string_value(json_object_get(x, "data")));
     CHECK(ok);
     gw_cmd_free(&c);
     free(f);
