@@ -236,6 +236,14 @@ class Node:
         return rc, log
 
 
+def metric(text, name):
+    """The value of an unlabelled metric `name` in a /metrics text, or None when it is absent."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return None
+
+
 def assert_clean_exit(rc, log):
     assert "Sanitizer" not in log and "runtime error" not in log, log[-6000:]
     assert rc == 0, "exit code %r\n%s" % (rc, log[-4000:])

@@ -2,6 +2,7 @@
 errors, and clean shutdown with connections open (the fixture checks exit 0 and no leaks)."""
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 
@@ -9,7 +10,7 @@ import pytest
 import websockets
 
 from conftest import (NODE_BIN, ROOT, SUBPROTO, Client, Node, assert_clean_exit, connected_client,
-                      jwt, run)
+                      metric, run)
 
 
 def test_health_ready_metrics(node):
@@ -70,7 +71,8 @@ def test_redis_outage_keeps_connections_and_readiness_follows(node, redis_server
         assert node.http("GET", "/readyz")[0] == 200
         assert (await c.call("ping"))["result"] == {}
         st, text = node.http("GET", "/metrics")
-        assert "cardgw_redis_reconnects_total 0" not in text
+        assert st == 200
+        assert (metric(text, "cardgw_redis_reconnects_total") or 0) >= 1, text
         await c.close()
     run(go())
 
@@ -135,9 +137,12 @@ def test_check_config_prints_and_rejects_typos(tmp_path):
 
 
 def test_port_in_use_fails_cleanly(redis_server, node):
-    other = Node(redis_server.url, {"port": node.port})
-    r = subprocess.run([NODE_BIN, "--config", other.config], capture_output=True, text=True,
-                       timeout=30)
+    other = Node(redis_server.url, {"port": node.port})  # its config file only: never started
+    try:
+        r = subprocess.run([NODE_BIN, "--config", other.config], capture_output=True, text=True,
+                           timeout=30)
+    finally:
+        shutil.rmtree(other.dir, ignore_errors=True)
     assert r.returncode == 1
     assert "cannot listen" in r.stderr and "Sanitizer" not in r.stderr
     assert node.http("GET", "/healthz")[0] == 200  # the first node is unaffected
