@@ -1,13 +1,12 @@
 """Bad input gets a documented reply or close code, and another client on the same node keeps
 working (it still gets pong). Codes are the ones in protocol/PROTOCOL.md."""
-import asyncio
 import json
 
 import msgpack
 import pytest
 import websockets
 
-from conftest import Client, connected_client, run
+from conftest import Client, run
 
 
 async def expect_close(c, code, timeout=5):
@@ -86,7 +85,7 @@ def test_unknown_command_and_wrong_types_get_error_replies(node, enc):
         assert r["error"]["code"] == 108  # not connected yet
         await c.connect(__import__("conftest").jwt("u1"))
         r = await c.call("subscribe", channel="no spaces:allowed")
-        assert r["error"]["code"] in (104, 113)
+        assert r["error"]["code"] == 113  # a string breaking the channel grammar (PROTOCOL.md)
         r = await c.call("subscribe", channel="nosuchns:x")
         assert r["error"]["code"] == 112
         assert (await c.call("ping"))["result"] == {}  # still connected
