@@ -2,8 +2,8 @@
 (pub/sub killed, script cache flushed, meta lost, history trimmed, silent loss on an idle
 channel), Redis outages, slow consumers and graceful drain. Real Redis, real nodes."""
 import asyncio
+import json
 import os
-import resource
 import signal
 import time
 
@@ -133,8 +133,6 @@ def test_snapshot_position_joins_stream_exactly(node, redis_server):
     async def go():
         for k in range(4):
             script_publish(r, "public:snap", k)
-        st, pos = node.api("/api/v1/position?channel=public:snap", None) if False else (None, None)
-        import json
         st, text = node.http("GET", "/api/v1/position?channel=public:snap")
         pos = json.loads(text)
         assert st == 200 and pos["offset"] == 4
