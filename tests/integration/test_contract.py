@@ -8,7 +8,7 @@ import time
 import pytest
 import websockets
 
-from conftest import API_KEY, Client, connected_client, jwt, run
+from conftest import API_KEY, connected_client, jwt, run
 
 
 async def burst(c, cmds):
