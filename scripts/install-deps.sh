@@ -8,7 +8,7 @@ PKGS=(
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libhiredis-dev libmsgpack-dev
   libjansson-dev libssl-dev
   redis-server redis-tools curl
-  python3 python3-websockets python3-msgpack python3-pytest python3-redis
+  python3 python3-websockets python3-msgpack python3-pytest python3-pytest-xdist python3-redis
 )
 
 missing=()
