@@ -21,7 +21,8 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%)
 FUZZ_SRCS := $(filter-out gateway/%,$(LIB_SRCS)) gateway/common.c
 
-FUZZ_SECONDS ?= 45
+# make test fuzzes this long after replaying the corpus; make fuzz runs long (300 s)
+FUZZ_SECONDS ?= 15
 STAMP := build/.deps-ok
 
 .PHONY: all deps run test unit integration lint format fuzz fuzz-ci clean check-config bench
@@ -81,8 +82,9 @@ check-config: build/cardgw
 unit: $(UNIT_BINS)
 	@scripts/test.sh unit
 
-integration: build/cardgw-asan build/cardgw
-	@scripts/test.sh integration
+# the vector-file checks and the node behaviours (pytest-xdist; scripts/test.sh says how many)
+integration: deps build/cardgw-asan build/cardgw
+	@scripts/test.sh vectors integration
 
 fuzz: build/fuzz_decode
 	@mkdir -p build/fuzz-corpus
@@ -90,7 +92,7 @@ fuzz: build/fuzz_decode
 	    build/fuzz-corpus tests/fuzz/corpus
 
 fuzz-ci: build/fuzz_decode
-	@scripts/test.sh fuzz $(FUZZ_SECONDS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/test.sh fuzz
 
 lint: deps
 	@scripts/lint.sh
@@ -98,10 +100,14 @@ lint: deps
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
-# Everything a change must pass: lint, C unit tests under ASan/UBSan, a bounded fuzz run and
-# the integration tests against real redis-server and node processes. One summary line.
-test: deps build/cardgw build/cardgw-asan $(UNIT_BINS) build/fuzz_decode
-	@scripts/test.sh all $(FUZZ_SECONDS)
+# Everything a change must pass: lint, C unit tests under ASan/UBSan, a corpus replay and a short
+# fuzz run, the vector-file checks and the integration tests against real redis-server and node
+# processes. The binaries are built on every core; the stages run side by side (scripts/test.sh).
+# One count line per stage, one closing total line.
+test: deps
+	@$(MAKE) --no-print-directory -j$$(nproc) build/cardgw build/cardgw-asan $(UNIT_BINS) \
+	    build/fuzz_decode
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/test.sh all
 
 clean:
 	rm -rf build

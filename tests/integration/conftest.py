@@ -249,6 +249,16 @@ def assert_clean_exit(rc, log):
     assert rc == 0, "exit code %r\n%s" % (rc, log[-4000:])
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run first, longest first (the order of their `slow` marks' `rank`
+    argument, else file order): with pytest-xdist (--dist loadgroup hands out one test at a time,
+    in this order) each starts on a worker of its own at once instead of being last."""
+    def rank(item):
+        m = item.get_closest_marker("slow")
+        return (0, m.kwargs.get("rank", 0)) if m else (1, 0)
+    items.sort(key=rank)  # stable: file order otherwise
+
+
 @pytest.fixture
 def redis_server(request):
     marker = request.node.get_closest_marker("redis_persist")

@@ -127,6 +127,7 @@ class ChaosClient:
         await self.open()
 
 
+@pytest.mark.slow(rank=0)  # about 45 s: the timeline below
 @pytest.mark.redis_persist
 def test_chaos(make_node, redis_server):
     extra = {"namespace.chaos.subscribe": "public", "namespace.chaos.history_size": 2000,

@@ -178,6 +178,7 @@ def test_api_errors(node):
     assert st == 200 and '"offset":1' in text
 
 
+@pytest.mark.slow(rank=1)  # 1,000 clients: CPU heavy, 13 s alone and longer beside others
 def test_scale_1000_clients_50_groups_two_nodes(make_node, redis_server):
     """Every expected delivery arrives exactly once and in order (counted per client)."""
     nodes = [make_node({"log_level": "warn"}), make_node({"log_level": "warn"})]
