@@ -378,6 +378,14 @@ class Client:
                 return m
             self.replies[m["id"]] = m
 
+    async def next_event(self, timeout=5):
+        """The next push that is not presence: another client's join or leave can come at any
+        time (from another node, through Redis)."""
+        while True:
+            m = await self.next_push(timeout)
+            if m.get("push") not in ("join", "leave"):
+                return m
+
     async def close(self):
         await self.ws.close()
 

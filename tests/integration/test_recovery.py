@@ -268,7 +268,7 @@ def test_redis_outage_api_503_and_delivery_resumes(make_node, redis_server):
         st, body = node.api("/api/v1/publish", {"channel": "public:out", "data": "after"})
         assert st == 200
         # history was lost with Redis: the client is told, resubscribes, is not recovered
-        push = await c.next_push()
+        push = await c.next_event()
         assert push["push"] == "unsub" and push["code"] == 116
         res2 = (await c.call("subscribe", channel="public:out",
                              since={"epoch": res["epoch"], "offset": 1}))["result"]
