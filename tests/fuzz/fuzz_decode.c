@@ -1,11 +1,15 @@
-/* fuzz_decode.c — libFuzzer target for the v1 codec: decodes frames in both encodings, re-encodes
- * what decoded, and checks the msgpack <-> JSON data conversions are stable (trap on violation). */
+/* fuzz_decode.c — libFuzzer target for the v1 codec and the Redis-side parsers: decodes frames in
+ * both encodings, re-encodes what decoded, checks the msgpack <-> JSON conversions are stable, and
+ * parses relay frames and control messages (schema.c) as Redis delivers them (trap on violation).
+ */
 
-/* Input: first byte & 3 picks the mode, the rest is the payload.
+/* Input: first byte & 7 picks the mode, the rest is the payload.
  *   0: a msgpack frame   1: a JSON frame   2: msgpack data   3: JSON data
- * Seeds in tests/fuzz/corpus start with 0 or 1 (one file per vector) or 2/3 (data values). */
+ *   4, 6: a relay frame (pub/sub payload)   5, 7: a node control message
+ * Seeds in tests/fuzz/corpus start with 0 or 1 (one file per vector), 2/3 (data values) or 4/5. */
 
 #include "cardgw/proto.h"
+#include "cardgw/schema.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -134,11 +138,39 @@ static void reencode(const gw_cmd_t *c)
     }
 }
 
+static int inside(const void *p, size_t len, const uint8_t *buf, size_t n)
+{
+    return (const uint8_t *)p >= buf && (const uint8_t *)p + len <= buf + n;
+}
+
+/* A relay frame that parses points only into the payload, with a known kind. */
+static void check_relay(const uint8_t *p, size_t n)
+{
+    gw_relay_frame_t w;
+    if (gw_schema_parse_relay((const char *)p, n, &w) != 0)
+        return;
+    ASSERT(strchr("mjJL", w.kind) != NULL && w.kind != 0);
+    ASSERT(inside(w.epoch.p, w.epoch.n, p, n) && w.epoch.n <= GW_PROTO_MAX_EPOCH);
+    ASSERT(inside(w.pub.from.p, w.pub.from.n, p, n) && !memchr(w.pub.from.p, '\n', w.pub.from.n));
+    ASSERT(inside(w.pub.data.p, w.pub.data.n, p, n));
+}
+
+/* A control message that parses names a non-empty uid without a newline, inside the message. */
+static void check_control(const uint8_t *p, size_t n)
+{
+    gw_control_t m;
+    if (gw_schema_parse_control((const char *)p, n, &m) != 0)
+        return;
+    ASSERT(n < GW_SCHEMA_CONTROL_MAX && m.uid.n > 0 && inside(m.uid.p, m.uid.n, p, n));
+    ASSERT(!memchr(m.uid.p, '\n', m.uid.n) && !memchr(m.uid.p, 0, m.uid.n));
+    ASSERT(!m.unsubscribe || (m.channel.n > 0 && inside(m.channel.p, m.channel.n, p, n)));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int mode = data[0] & 3;
+    int mode = data[0] & 7;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     /* copy to an exact-size heap block so ASan catches any read past the frame */
@@ -164,8 +196,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     } else if (mode == 2) {
         check_msgpack_data(frame, n, 0);
-    } else {
+    } else if (mode == 3) {
         check_json_data(frame, n);
+    } else if (mode == 4 || mode == 6) {
+        check_relay(frame, n);
+    } else {
+        check_control(frame, n);
     }
     free(frame);
     return 0;
