@@ -10,6 +10,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
+#include "publish_lua.h" /* generated from scripts/publish.lua: gw_publish_lua */
+
 /* ---- channel table ------------------------------------------------------------------------- */
 
 static uint64_t gw_hash(const char *s, size_t n)
@@ -280,6 +282,8 @@ gw_hub_t *gw_hub_new(gw_node_t *node, const gw_redis_t *redis)
     hub->nbuckets = 64;
     hub->buckets = gw_calloc(hub->nbuckets, sizeof(*hub->buckets));
     hub->replay_tail = &hub->replay;
+    /* at start, not on the first publish: hashing it is the process's first use of libcrypto */
+    gw_script_init(&hub->publish_script, gw_publish_lua);
     uv_timer_init(node->loop, &hub->tick_timer);
     hub->tick_timer.data = hub;
     uv_timer_start(&hub->tick_timer, gw_relay_tick, GW_TICK_MS, GW_TICK_MS);

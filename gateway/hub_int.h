@@ -100,9 +100,10 @@ typedef struct gw_sub {
  * completes). */
 
 struct gw_hub {
-    gw_node_t *node;         /* borrowed: asked for a user's connections, its id */
-    const gw_config_t *cfg;  /* borrowed, read only */
-    const gw_redis_t *redis; /* borrowed: every Redis call of the hub goes through it */
+    gw_node_t *node;            /* borrowed: asked for a user's connections, its id */
+    const gw_config_t *cfg;     /* borrowed, read only */
+    const gw_redis_t *redis;    /* borrowed: every Redis call of the hub goes through it */
+    gw_script_t publish_script; /* scripts/publish.lua */
     gw_channel_t **buckets;
     size_t nbuckets, nchannels;
     uv_timer_t tick_timer;              /* presence refresh and position checks, spread over time */

@@ -8,8 +8,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
-#include "publish_lua.h" /* generated from scripts/publish.lua: gw_publish_lua */
-
 /* ---- the publish path ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -32,7 +30,6 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
                    gw_publish_cb cb, void *priv)
 {
     size_t nslen;
-    static gw_script_t script;
     char km[GW_SCHEMA_KEY_MAX], kx[GW_SCHEMA_KEY_MAX], kc[GW_SCHEMA_KEY_MAX];
     char size[16], ttl[16], mttl[16];
     if (!gw_proto_channel_valid(ch, n, &nslen))
@@ -66,10 +63,8 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
     gw_pub_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;
-    if (!script.src)
-        gw_script_init(&script, gw_publish_lua);
-    if (gw_redis_eval(hub->redis, &script, gw_on_publish, op, (int)GW_ARRAY_SIZE(argv), argv,
-                      argvlen) != 0) {
+    if (gw_redis_eval(hub->redis, &hub->publish_script, gw_on_publish, op, (int)GW_ARRAY_SIZE(argv),
+                      argv, argvlen) != 0) {
         free(op);
         return GW_ERR_UNAVAILABLE;
     }
