@@ -59,6 +59,7 @@ static const gw_key_t gw_keys[] = {
     KI(ping_interval_s, "25", 1, 3600),
     KI(shutdown_timeout_ms, "10000", 0, 600000),
     KI(drain_window_ms, "5000", 0, 600000),
+    KI(drain_unready_ms, "3000", 0, 600000),
     KI(max_connections, "auto", -1, 10000000),
     KI(max_connections_per_ip, "auto", -1, 10000000),
     KI(max_new_connections_per_ip_per_s, "100", 0, 10000000),
@@ -316,6 +317,9 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
                        "key 'redis_backoff_min_ms' is larger than redis_backoff_max_ms");
     if (cfg->drain_window_ms > cfg->shutdown_timeout_ms)
         return gw_fail(err, errlen, "key 'drain_window_ms' is larger than shutdown_timeout_ms");
+    if ((int64_t)cfg->drain_unready_ms + cfg->drain_window_ms > cfg->shutdown_timeout_ms)
+        return gw_fail(err, errlen,
+                       "keys 'drain_unready_ms' + 'drain_window_ms' exceed shutdown_timeout_ms");
     if (cfg->loop_stall_timeout_ms > 0 && cfg->loop_stall_timeout_ms < 1000)
         return gw_fail(err, errlen, "key 'loop_stall_timeout_ms' must be 0 (off) or >= 1000");
     if (cfg->command_burst < cfg->commands_per_second / 10)

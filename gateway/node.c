@@ -116,6 +116,8 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
     uv_signal_init(loop, &node->sigterm);
     uv_timer_init(loop, &node->stop_timer);
     uv_timer_init(loop, &node->drain_timer);
+    uv_timer_init(loop, &node->unready_timer);
+    node->unready_timer.data = node;
     gw_list_init(&node->flushq);
     uv_prepare_init(loop, &node->flush_prepare);
     uv_timer_init(loop, &node->flush_timer);
@@ -176,7 +178,7 @@ static void gw_node_on_flush_timer(uv_timer_t *t)
 void gw_node_flush_soon(gw_node_t *node)
 {
     int window = node->cfg->flush_window_ms;
-    if (window > 0 && !node->stopping) {
+    if (window > 0 && !node->draining) {
         if (!uv_is_active((uv_handle_t *)&node->flush_timer))
             uv_timer_start(&node->flush_timer, gw_node_on_flush_timer, (uint64_t)window, 0);
     } else if (!uv_is_active((uv_handle_t *)&node->flush_prepare)) {
@@ -198,7 +200,7 @@ void gw_node_foreach_user_conn(gw_node_t *node, const char *uid, size_t n,
 
 void gw_node_conn_gone(gw_node_t *node)
 {
-    if (node->stopping && node->nconns == 0)
+    if (node->draining && node->nconns == 0)
         uv_stop(node->loop);
 }
 
@@ -234,11 +236,10 @@ static void gw_node_drain_tick(uv_timer_t *t)
     uv_timer_stop(t);
 }
 
-void gw_node_stop(gw_node_t *node)
+/* Phase 2 of a stop: stop listening and close every connection with reconnect advice. */
+static void gw_node_drain(gw_node_t *node)
 {
-    if (node->stopping)
-        return;
-    node->stopping = 1;
+    node->draining = 1;
     gw_server_stop_listening(node);
     if (node->nconns == 0) {
         uv_stop(node->loop);
@@ -256,8 +257,27 @@ void gw_node_stop(gw_node_t *node)
     node->drain_per_tick = (node->nconns + ticks - 1) / ticks;
     gw_info("node", "draining %" PRIu64 " connections over %u ms", node->nconns, window);
     uv_timer_start(&node->drain_timer, gw_node_drain_tick, 0, GW_DRAIN_TICK_MS);
+}
+
+static void gw_node_on_unready_done(uv_timer_t *t)
+{
+    gw_node_drain(t->data);
+}
+
+void gw_node_stop(gw_node_t *node)
+{
+    if (node->stopping)
+        return;
+    node->stopping = 1;
     uv_timer_start(&node->stop_timer, gw_node_on_deadline, (uint64_t)node->cfg->shutdown_timeout_ms,
                    0);
+    int unready = node->cfg->drain_unready_ms;
+    if (unready <= 0) {
+        gw_node_drain(node);
+        return;
+    }
+    gw_info("node", "/readyz answers 503 for %d ms before the drain (drain_unready_ms)", unready);
+    uv_timer_start(&node->unready_timer, gw_node_on_unready_done, (uint64_t)unready, 0);
 }
 
 /* Runs the close callbacks due now, without waiting for timers: between its two destroys lws
@@ -295,6 +315,7 @@ int gw_node_destroy(gw_node_t *node)
     uv_close((uv_handle_t *)&node->sigterm, NULL);
     uv_close((uv_handle_t *)&node->stop_timer, NULL);
     uv_close((uv_handle_t *)&node->drain_timer, NULL);
+    uv_close((uv_handle_t *)&node->unready_timer, NULL);
     uv_close((uv_handle_t *)&node->sweep_timer, NULL);
     uv_close((uv_handle_t *)&node->flush_prepare, NULL);
     uv_close((uv_handle_t *)&node->flush_timer, NULL);

@@ -119,7 +119,7 @@ static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
         return gw_http_respond_text(r, 200, "ok\n");
     if (strcmp(path, "/readyz") == 0) {
         if (node->stopping)
-            return gw_http_respond_text(r, 503, "not ready: shutting down\n");
+            return gw_http_respond_text(r, 503, "not ready: shutting down (draining)\n");
         if (!gw_broker_ready(node->broker))
             return gw_http_respond_text(r, 503, "not ready: redis relay down\n");
         return gw_http_respond_text(r, 200, "ready\n");
@@ -185,7 +185,7 @@ static int gw_confirm_upgrade(gw_node_t *node, struct lws *wsi)
         strcmp(uri, node->cfg->ws_path) != 0) {
         return gw_upgrade_refuse(wsi, 404, "Not Found", "no WebSocket endpoint at this path");
     }
-    if (node->stopping) {
+    if (node->draining) {
         return gw_upgrade_refuse(wsi, 503, "Service Unavailable", "node is shutting down");
     }
     if (node->max_connections && node->nconns >= node->max_connections) {

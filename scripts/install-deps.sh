@@ -7,7 +7,7 @@ PKGS=(
   build-essential pkg-config clang libclang-rt-14-dev clang-format cppcheck
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libhiredis-dev libmsgpack-dev
   libjansson-dev libssl-dev
-  redis-server redis-tools curl
+  redis-server redis-tools curl haproxy nginx
   python3 python3-websockets python3-msgpack python3-pytest python3-pytest-xdist python3-redis
 )
 
@@ -22,6 +22,13 @@ echo "install-deps: installing ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
+# haproxy and nginx would start as system services on install (nginx on port 80, which fails the
+# install when the port is taken); cardgw's tests and configs start their own: no service starts.
+POLICY=/usr/sbin/policy-rc.d
+if [ ! -e "$POLICY" ]; then
+  $SUDO sh -c "printf '#!/bin/sh\nexit 101\n' > $POLICY && chmod +x $POLICY"
+  trap '$SUDO rm -f "$POLICY"' EXIT
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system redis-server on 6379 when the package is installed with systemd

@@ -49,11 +49,13 @@ typedef struct gw_node {
     uint64_t conn_seq;
     uv_signal_t sigint, sigterm;
     uv_timer_t stop_timer;       /* shutdown deadline */
+    uv_timer_t unready_timer;    /* drain_unready_ms: /readyz 503 before the drain starts */
     uv_timer_t drain_timer;      /* closes connections in batches over drain_window_ms */
     uv_timer_t sweep_timer;      /* auth deadlines, token expiry, pings (gw_conn_sweep) */
     struct gw_frame *ping_frame; /* the WebSocket ping every connection gets, built once */
     uint64_t drain_per_tick;
-    int stopping;
+    int stopping; /* a stop was asked for: /readyz answers 503 from here */
+    int draining; /* then: not listening, connections told to reconnect elsewhere and closed */
     int exit_code;
     char errstr[256];
 } gw_node_t;
@@ -61,9 +63,11 @@ typedef struct gw_node {
 /* Creates the lws context on loop, listens, and connects to Redis. Returns 0, or -errno with
  * node->errstr set (nothing left to free but what gw_node_destroy frees). */
 int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg);
-/* Starts a graceful stop (drain): stop listening, send every client a `disconnect` push with
- * reconnect advice and a random delay within drain_window_ms, close the connections (1001) in
- * batches spread over that window, and stop the loop when all are closed or shutdown_timeout_ms
+/* Starts a graceful stop: /readyz answers 503 at once while the node still accepts and serves
+ * for drain_unready_ms (a load balancer checking /readyz stops routing new clients here); then
+ * the drain: stop listening, send every client a `disconnect` push with reconnect advice and a
+ * random delay within drain_window_ms, close the connections (1001) in batches spread over that
+ * window, and stop the loop when all are closed or shutdown_timeout_ms (counted from the call)
  * has passed. Safe to call more than once. */
 void gw_node_stop(gw_node_t *node);
 /* A connection was put on node->flushq: make sure it is written before the loop blocks. */

@@ -147,6 +147,7 @@ class Node:
             "api_key": API_KEY, "jwt_secret": JWT_SECRET, "log_level": "info",
             "redis_canary_interval_ms": 200, "redis_backoff_min_ms": 50,
             "redis_backoff_max_ms": 500, "shutdown_timeout_ms": 5000, "drain_window_ms": 300,
+            "drain_unready_ms": 0,
             "namespace.public.subscribe": "public", "namespace.public.publish": "true",
             "namespace.public.presence": "true",
             # tests open hundreds of connections from 127.0.0.1 within a second, many with one
