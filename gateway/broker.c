@@ -26,6 +26,7 @@ typedef struct gw_redis_conn {
     uv_timer_t timer; /* connect timeout, then reconnect backoff */
     uint64_t connected_ms;
     uint64_t rx_ms; /* last reply or message received: a busy Redis is not a wedged one */
+    int waiting;    /* redis-sentinel://: connects once the sentinels named the master */
 } gw_redis_conn_t;
 
 typedef struct {
@@ -55,6 +56,18 @@ struct gw_broker {
     uint64_t canary_rx_ms; /* when the last canary came back; 0 = not since (re)connect */
     int ready;
     gw_redis_t redis; /* what the other modules use (redis.h) */
+
+    /* redis-sentinel://: the master's address is asked of the sentinels, in the order given,
+     * before the connections connect, and asked again whenever one of them goes down or the
+     * command connection finds a replica there (ROLE) */
+    struct {
+        redisAsyncContext *ac; /* the sentinel being asked (NULL: none) */
+        uv_timer_t timer;      /* its connect and answer timeout */
+        int next;              /* the sentinel to ask next */
+        int asking;
+        gw_log_limit_t log;
+    } sent;
+    int master_known;
 };
 
 /* ---- libuv adapter for hiredis --------------------------------------------------------------- */
@@ -172,6 +185,7 @@ static void gw_rconn_down(gw_redis_conn_t *c, const char *why)
     int was = c->connected;
     c->ac = NULL;
     c->connected = 0;
+    b->master_known = 0; /* with sentinels: the master may have moved, ask again */
     if (c->is_sub) {
         gw_metrics.redis_connected_sub = 0;
         b->probe_subscribed = 0;
@@ -234,9 +248,149 @@ static void gw_on_auth_reply(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
+/* ---- the master's address from Redis Sentinel ------------------------------------------------ */
+
+static void gw_sentinel_try(gw_broker_t *b);
+
+/* The answer is in (or every sentinel failed): the connections waiting for it go on. */
+static void gw_sentinel_done(gw_broker_t *b, int found)
+{
+    gw_redis_conn_t *conns[] = {&b->sub, &b->cmd};
+    uv_timer_stop(&b->sent.timer);
+    b->sent.asking = 0;
+    for (size_t i = 0; i < GW_ARRAY_SIZE(conns); i++) {
+        if (!conns[i]->waiting)
+            continue;
+        conns[i]->waiting = 0;
+        if (found)
+            gw_rconn_connect(conns[i]);
+        else
+            gw_rconn_schedule_retry(conns[i]);
+    }
+}
+
+/* The sentinel being asked failed (no connection, no answer, no such master): the next one. */
+static void gw_sentinel_next(gw_broker_t *b, const char *why)
+{
+    int i = b->sent.next;
+    gw_log_every(&b->sent.log, GW_LOG_EVERY_MS, GW_LOG_WARN, "redis", "sentinel %s:%d: %s",
+                 b->addr.sentinels[i].host, b->addr.sentinels[i].port, why);
+    b->sent.next = i + 1;
+    gw_sentinel_try(b);
+}
+
+static void gw_sentinel_on_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    gw_broker_t *b = priv;
+    redisReply *reply = r;
+    if (ac != b->sent.ac)
+        return; /* an attempt given up already */
+    b->sent.ac = NULL;
+    redisAsyncDisconnect(ac);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING ||
+        reply->element[0]->len >= sizeof(b->addr.host)) {
+        gw_sentinel_next(b, reply && reply->type == REDIS_REPLY_NIL ? "does not know the master"
+                                                                    : "no answer");
+        return;
+    }
+    int port = atoi(reply->element[1]->str);
+    if (strcmp(b->addr.host, reply->element[0]->str) != 0 || b->addr.port != port)
+        gw_info("redis", "sentinel %s:%d: master %s is %s:%d", b->addr.sentinels[b->sent.next].host,
+                b->addr.sentinels[b->sent.next].port, b->addr.master, reply->element[0]->str, port);
+    memcpy(b->addr.host, reply->element[0]->str, reply->element[0]->len + 1);
+    b->addr.port = port;
+    b->master_known = 1;
+    gw_sentinel_done(b, 1);
+}
+
+static void gw_sentinel_on_connect(const redisAsyncContext *ac, int status)
+{
+    gw_broker_t *b = ac->data;
+    if (ac == b->sent.ac && status != REDIS_OK) {
+        b->sent.ac = NULL; /* hiredis frees it */
+        gw_sentinel_next(b, ac->errstr[0] ? ac->errstr : "connect failed");
+    }
+}
+
+static void gw_sentinel_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    gw_broker_t *b = ac->data;
+    if (ac == b->sent.ac) { /* before it answered */
+        b->sent.ac = NULL;
+        gw_sentinel_next(b, "closed the connection");
+    }
+}
+
+static void gw_sentinel_on_timeout(uv_timer_t *t)
+{
+    gw_broker_t *b = t->data;
+    redisAsyncContext *ac = b->sent.ac;
+    if (!ac || b->stopping)
+        return;
+    b->sent.ac = NULL; /* callbacks run by the free below see it is not the current one */
+    redisAsyncFree(ac);
+    gw_sentinel_next(b, "timeout");
+}
+
+/* Asks sentinel b->sent.next for the master's address; past the last one, the connections retry
+ * after their backoff and the next round starts again from the first. */
+static void gw_sentinel_try(gw_broker_t *b)
+{
+    if (b->stopping)
+        return;
+    if (b->sent.next >= b->addr.nsentinels) {
+        b->sent.next = 0;
+        gw_sentinel_done(b, 0);
+        return;
+    }
+    const char *host = b->addr.sentinels[b->sent.next].host;
+    redisAsyncContext *ac = redisAsyncConnect(host, b->addr.sentinels[b->sent.next].port);
+    if (!ac || ac->err || gw_io_attach(b->loop, ac) != 0) {
+        if (ac)
+            redisAsyncFree(ac);
+        gw_sentinel_next(b, "connect failed");
+        return;
+    }
+    ac->data = b;
+    b->sent.ac = ac;
+    redisAsyncSetConnectCallback(ac, gw_sentinel_on_connect);
+    redisAsyncSetDisconnectCallback(ac, gw_sentinel_on_disconnect);
+    redisAsyncCommand(ac, gw_sentinel_on_reply, b, "SENTINEL get-master-addr-by-name %s",
+                      b->addr.master);
+    uv_timer_start(&b->sent.timer, gw_sentinel_on_timeout,
+                   (uint64_t)b->cfg->redis_connect_timeout_ms, 0);
+}
+
+/* The command connection's ROLE: a replica (the sentinels' answer was stale, or a failover
+ * demoted it) is left, and the sentinels asked again. */
+static void gw_on_role_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    gw_redis_conn_t *c = priv;
+    redisReply *reply = r;
+    if (ac != c->ac || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(reply->element[0]->str, "master") != 0) {
+        gw_warn("redis", "%s:%d is a %s, not master %s: asking the sentinels again",
+                c->b->addr.host, c->b->addr.port, reply->element[0]->str, c->b->addr.master);
+        c->b->master_known = 0;
+        redisAsyncDisconnect(ac);
+    }
+}
+
 static void gw_rconn_connect(gw_redis_conn_t *c)
 {
     gw_broker_t *b = c->b;
+    if (b->addr.nsentinels && !b->master_known) {
+        c->waiting = 1;
+        if (!b->sent.asking) {
+            b->sent.asking = 1;
+            gw_sentinel_try(b);
+        }
+        return;
+    }
     redisAsyncContext *ac = redisAsyncConnect(b->addr.host, b->addr.port);
     if (ac == NULL || ac->err) {
         gw_debug("redis", "%s: connect: %s", c->name, ac ? ac->errstr : "out of memory");
@@ -259,6 +413,8 @@ static void gw_rconn_connect(gw_redis_conn_t *c)
         redisAsyncCommand(ac, gw_on_auth_reply, c, "AUTH %s", b->addr.password);
     if (!c->is_sub && b->addr.db)
         redisAsyncCommand(ac, gw_on_auth_reply, c, "SELECT %d", b->addr.db);
+    if (!c->is_sub && b->addr.nsentinels)
+        redisAsyncCommand(ac, gw_on_role_reply, c, "ROLE");
     uv_timer_start(&c->timer, gw_rconn_on_timer, (uint64_t)b->cfg->redis_connect_timeout_ms, 0);
 }
 
@@ -563,6 +719,8 @@ gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *
     b->flush_timer.data = b;
     uv_timer_init(loop, &b->canary_timer);
     b->canary_timer.data = b;
+    uv_timer_init(loop, &b->sent.timer);
+    b->sent.timer.data = b;
     return b;
 fail:
     free(b);
@@ -600,6 +758,12 @@ void gw_broker_stop(gw_broker_t *b)
     gw_clear_ops(b);
     uv_close((uv_handle_t *)&b->flush_timer, NULL);
     uv_close((uv_handle_t *)&b->canary_timer, NULL);
+    uv_close((uv_handle_t *)&b->sent.timer, NULL);
+    if (b->sent.ac) {
+        redisAsyncContext *ac = b->sent.ac;
+        b->sent.ac = NULL;
+        redisAsyncFree(ac);
+    }
     gw_rconn_stop(&b->sub);
     gw_rconn_stop(&b->cmd);
 }

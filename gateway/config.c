@@ -383,12 +383,49 @@ const gw_namespace_t *gw_config_namespace(const gw_config_t *cfg, const char *na
     return gw_ns_get((gw_config_t *)cfg, name, n, 0);
 }
 
+/* host[:port] at p[0..n) into host (cap bytes) and *port (dflt when absent). 0 or -EINVAL. */
+static int gw_parse_hostport(const char *p, size_t n, char *host, size_t cap, int dflt, int *port)
+{
+    const char *colon = memchr(p, ':', n);
+    size_t hl = colon ? (size_t)(colon - p) : n;
+    if (hl == 0 || hl >= cap)
+        return -EINVAL;
+    memcpy(host, p, hl);
+    host[hl] = '\0';
+    *port = dflt;
+    if (colon) {
+        char num[8], *end;
+        size_t nl = n - hl - 1;
+        if (nl == 0 || nl >= sizeof(num))
+            return -EINVAL;
+        memcpy(num, colon + 1, nl);
+        num[nl] = '\0';
+        long v = strtol(num, &end, 10);
+        if (*end || v < 1 || v > 65535)
+            return -EINVAL;
+        *port = (int)v;
+    }
+    return 0;
+}
+
+/* "<digits>" at p (to the end) into *db. 0 or -EINVAL. */
+static int gw_parse_db(const char *p, int *db)
+{
+    char *end;
+    long v = strtol(p, &end, 10);
+    if (end == p || *end || v < 0 || v > 65535)
+        return -EINVAL;
+    *db = (int)v;
+    return 0;
+}
+
 int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out)
 {
     memset(out, 0, sizeof(*out));
-    if (strncmp(url, "redis://", 8) != 0)
+    int sentinel = strncmp(url, "redis-sentinel://", 17) == 0;
+    if (!sentinel && strncmp(url, "redis://", 8) != 0)
         return -EINVAL;
-    const char *p = url + 8;
+    const char *p = url + (sentinel ? 17 : 8);
     const char *at = strchr(p, '@');
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -399,27 +436,31 @@ int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out)
         memcpy(out->password, pw, n);
         p = at + 1;
     }
-    const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
-    const char *hend = colon ? colon : (slash ? slash : p + strlen(p));
-    size_t hl = (size_t)(hend - p);
-    if (hl == 0 || hl >= sizeof(out->host))
+    const char *slash = strchr(p, '/');
+    const char *hend = slash ? slash : p + strlen(p);
+    if (!sentinel) {
+        if (gw_parse_hostport(p, (size_t)(hend - p), out->host, sizeof(out->host), 6379,
+                              &out->port) != 0)
+            return -EINVAL;
+        return slash && slash[1] ? gw_parse_db(slash + 1, &out->db) : 0;
+    }
+    while (p < hend) { /* host[:port],host[:port]... */
+        const char *comma = memchr(p, ',', (size_t)(hend - p));
+        const char *e = comma ? comma : hend;
+        if (out->nsentinels == GW_MAX_SENTINELS ||
+            gw_parse_hostport(p, (size_t)(e - p), out->sentinels[out->nsentinels].host,
+                              sizeof(out->sentinels[0].host), 26379,
+                              &out->sentinels[out->nsentinels].port) != 0)
+            return -EINVAL;
+        out->nsentinels++;
+        p = comma ? comma + 1 : hend;
+    }
+    if (!out->nsentinels || !slash || !slash[1])
         return -EINVAL;
-    memcpy(out->host, p, hl);
-    out->port = 6379;
-    if (colon) {
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (end == colon + 1 || port < 1 || port > 65535 || (*end && *end != '/'))
-            return -EINVAL;
-        out->port = (int)port;
-        slash = *end == '/' ? end : NULL;
-    }
-    if (slash && slash[1]) {
-        char *end;
-        long db = strtol(slash + 1, &end, 10);
-        if (*end || db < 0 || db > 65535)
-            return -EINVAL;
-        out->db = (int)db;
-    }
-    return 0;
+    const char *name = slash + 1, *dbs = strchr(name, '/');
+    size_t nl = dbs ? (size_t)(dbs - name) : strlen(name);
+    if (nl == 0 || nl >= sizeof(out->master))
+        return -EINVAL;
+    memcpy(out->master, name, nl);
+    return dbs && dbs[1] ? gw_parse_db(dbs + 1, &out->db) : 0;
 }

@@ -43,7 +43,6 @@ static void gw_server_peer_free(struct gw_node *node, gw_peer_t *peer);
 static void gw_server_socket_closed(struct gw_node *node, uint32_t ip);
 
 #define GW_ACCEPT_PAUSE_MS 250 /* after EMFILE/ENFILE: let descriptors come back */
-#define GW_LOG_EVERY_MS    10000
 
 /* ---- HTTP responses -------------------------------------------------------------------------- */
 

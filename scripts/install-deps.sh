@@ -7,7 +7,7 @@ PKGS=(
   build-essential pkg-config clang libclang-rt-14-dev clang-format cppcheck
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libhiredis-dev libmsgpack-dev
   libjansson-dev libssl-dev
-  redis-server redis-tools curl haproxy nginx
+  redis-server redis-sentinel redis-tools curl haproxy nginx
   python3 python3-websockets python3-msgpack python3-pytest python3-pytest-xdist python3-redis
 )
 

@@ -98,14 +98,25 @@ void gw_config_free(gw_config_t *cfg);
 /* Borrowed pointer to the namespace called name[0..n), or NULL. */
 const gw_namespace_t *gw_config_namespace(const gw_config_t *cfg, const char *name, size_t n);
 
-/* A parsed redis://[:password@]host:port[/db] URL. */
+#define GW_MAX_SENTINELS 8
+
+/* A parsed redis://[:password@]host[:port][/db] URL, or
+ * redis-sentinel://[:password@]host[:port][,host[:port]...]/<master name>[/db]: the master's
+ * address is then asked of the sentinels (default port 26379) and host/port are filled later. */
 typedef struct {
     char host[256];
     int port;
     int db;
-    char password[256];
+    char password[256]; /* the data nodes' (AUTH); the sentinels are asked without one */
+    int nsentinels;     /* 0: host/port is the Redis to use */
+    struct {
+        char host[64];
+        int port;
+    } sentinels[GW_MAX_SENTINELS];
+    char master[64]; /* the name the sentinels monitor */
 } gw_redis_addr_t;
-/* Parses url (borrowed) into *out. Returns 0 or -EINVAL (bad scheme, port, db, or too long). */
+/* Parses url (borrowed) into *out. Returns 0 or -EINVAL (bad scheme, port, db, master name, more
+ * than GW_MAX_SENTINELS sentinels, or too long). */
 int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out);
 
 #endif

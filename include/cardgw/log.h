@@ -22,6 +22,8 @@ typedef struct {
     uint64_t suppressed;
     int logged;
 } gw_log_limit_t;
+#define GW_LOG_EVERY_MS 10000 /* how often a line an attacker could make repeat is written */
+
 /* Logs at most one line per every_ms for lim (a line an attacker could make repeat); the next one
  * says how many were suppressed meanwhile. */
 void gw_log_every(gw_log_limit_t *lim, uint64_t every_ms, gw_log_level_t l, const char *mod,

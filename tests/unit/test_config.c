@@ -127,12 +127,39 @@ TEST(redis_urls)
     CHECK(gw_config_parse_redis_url("redis://:1", &a) != 0);
     CHECK(gw_config_parse_redis_url("redis://h:0", &a) != 0);
     CHECK(gw_config_parse_redis_url("redis://h:1/x", &a) != 0);
+    CHECK_EQ_INT(a.nsentinels, 0);
+}
+
+TEST(redis_sentinel_urls)
+{
+    gw_redis_addr_t a;
+    CHECK_EQ_INT(
+        gw_config_parse_redis_url("redis-sentinel://:pw@10.0.0.1:26380,10.0.0.2/mymaster/3", &a),
+        0);
+    CHECK_EQ_INT(a.nsentinels, 2);
+    CHECK_STR(a.sentinels[0].host, "10.0.0.1");
+    CHECK_EQ_INT(a.sentinels[0].port, 26380);
+    CHECK_STR(a.sentinels[1].host, "10.0.0.2");
+    CHECK_EQ_INT(a.sentinels[1].port, 26379);
+    CHECK_STR(a.master, "mymaster");
+    CHECK_STR(a.password, "pw");
+    CHECK_EQ_INT(a.db, 3);
+    CHECK_STR(a.host, ""); /* asked of the sentinels */
+    CHECK_EQ_INT(gw_config_parse_redis_url("redis-sentinel://s1:5000/m", &a), 0);
+    CHECK_EQ_INT(a.db, 0);
+    CHECK(gw_config_parse_redis_url("redis-sentinel://s1:5000", &a) != 0);  /* no master */
+    CHECK(gw_config_parse_redis_url("redis-sentinel://s1:5000/", &a) != 0); /* empty name */
+    CHECK(gw_config_parse_redis_url("redis-sentinel://s1,,s2/m", &a) != 0); /* empty host */
+    CHECK(gw_config_parse_redis_url("redis-sentinel://s1:0/m", &a) != 0);   /* bad port */
+    CHECK(gw_config_parse_redis_url("redis-sentinel://s1/m/x", &a) != 0);   /* bad db */
+    CHECK(gw_config_parse_redis_url("redis-sentinel://a,b,c,d,e,f,g,h,i/m", &a) != 0);
 }
 
 int main(void)
 {
     RUN(defaults_are_sane);
     RUN(auto_keys);
+    RUN(redis_sentinel_urls);
     RUN(file_sets_keys_and_namespaces);
     RUN(errors_name_the_line_and_key);
     RUN(environment_overrides);
