@@ -1,5 +1,5 @@
 /* api.c — the server API beside the WebSocket endpoint: POST /api/v1/publish, broadcast,
- * disconnect and unsubscribe, GET /api/v1/position; JSON in and out, api_key required. */
+ * disconnect and unsubscribe, GET /api/v1/position and info; JSON in and out, api_key required. */
 #include "cardgw/api.h"
 #include "cardgw/auth.h"
 #include "cardgw/history.h"
@@ -7,6 +7,8 @@
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
 #include "cardgw/node.h"
+#include "cardgw/registry.h"
+#include "cardgw/broker.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -245,6 +247,28 @@ static void gw_api_position(gw_node_t *node, gw_http_req_t *r)
         gw_api_on_position(r, -ENOTCONN, NULL, 0);
 }
 
+/* ---- info: the cluster view ------------------------------------------------------------------ */
+
+typedef struct {
+    gw_http_req_t *r;
+    gw_node_t *node;
+} gw_api_info_op_t;
+
+static void gw_api_on_info(void *priv, int err, json_t *nodes)
+{
+    gw_api_info_op_t *op = priv;
+    gw_http_req_t *r = op->r;
+    gw_node_t *node = op->node;
+    free(op);
+    if (err) {
+        gw_api_error(r, 503, "redis unavailable");
+        return;
+    }
+    gw_api_reply(r, 200,
+                 json_pack("{s:s,s:O,s:{s:b}}", "node", node->node_id, "nodes", nodes, "redis",
+                           "ready", node->broker && gw_broker_ready(node->broker)));
+}
+
 /* ---- entry points ---------------------------------------------------------------------------- */
 
 int gw_api_begin(gw_node_t *node, gw_http_req_t *r, const char *path)
@@ -261,6 +285,15 @@ int gw_api_begin(gw_node_t *node, gw_http_req_t *r, const char *path)
     }
     if (strcmp(path, "/api/v1/position") == 0 && !r->is_post) {
         gw_api_position(node, r);
+        return 0;
+    }
+    if (strcmp(path, "/api/v1/info") == 0 && !r->is_post) {
+        gw_api_info_op_t *op = gw_malloc(sizeof(*op));
+        op->r = r;
+        op->node = node;
+        r->pending = 1;
+        if (gw_registry_list(node, gw_api_on_info, op) != 0)
+            gw_api_on_info(op, -ENOTCONN, NULL);
         return 0;
     }
     if (!r->is_post) {

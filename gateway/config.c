@@ -60,6 +60,7 @@ static const gw_key_t gw_keys[] = {
     KI(shutdown_timeout_ms, "10000", 0, 600000),
     KI(drain_window_ms, "5000", 0, 600000),
     KI(drain_unready_ms, "3000", 0, 600000),
+    KI(node_registry_interval_ms, "5000", 100, 600000),
     KI(max_connections, "auto", -1, 10000000),
     KI(max_connections_per_ip, "auto", -1, 10000000),
     KI(max_new_connections_per_ip_per_s, "100", 0, 10000000),

@@ -19,7 +19,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define GW_VERSION "0.1.0"
 #define GW_MAX_FDS (1u << 20) /* the open-file limit is raised at most this far */
 
 static void gw_usage(FILE *f)

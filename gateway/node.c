@@ -6,6 +6,7 @@
 #include "cardgw/hub.h"
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
+#include "cardgw/registry.h"
 #include "cardgw/server.h"
 #include "cardgw/watchdog.h"
 
@@ -144,6 +145,7 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
     }
     node->redis = gw_broker_redis(node->broker);
     node->hub = gw_hub_new(node, node->redis);
+    node->registry = gw_registry_new(node);
     int rc = gw_server_start(node);
     if (rc)
         return rc;
@@ -269,6 +271,7 @@ void gw_node_stop(gw_node_t *node)
     if (node->stopping)
         return;
     node->stopping = 1;
+    gw_registry_leave(node->registry);
     uv_timer_start(&node->stop_timer, gw_node_on_deadline, (uint64_t)node->cfg->shutdown_timeout_ms,
                    0);
     int unready = node->cfg->drain_unready_ms;
@@ -307,6 +310,8 @@ int gw_node_destroy(gw_node_t *node)
     node->watchdog = NULL;
     gw_server_stop_listening(node);
     gw_hub_stop(node->hub);
+    gw_registry_free(node->registry);
+    node->registry = NULL;
     if (node->broker)
         gw_broker_stop(node->broker);
     if (node->lws)

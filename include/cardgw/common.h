@@ -13,6 +13,8 @@
 
 #define gw_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+#define GW_VERSION "0.1.0"
+
 /* ---- allocation: failure is fatal and names the caller's file and line ----------------------- */
 
 /* Call them through the macros below; none returns NULL. */

@@ -50,6 +50,7 @@ typedef struct {
     int shutdown_timeout_ms;
     int drain_window_ms;
     int drain_unready_ms;
+    int node_registry_interval_ms;
     int recovery_max_publications;
     int recovery_max_bytes;
     int position_check_interval_ms;

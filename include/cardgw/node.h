@@ -15,6 +15,7 @@ struct lws_vhost;
 struct gw_hub;
 struct gw_frame;
 struct gw_conn;
+struct gw_registry;
 struct gw_admission;
 struct gw_watchdog;
 
@@ -36,7 +37,8 @@ typedef struct gw_node {
     uint32_t max_per_ip;
     gw_log_limit_t accept_log, refuse_log; /* lines an attacker could make repeat */
     struct gw_watchdog *watchdog;
-    uv_signal_t sigusr2; /* debug_hooks: stalls the loop on purpose (watchdog test) */
+    struct gw_registry *registry; /* this node's entry in the cluster view */
+    uv_signal_t sigusr2;          /* debug_hooks: stalls the loop on purpose (watchdog test) */
     uint32_t sweeps;
     gw_broker_t *broker;
     const gw_redis_t *redis; /* the broker's: what every module reaches Redis through */

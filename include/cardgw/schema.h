@@ -9,6 +9,7 @@
 
 #define GW_SCHEMA_CTL_CHANNEL "cardgw:ctl"   /* node control: disconnect / unsubscribe a user */
 #define GW_SCHEMA_INBOX       "cardgw:inbox" /* stream of client rpc calls for the backend */
+#define GW_SCHEMA_NODES       "cardgw:nodes" /* hash: node id -> its entry (JSON), registry.c */
 /* Room for a channel, members or probe key (a valid channel name or node id plus decoration). */
 #define GW_SCHEMA_KEY_MAX (GW_PROTO_MAX_CHANNEL + 32)
 /* Room for a session key (a token of at most GW_PROTO_MAX_TOKEN bytes plus decoration). */

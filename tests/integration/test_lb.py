@@ -3,6 +3,7 @@ clients spread over every node, a SIGTERMed node leaves the balancer before it s
 (drain_unready_ms), its clients move to other nodes and recover, nothing is lost and no reconnect or
 API call through the balancer gets a 503. Real HAProxy 2.6, nginx 1.22, redis-server, nodes."""
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -233,3 +234,48 @@ def test_nginx_proxies_websockets_and_moves_clients_off_a_stopped_node(three_nod
                             since={"epoch": r["epoch"], "offset": m["offset"]}))["result"]
         assert r2["recovered"] is True
     run(go(), timeout=60)
+
+
+def test_info_lists_live_nodes_and_drops_dead_ones(three_nodes):
+    nodes = three_nodes({"node_registry_interval_ms": 300, "drain_unready_ms": 1500,
+                         "shutdown_timeout_ms": 5000})
+    a, b, c = nodes
+
+    def info():
+        st, body = a.http("GET", "/api/v1/info")
+        assert st == 200, (st, body)
+        return {e["id"]: e for e in json.loads(body)["nodes"]}
+
+    def wait_for(pred, what, timeout=5):
+        end = time.time() + timeout
+        while True:
+            seen = info()
+            if pred(seen):
+                return seen
+            assert time.time() < end, (what, seen)
+            time.sleep(0.1)
+
+    assert a.http("GET", "/api/v1/info", key="wrong")[0] == 401
+
+    async def go():
+        cl = await Client.open(b.ws_url)
+        await cl.connect(jwt("i1"))
+        await cl.call("subscribe", channel="public:info")
+        seen = wait_for(lambda s: s.get("n2", {}).get("subscriptions") == 1, "n2's client")
+        assert set(seen) == {"n1", "n2", "n3"}
+        e = seen["n2"]
+        assert e["state"] == "up" and e["connections"] == 1 and e["redis_ready"] is True
+        assert e["version"] and e["expires_at"] > e["seen_at"] >= e["started_at"]
+        await cl.close()
+    run(go())
+    # a drained node says so until it is gone
+    c.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda s: s.get("n3", {}).get("state") == "draining", "n3 draining")
+    assert c.stop() == 0
+    # a node killed without a drain drops out within three refresh intervals
+    b.proc.kill()
+    t0 = time.time()
+    wait_for(lambda s: "n2" not in s, "n2 gone")
+    print("killed node left the view after %.1f s" % (time.time() - t0))
+    assert time.time() - t0 < 3
+    b.stop()
