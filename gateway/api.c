@@ -243,7 +243,8 @@ static void gw_api_position(gw_node_t *node, gw_http_req_t *r)
         return;
     }
     r->pending = 1;
-    if (gw_history_position(node->redis, ch, strlen(ch), gw_api_on_position, r) != 0)
+    if (gw_history_position(gw_hub_channel_redis(node->hub, ch, strlen(ch)), ch, strlen(ch),
+                            gw_api_on_position, r) != 0)
         gw_api_on_position(r, -ENOTCONN, NULL, 0);
 }
 

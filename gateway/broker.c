@@ -56,6 +56,9 @@ struct gw_broker {
     uint64_t canary_rx_ms; /* when the last canary came back; 0 = not since (re)connect */
     int ready;
     gw_redis_t redis; /* what the other modules use (redis.h) */
+    char name[16];    /* "" for the main Redis, "shard<i>" for a shard */
+    char tag[20];     /* "" or "shard<i> ": in front of log lines */
+    int main;         /* the main Redis: its state is what the global gauges show */
 
     /* redis-sentinel://: the master's address is asked of the sentinels, in the order given,
      * before the connections connect, and asked again whenever one of them goes down or the
@@ -187,14 +190,15 @@ static void gw_rconn_down(gw_redis_conn_t *c, const char *why)
     c->connected = 0;
     b->master_known = 0; /* with sentinels: the master may have moved, ask again */
     if (c->is_sub) {
-        gw_metrics.redis_connected_sub = 0;
+        if (b->main)
+            gw_metrics.redis_connected_sub = 0;
         b->probe_subscribed = 0;
-    } else {
+    } else if (b->main) {
         gw_metrics.redis_connected_cmd = 0;
     }
     if (!b->stopping)
-        gw_log(was ? GW_LOG_WARN : GW_LOG_DEBUG, "redis", "%s connection to %s:%d down: %s",
-               c->name, b->addr.host, b->addr.port, why);
+        gw_log(was ? GW_LOG_WARN : GW_LOG_DEBUG, "redis", "%s%s connection to %s:%d down: %s",
+               b->tag, c->name, b->addr.host, b->addr.port, why);
     gw_broker_set_ready(b, 0);
     if (c->is_sub && was && b->h.on_event)
         b->h.on_event(b->h.ud, GW_BROKER_SUB_DOWN);
@@ -218,13 +222,14 @@ static void gw_on_connect(const redisAsyncContext *ac, int status)
     c->attempt = 0;
     c->connected_ms = gw_now_ms();
     b->canary_rx_ms = 0;
-    gw_info("redis", "%s connection to %s:%d up", c->name, b->addr.host, b->addr.port);
+    gw_info("redis", "%s%s connection to %s:%d up", b->tag, c->name, b->addr.host, b->addr.port);
     if (c->is_sub) {
-        gw_metrics.redis_connected_sub = 1;
+        if (b->main)
+            gw_metrics.redis_connected_sub = 1;
         redisAsyncCommand(c->ac, gw_on_sub_reply, b, "SUBSCRIBE %s", b->probe_channel);
         if (b->h.on_event)
             b->h.on_event(b->h.ud, GW_BROKER_SUB_UP);
-    } else {
+    } else if (b->main) {
         gw_metrics.redis_connected_cmd = 1;
     }
 }
@@ -529,8 +534,10 @@ static void gw_broker_set_ready(gw_broker_t *b, int ready)
     if (b->ready == ready)
         return;
     b->ready = ready;
-    gw_metrics.redis_ready = (uint64_t)ready;
-    gw_log(ready ? GW_LOG_INFO : GW_LOG_WARN, "redis", "relay %s", ready ? "ready" : "not ready");
+    if (b->main)
+        gw_metrics.redis_ready = (uint64_t)ready;
+    gw_log(ready ? GW_LOG_INFO : GW_LOG_WARN, "redis", "%srelay %s", b->tag,
+           ready ? "ready" : "not ready");
     if (b->h.on_event)
         b->h.on_event(b->h.ud, ready ? GW_BROKER_READY : GW_BROKER_NOT_READY);
 }
@@ -696,14 +703,18 @@ static void gw_rconn_init(gw_broker_t *b, gw_redis_conn_t *c, int is_sub)
     c->timer.data = c;
 }
 
-gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *node_id,
-                           const gw_broker_handlers_t *h, char *err, size_t errlen)
+gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *url,
+                           const char *name, const char *node_id, const gw_broker_handlers_t *h,
+                           char *err, size_t errlen)
 {
     gw_broker_t *b = gw_calloc(1, sizeof(*b));
-    if (gw_config_parse_redis_url(cfg->redis_url, &b->addr) != 0) {
-        snprintf(err, errlen, "bad redis_url '%s'", cfg->redis_url);
+    if (gw_config_parse_redis_url(url, &b->addr) != 0) {
+        snprintf(err, errlen, "bad Redis URL '%s'", url);
         goto fail;
     }
+    snprintf(b->name, sizeof(b->name), "%s", name ? name : "");
+    snprintf(b->tag, sizeof(b->tag), "%s%s", b->name, name ? " " : "");
+    b->main = name == NULL;
     b->loop = loop;
     b->cfg = cfg;
     b->h = *h;
@@ -775,6 +786,11 @@ void gw_broker_free(gw_broker_t *b)
     gw_clear_ops(b);
     free(b->ops);
     free(b);
+}
+
+const char *gw_broker_name(const gw_broker_t *b)
+{
+    return b->name;
 }
 
 int gw_broker_ready(const gw_broker_t *b)

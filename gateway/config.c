@@ -44,6 +44,7 @@ static const gw_key_t gw_keys[] = {
     KS(node_id, ""),
     {"log_level", K_LOGLEVEL, offsetof(gw_config_t, log_level), "info", 0, 0, 0},
     KSECRET(redis_url, "redis://127.0.0.1:6379/0"),
+    KSECRET(redis_shards, ""),
     KI(redis_connect_timeout_ms, "2000", 10, 600000),
     KI(redis_backoff_min_ms, "100", 1, 600000),
     KI(redis_backoff_max_ms, "5000", 1, 600000),
@@ -305,8 +306,38 @@ int gw_config_load_env(gw_config_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+int gw_config_shard_urls(const gw_config_t *cfg, char out[][GW_URL_MAX])
+{
+    gw_redis_addr_t a;
+    int n = 0;
+    for (const char *p = cfg->redis_shards ? cfg->redis_shards : ""; *p;) {
+        size_t skip = strspn(p, " \t"), len;
+        p += skip;
+        if (!*p)
+            break;
+        len = strcspn(p, " \t");
+        if (n == GW_MAX_SHARDS || len >= GW_URL_MAX)
+            return -EINVAL;
+        memcpy(out[n], p, len);
+        out[n][len] = '\0';
+        if (gw_config_parse_redis_url(out[n], &a) != 0)
+            return -EINVAL;
+        n++;
+        p += len;
+    }
+    return n;
+}
+
 int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
 {
+    char(*shards)[GW_URL_MAX] = gw_malloc(GW_MAX_SHARDS * GW_URL_MAX);
+    int nshards = gw_config_shard_urls(cfg, shards);
+    free(shards);
+    if (nshards < 0)
+        return gw_fail(err, errlen,
+                       "key 'redis_shards': at most %d space-separated redis:// or "
+                       "redis-sentinel:// URLs",
+                       GW_MAX_SHARDS);
     gw_redis_addr_t a;
     if (cfg->ws_path[0] != '/')
         return gw_fail(err, errlen, "key 'ws_path': '%s' must start with '/'", cfg->ws_path);

@@ -54,8 +54,9 @@ void gw_hub_history(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
         limit = cmd->limit;
     gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
     op->arg = cmd->has_since;
-    if (gw_history_read(hub->redis, cmd->channel.p, cmd->channel.n,
-                        cmd->has_since ? GW_HIST_AFTER : GW_HIST_TAIL, cmd->since_offset,
-                        limit ? limit : 1, gw_hub_meta_ttl(ns), gw_on_history_cmd, op) != 0)
+    if (gw_history_read(gw_hub_channel_redis(hub, cmd->channel.p, cmd->channel.n), cmd->channel.p,
+                        cmd->channel.n, cmd->has_since ? GW_HIST_AFTER : GW_HIST_TAIL,
+                        cmd->since_offset, limit ? limit : 1, gw_hub_meta_ttl(ns),
+                        gw_on_history_cmd, op) != 0)
         gw_on_history_cmd(op, NULL);
 }

@@ -58,6 +58,7 @@ gw_channel_t *gw_channel_get(gw_hub_t *hub, const char *name, size_t n, const gw
     memcpy(ch->name, name, n);
     ch->n = n;
     ch->ns = ns;
+    ch->shard = (uint16_t)gw_schema_shard(name, n, hub->nshards);
     ch->held_tail = &ch->held;
     ch->checked_ms = ch->presence_ms = gw_now_ms();
     gw_list_init(&ch->subs);
@@ -114,7 +115,7 @@ void gw_channel_subscribe(gw_hub_t *hub, gw_channel_t *ch)
     char key[GW_SCHEMA_KEY_MAX];
     size_t kn = gw_schema_channel_key(key, sizeof(key), ch->name, ch->n, GW_KEY_PUBSUB);
     ch->rs = GW_RS_SUBSCRIBING;
-    gw_redis_subscribe(hub->redis, key, kn, 1);
+    gw_redis_subscribe(gw_channel_redis(hub, ch), key, kn, 1);
 }
 
 /* A channel nobody here listens to any more: UNSUBSCRIBE (once Redis has confirmed the
@@ -129,10 +130,15 @@ void gw_channel_maybe_release(gw_hub_t *hub, gw_channel_t *ch)
         char key[GW_SCHEMA_KEY_MAX];
         size_t kn = gw_schema_channel_key(key, sizeof(key), ch->name, ch->n, GW_KEY_PUBSUB);
         ch->rs = GW_RS_UNSUBSCRIBING;
-        gw_redis_subscribe(hub->redis, key, kn, 0);
+        gw_redis_subscribe(gw_channel_redis(hub, ch), key, kn, 0);
     } else if (ch->rs == GW_RS_NONE) {
         gw_channel_free(hub, ch);
     }
+}
+
+const gw_redis_t *gw_hub_channel_redis(const gw_hub_t *hub, const char *ch, size_t n)
+{
+    return hub->shards[gw_schema_shard(ch, n, hub->nshards)];
 }
 
 const gw_namespace_t *gw_hub_cmd_namespace(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
@@ -199,32 +205,41 @@ static void gw_hub_on_control(gw_hub_t *hub, const char *p, size_t n)
     gw_channel_maybe_release(hub, ch);
 }
 
-void gw_hub_on_message(void *ud, const char *rch, size_t rn, const char *payload, size_t n)
+/* Whether the broker of `shard` (-1: the main Redis alone) is the main Redis's. */
+static int gw_hub_is_main(const gw_hub_t *hub, int shard)
 {
-    gw_hub_t *hub = ud;
+    return shard < 0 || (hub->main_is_shard && shard == 0);
+}
+
+/* The channel named by pub/sub channel rch if it lives on `shard`, else NULL. */
+static gw_channel_t *gw_hub_channel_on(gw_hub_t *hub, int shard, const char *rch, size_t rn)
+{
     const char *name;
     size_t nn;
+    if (shard < 0 || gw_schema_channel_of(rch, rn, &name, &nn) != 0)
+        return NULL;
+    gw_channel_t *ch = gw_channel_find(hub, name, nn);
+    return ch && ch->shard == (uint32_t)shard ? ch : NULL;
+}
+
+void gw_hub_on_message(gw_hub_t *hub, int shard, const char *rch, size_t rn, const char *payload,
+                       size_t n)
+{
     if (rn == strlen(GW_SCHEMA_CTL_CHANNEL) && memcmp(rch, GW_SCHEMA_CTL_CHANNEL, rn) == 0) {
-        gw_hub_on_control(hub, payload, n);
+        if (gw_hub_is_main(hub, shard))
+            gw_hub_on_control(hub, payload, n);
         return;
     }
-    if (gw_schema_channel_of(rch, rn, &name, &nn) != 0)
-        return;
-    gw_channel_t *ch = gw_channel_find(hub, name, nn);
+    gw_channel_t *ch = gw_hub_channel_on(hub, shard, rch, rn);
     if (!ch || ch->rs != GW_RS_SUBSCRIBED)
         return;
     gw_metrics.publications_in++;
     gw_channel_relay(hub, ch, payload, n);
 }
 
-void gw_hub_on_subscription(void *ud, const char *rch, size_t rn, int subscribed)
+void gw_hub_on_subscription(gw_hub_t *hub, int shard, const char *rch, size_t rn, int subscribed)
 {
-    gw_hub_t *hub = ud;
-    const char *name;
-    size_t nn;
-    if (gw_schema_channel_of(rch, rn, &name, &nn) != 0)
-        return;
-    gw_channel_t *ch = gw_channel_find(hub, name, nn);
+    gw_channel_t *ch = gw_hub_channel_on(hub, shard, rch, rn);
     if (!ch)
         return;
     if (subscribed && ch->rs == GW_RS_SUBSCRIBING) {
@@ -249,21 +264,23 @@ void gw_hub_on_subscription(void *ud, const char *rch, size_t rn, int subscribed
     }
 }
 
-void gw_hub_on_event(void *ud, gw_broker_event_t ev)
+void gw_hub_on_event(gw_hub_t *hub, int shard, gw_broker_event_t ev)
 {
-    gw_hub_t *hub = ud;
     if (ev == GW_BROKER_SUB_UP) {
-        gw_redis_subscribe(hub->redis, GW_SCHEMA_CTL_CHANNEL, strlen(GW_SCHEMA_CTL_CHANNEL), 1);
-        for (size_t i = 0; i < hub->nbuckets; i++)
+        if (gw_hub_is_main(hub, shard))
+            gw_redis_subscribe(hub->redis, GW_SCHEMA_CTL_CHANNEL, strlen(GW_SCHEMA_CTL_CHANNEL), 1);
+        for (size_t i = 0; i < hub->nbuckets && shard >= 0; i++)
             for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next)
-                if (ch->nsubs)
+                if (ch->nsubs && ch->shard == (uint32_t)shard)
                     gw_channel_subscribe(hub, ch);
     } else if (ev == GW_BROKER_SUB_DOWN) {
-        /* every Redis subscription is gone and anything published meanwhile was not relayed:
-         * each channel catches up from history once it is subscribed again */
-        for (size_t i = 0; i < hub->nbuckets; i++)
+        /* every Redis subscription of this shard is gone and anything published meanwhile was
+         * not relayed: each of its channels catches up from history once subscribed again */
+        for (size_t i = 0; i < hub->nbuckets && shard >= 0; i++)
             for (gw_channel_t *ch = hub->buckets[i], *next; ch; ch = next) {
                 next = ch->next;
+                if (ch->shard != (uint32_t)shard)
+                    continue;
                 ch->rs = GW_RS_NONE;
                 ch->suspect = 1;
                 gw_channel_maybe_release(hub, ch);
@@ -273,12 +290,17 @@ void gw_hub_on_event(void *ud, gw_broker_event_t ev)
 
 /* ---- construction ------------------------------------------------------------------------- */
 
-gw_hub_t *gw_hub_new(gw_node_t *node, const gw_redis_t *redis)
+gw_hub_t *gw_hub_new(gw_node_t *node, const gw_redis_t *redis, const gw_redis_t *const *shards,
+                     uint32_t nshards)
 {
     gw_hub_t *hub = gw_calloc(1, sizeof(*hub));
     hub->node = node;
     hub->cfg = node->cfg;
     hub->redis = redis;
+    hub->main_is_shard = nshards == 0;
+    hub->nshards = nshards ? GW_MIN(nshards, GW_MAX_SHARDS) : 1;
+    for (uint32_t i = 0; i < hub->nshards; i++)
+        hub->shards[i] = nshards ? shards[i] : redis;
     hub->nbuckets = 64;
     hub->buckets = gw_calloc(hub->nbuckets, sizeof(*hub->buckets));
     hub->replay_tail = &hub->replay;

@@ -36,6 +36,7 @@ typedef struct gw_channel {
     uint32_t op_refs; /* reads in flight that refer to the channel */
     gw_rs_t rs;
     const gw_namespace_t *ns;
+    uint16_t shard; /* index in hub->shards (gw_schema_shard of the name) */
     char epoch[GW_PROTO_MAX_EPOCH + 1];
     uint64_t last;         /* highest offset relayed in order (valid when synced) */
     uint8_t synced;        /* epoch and last are known */
@@ -100,9 +101,12 @@ typedef struct gw_sub {
  * completes). */
 
 struct gw_hub {
-    gw_node_t *node;            /* borrowed: asked for a user's connections, its id */
-    const gw_config_t *cfg;     /* borrowed, read only */
-    const gw_redis_t *redis;    /* borrowed: every Redis call of the hub goes through it */
+    gw_node_t *node;         /* borrowed: asked for a user's connections, its id */
+    const gw_config_t *cfg;  /* borrowed, read only */
+    const gw_redis_t *redis; /* borrowed, the main Redis: members, sessions, inbox, control */
+    const gw_redis_t *shards[GW_MAX_SHARDS]; /* borrowed: where channels live (schema.h) */
+    uint32_t nshards;
+    int main_is_shard;          /* no redis_shards: the main Redis is shard 0 (one broker) */
     gw_script_t publish_script; /* scripts/publish.lua */
     gw_channel_t **buckets;
     size_t nbuckets, nchannels;
@@ -111,6 +115,12 @@ struct gw_hub {
     uint32_t nretry;                    /* channels whose fill read failed and is retried */
     gw_replay_t *replay, **replay_tail; /* held commands whose subscribe was answered */
 };
+
+/* The Redis a channel's keys and pub/sub live on. */
+static inline const gw_redis_t *gw_channel_redis(const gw_hub_t *hub, const gw_channel_t *ch)
+{
+    return hub->shards[ch->shard];
+}
 
 /* ---- hub.c: the channel table -------------------------------------------------------------- */
 gw_channel_t *gw_channel_find(gw_hub_t *hub, const char *name, size_t n);

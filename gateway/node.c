@@ -67,26 +67,76 @@ static void gw_node_limits(gw_node_t *node)
             cfg->max_new_connections_per_ip_per_s, cfg->max_connections_per_user);
 }
 
-/* What the broker reports goes to the hub (created after the broker, which it uses). */
+/* What a broker reports goes to the hub (created after the brokers, which it uses). */
 static void gw_node_on_message(void *ud, const char *ch, size_t chlen, const char *p, size_t n)
 {
-    gw_node_t *node = ud;
-    if (node->hub)
-        gw_hub_on_message(node->hub, ch, chlen, p, n);
+    struct gw_broker_slot *slot = ud;
+    if (slot->node->hub)
+        gw_hub_on_message(slot->node->hub, slot->shard, ch, chlen, p, n);
 }
 
 static void gw_node_on_subscription(void *ud, const char *ch, size_t chlen, int subscribed)
 {
-    gw_node_t *node = ud;
-    if (node->hub)
-        gw_hub_on_subscription(node->hub, ch, chlen, subscribed);
+    struct gw_broker_slot *slot = ud;
+    if (slot->node->hub)
+        gw_hub_on_subscription(slot->node->hub, slot->shard, ch, chlen, subscribed);
 }
 
 static void gw_node_on_event(void *ud, gw_broker_event_t ev)
 {
-    gw_node_t *node = ud;
-    if (node->hub)
-        gw_hub_on_event(node->hub, ev);
+    struct gw_broker_slot *slot = ud;
+    if (slot->node->hub)
+        gw_hub_on_event(slot->node->hub, slot->shard, ev);
+}
+
+int gw_node_redis_ready(const gw_node_t *node, char *why, size_t cap)
+{
+    size_t w = 0;
+    why[0] = '\0';
+    for (uint32_t i = 0; i <= node->nshards; i++) {
+        const gw_broker_t *b = i ? node->shard_brokers[i - 1] : node->broker;
+        if (b && gw_broker_ready(b))
+            continue;
+        int k = snprintf(why + w, cap - w, "%s%s", w ? ", " : "",
+                         i ? gw_broker_name(node->shard_brokers[i - 1]) : "main");
+        w = k < 0 ? w : GW_MIN(w + (size_t)k, cap - 1);
+    }
+    return why[0] == '\0';
+}
+
+/* The main broker, then one per redis_shards URL, then the hub that uses them. */
+static int gw_node_brokers(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
+{
+    char err[256], name[16];
+    char(*urls)[GW_URL_MAX] = gw_malloc(GW_MAX_SHARDS * GW_URL_MAX);
+    const gw_redis_t *shards[GW_MAX_SHARDS];
+    int n = gw_config_shard_urls(cfg, urls), rc = 0;
+    node->nshards = n > 0 ? (uint32_t)n : 0;
+    node->slots[0] = (struct gw_broker_slot){node, n > 0 ? -1 : 0};
+    gw_broker_handlers_t h = {gw_node_on_message, gw_node_on_subscription, gw_node_on_event,
+                              &node->slots[0]};
+    node->broker =
+        gw_broker_new(loop, cfg, cfg->redis_url, NULL, node->node_id, &h, err, sizeof(err));
+    for (uint32_t i = 0; node->broker && i < node->nshards; i++) {
+        node->slots[i + 1] = (struct gw_broker_slot){node, (int)i};
+        h.ud = &node->slots[i + 1];
+        snprintf(name, sizeof(name), "shard%u", i);
+        node->shard_brokers[i] =
+            gw_broker_new(loop, cfg, urls[i], name, node->node_id, &h, err, sizeof(err));
+        if (!node->shard_brokers[i])
+            break;
+        shards[i] = gw_broker_redis(node->shard_brokers[i]);
+    }
+    free(urls);
+    if (!node->broker || (node->nshards && !node->shard_brokers[node->nshards - 1])) {
+        snprintf(node->errstr, sizeof(node->errstr), "%s", err);
+        return -EINVAL;
+    }
+    node->redis = gw_broker_redis(node->broker);
+    node->hub = gw_hub_new(node, node->redis, shards, node->nshards);
+    if (node->nshards)
+        gw_info("node", "channels spread over %u Redis shards (redis_shards)", node->nshards);
+    return rc;
 }
 
 static void gw_node_on_deadline(uv_timer_t *t)
@@ -98,7 +148,6 @@ static void gw_node_on_deadline(uv_timer_t *t)
 
 int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
 {
-    char err[256];
     memset(node, 0, sizeof(*node));
     node->loop = loop;
     node->cfg = cfg;
@@ -137,19 +186,16 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
     gw_list_init(&node->http_peers);
     gw_node_limits(node);
 
-    gw_broker_handlers_t h = {gw_node_on_message, gw_node_on_subscription, gw_node_on_event, node};
-    node->broker = gw_broker_new(loop, cfg, node->node_id, &h, err, sizeof(err));
-    if (!node->broker) {
-        snprintf(node->errstr, sizeof(node->errstr), "%s", err);
-        return -EINVAL;
-    }
-    node->redis = gw_broker_redis(node->broker);
-    node->hub = gw_hub_new(node, node->redis);
+    int rc = gw_node_brokers(node, loop, cfg);
+    if (rc)
+        return rc;
     node->registry = gw_registry_new(node);
-    int rc = gw_server_start(node);
+    rc = gw_server_start(node);
     if (rc)
         return rc;
     gw_broker_start(node->broker);
+    for (uint32_t i = 0; i < node->nshards; i++)
+        gw_broker_start(node->shard_brokers[i]);
     /* armed last: the loop runs right after this returns */
     node->watchdog = gw_watchdog_start(loop, (uint32_t)cfg->loop_stall_timeout_ms);
     return 0;
@@ -314,6 +360,9 @@ int gw_node_destroy(gw_node_t *node)
     node->registry = NULL;
     if (node->broker)
         gw_broker_stop(node->broker);
+    for (uint32_t i = 0; i < node->nshards; i++)
+        if (node->shard_brokers[i])
+            gw_broker_stop(node->shard_brokers[i]);
     if (node->lws)
         lws_context_destroy(node->lws);
     uv_close((uv_handle_t *)&node->sigint, NULL);
@@ -341,6 +390,10 @@ int gw_node_destroy(gw_node_t *node)
     node->hub = NULL;
     gw_broker_free(node->broker);
     node->broker = NULL;
+    for (uint32_t i = 0; i < node->nshards; i++) {
+        gw_broker_free(node->shard_brokers[i]);
+        node->shard_brokers[i] = NULL;
+    }
     node->redis = NULL;
     gw_admission_free(node->admission); /* every socket is closed: no peer refers to it */
     node->admission = NULL;

@@ -26,7 +26,7 @@ void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
     char key[GW_SCHEMA_KEY_MAX], member[256], score[24], frame[300];
     gw_channel_t *ch = s->ch;
     gw_conn_t *c = s->conn;
-    const gw_redis_t *r = hub->redis;
+    const gw_redis_t *r = gw_channel_redis(hub, ch);
     int mn = snprintf(member, sizeof(member), "%s %s", c->uid, c->cid);
     size_t kn = gw_schema_channel_key(key, sizeof(key), ch->name, ch->n, GW_KEY_PRESENCE);
     if (join) {
@@ -121,6 +121,7 @@ void gw_hub_presence(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
     const char *argv[] = {"ZRANGEBYSCORE", kp, now, "+inf"};
     size_t argvlen[] = {13, kpn, (size_t)nn, 4};
     gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
-    if (gw_redis_command(hub->redis, gw_on_presence, op, 4, argv, argvlen) != 0)
+    if (gw_redis_command(gw_hub_channel_redis(hub, cmd->channel.p, cmd->channel.n), gw_on_presence,
+                         op, 4, argv, argvlen) != 0)
         gw_on_presence(op, NULL);
 }

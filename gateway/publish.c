@@ -63,8 +63,8 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
     gw_pub_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;
-    if (gw_redis_eval(hub->redis, &hub->publish_script, gw_on_publish, op, (int)GW_ARRAY_SIZE(argv),
-                      argv, argvlen) != 0) {
+    if (gw_redis_eval(gw_hub_channel_redis(hub, ch, n), &hub->publish_script, gw_on_publish, op,
+                      (int)GW_ARRAY_SIZE(argv), argv, argvlen) != 0) {
         free(op);
         return GW_ERR_UNAVAILABLE;
     }

@@ -225,8 +225,8 @@ void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch)
     op->ch = ch;
     ch->filling = 1;
     ch->op_refs++;
-    if (gw_history_read(hub->redis, ch->name, ch->n, GW_HIST_AFTER, ch->last, GW_FILL_MAX,
-                        gw_hub_meta_ttl(ch->ns), gw_on_fill, op) != 0)
+    if (gw_history_read(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_AFTER, ch->last,
+                        GW_FILL_MAX, gw_hub_meta_ttl(ch->ns), gw_on_fill, op) != 0)
         gw_on_fill(op, NULL);
 }
 
@@ -260,7 +260,7 @@ static void gw_channel_check(gw_hub_t *hub, gw_channel_t *ch)
     op->hub = hub;
     op->ch = ch;
     ch->op_refs++;
-    if (gw_history_position(hub->redis, ch->name, ch->n, gw_on_check, op) != 0) {
+    if (gw_history_position(gw_channel_redis(hub, ch), ch->name, ch->n, gw_on_check, op) != 0) {
         ch->op_refs--;
         free(op);
     }
@@ -270,8 +270,9 @@ static void gw_channel_check(gw_hub_t *hub, gw_channel_t *ch)
  * GW_VISIT_MS: presence is refreshed every GW_PRESENCE_REFRESH_MS, and the position compared with
  * Redis every position_check_interval_ms (a cheap HMGET; a fill only on a difference). Spreading
  * the work keeps Redis from a burst of one command per channel (seen at 38k connections). */
-static void gw_hub_visit(gw_hub_t *hub, gw_channel_t *ch, uint64_t now, int redis_up)
+static void gw_hub_visit(gw_hub_t *hub, gw_channel_t *ch, uint64_t now)
 {
+    int redis_up = gw_redis_connected(gw_channel_redis(hub, ch));
     const gw_config_t *cfg = hub->cfg;
     if (ch->ns->presence && now - ch->presence_ms >= GW_PRESENCE_REFRESH_MS) {
         ch->presence_ms = now;
@@ -288,7 +289,6 @@ void gw_relay_tick(uv_timer_t *t)
 {
     gw_hub_t *hub = t->data;
     uint64_t now = gw_now_ms();
-    int redis_up = gw_redis_connected(hub->redis);
     uint64_t visit = GW_MIN((uint64_t)GW_VISIT_MS, (uint64_t)hub->cfg->position_check_interval_ms);
     size_t slice = (size_t)((hub->nbuckets * GW_TICK_MS + visit - 1) / visit);
     if (hub->nretry) /* failed fills are retried every tick */
@@ -302,7 +302,7 @@ void gw_relay_tick(uv_timer_t *t)
         hub->cursor = (hub->cursor + 1) % hub->nbuckets;
         for (gw_channel_t *ch = hub->buckets[hub->cursor], *next; ch; ch = next) {
             next = ch->next;
-            gw_hub_visit(hub, ch, now, redis_up);
+            gw_hub_visit(hub, ch, now);
         }
     }
 }

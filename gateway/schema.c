@@ -27,6 +27,20 @@ int gw_schema_channel_of(const char *rch, size_t rn, const char **ch, size_t *n)
     return 0;
 }
 
+uint32_t gw_schema_shard(const char *ch, size_t n, uint32_t nshards)
+{
+    uint64_t key = 14695981039346656037ull; /* FNV-1a 64 */
+    for (size_t i = 0; i < n; i++)
+        key = (key ^ (uint8_t)ch[i]) * 1099511628211ull;
+    int64_t b = -1, j = 0; /* jump consistent hash */
+    while (j < (int64_t)nshards) {
+        b = j;
+        key = key * 2862933555777941757ull + 1;
+        j = (int64_t)((double)(b + 1) * ((double)(1ll << 31) / (double)((key >> 33) + 1)));
+    }
+    return (uint32_t)(b < 0 ? 0 : b);
+}
+
 size_t gw_schema_session_key(char *out, size_t cap, const char *token, size_t n)
 {
     return gw_schema_len(snprintf(out, cap, "cardgw:session:%.*s", (int)n, token), cap);

@@ -119,8 +119,11 @@ static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
     if (strcmp(path, "/readyz") == 0) {
         if (node->stopping)
             return gw_http_respond_text(r, 503, "not ready: shutting down (draining)\n");
-        if (!gw_broker_ready(node->broker))
-            return gw_http_respond_text(r, 503, "not ready: redis relay down\n");
+        char why[160], text[200];
+        if (!gw_node_redis_ready(node, why, sizeof(why))) {
+            snprintf(text, sizeof(text), "not ready: redis relay down (%s)\n", why);
+            return gw_http_respond_text(r, 503, text);
+        }
         return gw_http_respond_text(r, 200, "ready\n");
     }
     if (strcmp(path, "/metrics") == 0) {

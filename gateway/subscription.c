@@ -189,12 +189,13 @@ void gw_sub_start_positioning(gw_hub_t *hub, gw_sub_t *s)
     gw_channel_t *ch = s->ch;
     s->state = GW_SUB_POSITIONING;
     s->op_pending = 1;
-    int rc = s->has_since
-                 ? gw_history_read(hub->redis, ch->name, ch->n, GW_HIST_AFTER, s->since_offset,
-                                   (uint32_t)hub->cfg->recovery_max_publications + 1,
-                                   gw_hub_meta_ttl(ch->ns), gw_on_position, s)
-                 : gw_history_read(hub->redis, ch->name, ch->n, GW_HIST_POSITION, 0, 0,
-                                   gw_hub_meta_ttl(ch->ns), gw_on_position, s);
+    int rc =
+        s->has_since
+            ? gw_history_read(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_AFTER,
+                              s->since_offset, (uint32_t)hub->cfg->recovery_max_publications + 1,
+                              gw_hub_meta_ttl(ch->ns), gw_on_position, s)
+            : gw_history_read(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_POSITION, 0, 0,
+                              gw_hub_meta_ttl(ch->ns), gw_on_position, s);
     if (rc != 0)
         gw_on_position(s, NULL);
 }
@@ -210,7 +211,7 @@ static void gw_sub_attach(gw_hub_t *hub, gw_sub_t *s, const gw_namespace_t *ns)
     s->state = GW_SUB_WAITING;
     if (ch->rs == GW_RS_SUBSCRIBED)
         gw_sub_start_positioning(hub, s);
-    else if (ch->rs == GW_RS_NONE && gw_redis_connected(hub->redis))
+    else if (ch->rs == GW_RS_NONE && gw_redis_connected(gw_channel_redis(hub, ch)))
         gw_channel_subscribe(hub, ch);
     else if (ch->rs == GW_RS_NONE)
         gw_sub_fail(hub, s, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
@@ -259,7 +260,8 @@ void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
         gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
         return;
     }
-    if (!gw_redis_connected(hub->redis)) {
+    if (!gw_redis_connected(hub->redis) ||
+        !gw_redis_connected(gw_hub_channel_redis(hub, cmd->channel.p, cmd->channel.n))) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
         return;
     }

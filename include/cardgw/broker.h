@@ -29,11 +29,16 @@ typedef struct {
     void *ud;
 } gw_broker_handlers_t;
 
-/* Creates the broker; connects when gw_broker_start is called. cfg and node_id are borrowed and
- * must outlive the broker; h is copied (its handlers fire from the loop, never from inside a call
- * into the broker). Returns NULL with a message in err for a bad redis_url. */
-gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *node_id,
-                           const gw_broker_handlers_t *h, char *err, size_t errlen);
+/* Creates the broker for the Redis at url (redis:// or redis-sentinel://, copied); connects when
+ * gw_broker_start is called. name is NULL for the main Redis (it drives the global
+ * cardgw_redis_* gauges) or "shard<i>" (copied; prefixes its log lines). cfg and node_id are
+ * borrowed and must outlive the broker; h is copied (its handlers fire from the loop, never from
+ * inside a call into the broker). Returns NULL with a message in err for a bad URL. */
+gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *url,
+                           const char *name, const char *node_id, const gw_broker_handlers_t *h,
+                           char *err, size_t errlen);
+/* "" for the main Redis, else the name it was created with. */
+const char *gw_broker_name(const gw_broker_t *b);
 /* Connects both connections (and reconnects them with backoff from then on). */
 void gw_broker_start(gw_broker_t *b);
 /* Disconnects both connections (pending replies are called back with NULL) and closes every

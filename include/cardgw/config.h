@@ -33,6 +33,7 @@ typedef struct {
     gw_log_level_t log_level;
 
     char *redis_url;
+    char *redis_shards; /* space-separated Redis URLs channels are spread over; "": redis_url */
     int redis_connect_timeout_ms;
     int redis_backoff_min_ms;
     int redis_backoff_max_ms;
@@ -119,5 +120,11 @@ typedef struct {
 /* Parses url (borrowed) into *out. Returns 0 or -EINVAL (bad scheme, port, db, master name, more
  * than GW_MAX_SENTINELS sentinels, or too long). */
 int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out);
+
+#define GW_MAX_SHARDS 16
+#define GW_URL_MAX    512
+/* The URLs of redis_shards, copied into out (at most GW_MAX_SHARDS). Returns how many (0: the
+ * channels live on redis_url), or -EINVAL when one does not parse or there are too many. */
+int gw_config_shard_urls(const gw_config_t *cfg, char out[][GW_URL_MAX]);
 
 #endif

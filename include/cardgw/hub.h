@@ -15,20 +15,26 @@ struct gw_node;
 typedef struct gw_hub gw_hub_t;
 
 /* Creates the hub on node's loop (it starts its periodic timer there). node (its config, its
- * connections by user) and redis are borrowed and must outlive the hub; every Redis call of the
- * hub goes through redis. Never NULL. */
-gw_hub_t *gw_hub_new(struct gw_node *node, const gw_redis_t *redis);
+ * connections by user), redis (the main Redis: members, inbox, control) and shards[0..nshards)
+ * (where channels live; nshards 0: on redis) are borrowed and must outlive the hub; every Redis
+ * call of the hub goes through them. Never NULL. */
+gw_hub_t *gw_hub_new(struct gw_node *node, const gw_redis_t *redis, const gw_redis_t *const *shards,
+                     uint32_t nshards);
+/* The Redis channel ch[0..n) lives on (one of the shards, by gw_schema_shard). */
+const gw_redis_t *gw_hub_channel_redis(const gw_hub_t *hub, const char *ch, size_t n);
 /* Closes the hub's timer (the loop must run afterwards); then gw_hub_free frees the rest, once
  * every connection is closed. NULL is fine for both. */
 void gw_hub_stop(gw_hub_t *hub);
 void gw_hub_free(gw_hub_t *hub);
 
-/* What Redis's pub/sub connection reports (gw_broker_handlers_t, ud = hub; every pointer is
- * borrowed for the call): a message on a subscribed channel (a relay frame or a control message),
- * a confirmed SUBSCRIBE (subscribed = 1) or UNSUBSCRIBE (0), the connection going up or down. */
-void gw_hub_on_message(void *hub, const char *ch, size_t chlen, const char *payload, size_t n);
-void gw_hub_on_subscription(void *hub, const char *ch, size_t chlen, int subscribed);
-void gw_hub_on_event(void *hub, gw_broker_event_t ev);
+/* What the pub/sub connection of shard `shard` reports (-1: of the main Redis when it is not a
+ * shard; every pointer is borrowed for the call): a message on a subscribed channel (a relay frame,
+ * or a control message from the main Redis), a confirmed SUBSCRIBE (subscribed = 1) or
+ * UNSUBSCRIBE (0), the connection going up or down (only that shard's channels are affected). */
+void gw_hub_on_message(gw_hub_t *hub, int shard, const char *ch, size_t chlen, const char *payload,
+                       size_t n);
+void gw_hub_on_subscription(gw_hub_t *hub, int shard, const char *ch, size_t chlen, int subscribed);
+void gw_hub_on_event(gw_hub_t *hub, int shard, gw_broker_event_t ev);
 
 /* Channel commands (subscribe, unsubscribe, publish, presence, history) on one connection take
  * effect in the order sent: while a subscribe of cmd's channel is pending on c, cmd (msg[0..n),

@@ -40,8 +40,14 @@ typedef struct gw_node {
     struct gw_registry *registry; /* this node's entry in the cluster view */
     uv_signal_t sigusr2;          /* debug_hooks: stalls the loop on purpose (watchdog test) */
     uint32_t sweeps;
-    gw_broker_t *broker;
-    const gw_redis_t *redis; /* the broker's: what every module reaches Redis through */
+    gw_broker_t *broker;     /* the main Redis (redis_url) */
+    const gw_redis_t *redis; /* the main broker's: sessions, members, inbox, control, nodes */
+    gw_broker_t *shard_brokers[GW_MAX_SHARDS]; /* redis_shards: where channels live */
+    uint32_t nshards;                          /* 0: channels live on the main Redis */
+    struct gw_broker_slot {                    /* what a broker's handlers are called with */
+        struct gw_node *node;
+        int shard; /* -1: the main Redis alone */
+    } slots[GW_MAX_SHARDS + 1];
     struct gw_hub *hub;
     gw_list_t conns;  /* every open WebSocket connection (gw_conn_t.link) */
     gw_list_t flushq; /* connections with frames queued this loop turn (gw_conn_t.flush_link) */
@@ -74,6 +80,9 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg);
 void gw_node_stop(gw_node_t *node);
 /* A connection was put on node->flushq: make sure it is written before the loop blocks. */
 void gw_node_flush_soon(gw_node_t *node);
+/* Whether every Redis (main and shards) relays (canary round trip). Otherwise 0, with the names
+ * of those that do not ("main", "shard<i>", comma-separated) in why. */
+int gw_node_redis_ready(const gw_node_t *node, char *why, size_t cap);
 /* Calls fn(c, ud) for every open connection of user uid[0..n) on this node; fn may close c. */
 void gw_node_foreach_user_conn(gw_node_t *node, const char *uid, size_t n,
                                void (*fn)(struct gw_conn *c, void *ud), void *ud);

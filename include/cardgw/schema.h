@@ -29,6 +29,10 @@ size_t gw_schema_channel_key(char *out, size_t cap, const char *ch, size_t n, gw
 /* The channel named by a pub/sub channel "cardgw:{<ch>}": 0 with *ch / *n pointing into rch, or
  * -EINVAL when rch is not one. */
 int gw_schema_channel_of(const char *rch, size_t rn, const char **ch, size_t *n);
+/* The shard channel ch[0..n) lives on, of nshards (>= 1): Lamping and Veach's jump consistent
+ * hash of the channel name's 64-bit FNV-1a hash. Adding a shard moves about 1/nshards of the
+ * channels. docs/redis-schema.md has the same function in Python for backends. */
+uint32_t gw_schema_shard(const char *ch, size_t n, uint32_t nshards);
 /* "cardgw:session:<token>": hash uid, expires_at (unix s), info — written by the backend. */
 size_t gw_schema_session_key(char *out, size_t cap, const char *token, size_t n);
 /* "cardgw:<ns>:<id>:members": set of uids allowed in channel <ns>:<id> (namespaces with

@@ -200,7 +200,7 @@ static void env_init(env_t *e)
     e->node.flush_prepare.data = e->node.flush_timer.data = &e->node;
     e->node.admission = gw_admission_new(0, 0, 0);
     e->node.redis = &fake_redis;
-    e->node.hub = gw_hub_new(&e->node, &fake_redis);
+    e->node.hub = gw_hub_new(&e->node, &fake_redis, NULL, 0);
     e->fake_wsi = (struct lws *)e; /* any non-NULL pointer: the connection is open */
     fake_ncalls = 0;
     fake_up = 1;
@@ -290,7 +290,7 @@ static void confirm_subscribe(env_t *e)
     fake_call_t k;
     CHECK_EQ_INT(fake_take('s', &k), 0);
     fake_call_free(&k);
-    gw_hub_on_subscription(e->node.hub, CHKEY, strlen(CHKEY), 1);
+    gw_hub_on_subscription(e->node.hub, 0, CHKEY, strlen(CHKEY), 1);
 }
 
 /* A publication relayed on the channel's pub/sub, data = its offset (JSON). */
@@ -298,7 +298,7 @@ static void relay(env_t *e, const char *epoch, uint64_t off)
 {
     char p[128];
     int n = snprintf(p, sizeof(p), "1\n%s\n%" PRIu64 "\nj\n\n%" PRIu64, epoch, off, off);
-    gw_hub_on_message(e->node.hub, CHKEY, strlen(CHKEY), p, (size_t)n);
+    gw_hub_on_message(e->node.hub, 0, CHKEY, strlen(CHKEY), p, (size_t)n);
 }
 
 /* A subscription live at (epoch, top): subscribe, Redis confirms, the position is read. */
@@ -521,7 +521,7 @@ TEST(connection_closed_while_positioning_frees_everything_and_unsubscribes)
     env_close(&e, c); /* the position read is still pending; it does not need the channel */
     CHECK_EQ_INT(fake_take('u', &k), 0);
     fake_call_free(&k);
-    gw_hub_on_subscription(e.node.hub, CHKEY, strlen(CHKEY), 0);
+    gw_hub_on_subscription(e.node.hub, 0, CHKEY, strlen(CHKEY), 0);
     CHECK(gw_channel_find(e.node.hub, CH, strlen(CH)) == NULL);
     /* the read completes after channel and connection are gone: the subscription is freed */
     CHECK_EQ_INT(answer_history(r_history("E1", 5, NULL, 0), NULL), 'p');
@@ -542,7 +542,7 @@ TEST(channel_released_during_a_fill_is_freed_when_the_fill_completes)
     CHECK_EQ_INT(answer_history(r_history("E1", 7, fill, 2), NULL), 'a');
     CHECK_EQ_INT(fake_take('u', &k), 0);
     fake_call_free(&k);
-    gw_hub_on_subscription(e.node.hub, CHKEY, strlen(CHKEY), 0);
+    gw_hub_on_subscription(e.node.hub, 0, CHKEY, strlen(CHKEY), 0);
     CHECK(gw_channel_find(e.node.hub, CH, strlen(CH)) == NULL);
     env_free(&e);
 }
@@ -560,7 +560,7 @@ TEST(resubscribe_while_unsubscribe_is_in_flight_subscribes_again)
     gw_conn_t *d = env_conn(&e, "u2");
     subscribe(&e, d, 1, NULL, 0);
     CHECK_EQ_INT(fake_pending('s'), 0); /* never SUBSCRIBE while the UNSUBSCRIBE is in flight */
-    gw_hub_on_subscription(e.node.hub, CHKEY, strlen(CHKEY), 0);
+    gw_hub_on_subscription(e.node.hub, 0, CHKEY, strlen(CHKEY), 0);
     confirm_subscribe(&e);
     CHECK_EQ_INT(answer_history(r_history("E1", 5, NULL, 0), NULL), 'p');
     relay(&e, "E1", 6);
@@ -589,12 +589,13 @@ TEST(pubsub_loss_fills_from_history_after_resubscribe)
     uint64_t fill[] = {6, 7};
     env_init(&e);
     gw_conn_t *c = live_conn(&e, "E1", 5);
-    gw_hub_on_event(e.node.hub, GW_BROKER_SUB_DOWN);
-    gw_hub_on_event(e.node.hub, GW_BROKER_SUB_UP); /* resubscribes the control channel and ours */
+    gw_hub_on_event(e.node.hub, 0, GW_BROKER_SUB_DOWN);
+    gw_hub_on_event(e.node.hub, 0,
+                    GW_BROKER_SUB_UP); /* resubscribes the control channel and ours */
     fake_call_t k;
     while (fake_take('s', &k) == 0)
         fake_call_free(&k);
-    gw_hub_on_subscription(e.node.hub, CHKEY, strlen(CHKEY), 1);
+    gw_hub_on_subscription(e.node.hub, 0, CHKEY, strlen(CHKEY), 1);
     /* what was published while pub/sub was down is read from history */
     CHECK_EQ_INT(answer_history(r_history("E1", 7, fill, 2), NULL), 'a');
     check_sent_pubs(c, 6, 7);
@@ -635,6 +636,15 @@ TEST(relay_frame_and_control_parsers)
               "cardgw:{room:r1}:m");
     CHECK_STR((gw_schema_members_key(key, sizeof(key), "group", 5, "g1", 2), key),
               "cardgw:group:g1:members");
+    /* the shard rule, as docs/redis-schema.md computes it in Python */
+    CHECK_EQ_INT(gw_schema_shard("group:g1", 8, 1), 0);
+    CHECK_EQ_INT(gw_schema_shard("group:g1", 8, 2), 1);
+    CHECK_EQ_INT(gw_schema_shard("group:g1", 8, 3), 2);
+    CHECK_EQ_INT(gw_schema_shard("group:g1", 8, 16), 15);
+    CHECK_EQ_INT(gw_schema_shard("group:g2", 8, 5), 2);
+    CHECK_EQ_INT(gw_schema_shard("user:u42", 8, 16), 14);
+    CHECK_EQ_INT(gw_schema_shard("public:a", 8, 5), 4);
+    CHECK_EQ_INT(gw_schema_shard("public:b", 8, 3), 1);
 }
 
 int main(void)
