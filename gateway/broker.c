@@ -66,7 +66,8 @@ struct gw_broker {
     struct {
         redisAsyncContext *ac; /* the sentinel being asked (NULL: none) */
         uv_timer_t timer;      /* its connect and answer timeout */
-        int next;              /* the sentinel to ask next */
+        int next;              /* the sentinel to ask next (the last that answered) */
+        int tried;             /* sentinels that failed in this round */
         int asking;
         gw_log_limit_t log;
     } sent;
@@ -219,7 +220,8 @@ static void gw_on_connect(const redisAsyncContext *ac, int status)
     if (c->attempt > 0 || c->connected_ms)
         gw_metrics.redis_reconnects++;
     c->connected = 1;
-    c->attempt = 0;
+    if (!b->addr.nsentinels || c->is_sub) /* with sentinels: once ROLE says master */
+        c->attempt = 0;
     c->connected_ms = gw_now_ms();
     b->canary_rx_ms = 0;
     gw_info("redis", "%s%s connection to %s:%d up", b->tag, c->name, b->addr.host, b->addr.port);
@@ -280,7 +282,8 @@ static void gw_sentinel_next(gw_broker_t *b, const char *why)
     int i = b->sent.next;
     gw_log_every(&b->sent.log, GW_LOG_EVERY_MS, GW_LOG_WARN, "redis", "sentinel %s:%d: %s",
                  b->addr.sentinels[i].host, b->addr.sentinels[i].port, why);
-    b->sent.next = i + 1;
+    b->sent.next = (i + 1) % b->addr.nsentinels;
+    b->sent.tried++;
     gw_sentinel_try(b);
 }
 
@@ -345,8 +348,8 @@ static void gw_sentinel_try(gw_broker_t *b)
 {
     if (b->stopping)
         return;
-    if (b->sent.next >= b->addr.nsentinels) {
-        b->sent.next = 0;
+    if (b->sent.tried >= b->addr.nsentinels) { /* every one failed this round */
+        b->sent.tried = 0;
         gw_sentinel_done(b, 0);
         return;
     }
@@ -377,12 +380,17 @@ static void gw_on_role_reply(redisAsyncContext *ac, void *r, void *priv)
     if (ac != c->ac || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
         reply->element[0]->type != REDIS_REPLY_STRING)
         return;
-    if (strcmp(reply->element[0]->str, "master") != 0) {
-        gw_warn("redis", "%s:%d is a %s, not master %s: asking the sentinels again",
-                c->b->addr.host, c->b->addr.port, reply->element[0]->str, c->b->addr.master);
-        c->b->master_known = 0;
-        redisAsyncDisconnect(ac);
+    gw_broker_t *b = c->b;
+    if (strcmp(reply->element[0]->str, "master") == 0) {
+        c->attempt = 0; /* only now is this a good connection */
+        return;
     }
+    gw_log_every(&b->sent.log, GW_LOG_EVERY_MS, GW_LOG_WARN, "redis",
+                 "%s:%d is a %s, not master %s: asking another sentinel", b->addr.host,
+                 b->addr.port, reply->element[0]->str, b->addr.master);
+    b->master_known = 0;
+    b->sent.next = (b->sent.next + 1) % b->addr.nsentinels; /* that one's answer was stale */
+    redisAsyncDisconnect(ac);
 }
 
 static void gw_rconn_connect(gw_redis_conn_t *c)
@@ -392,6 +400,7 @@ static void gw_rconn_connect(gw_redis_conn_t *c)
         c->waiting = 1;
         if (!b->sent.asking) {
             b->sent.asking = 1;
+            b->sent.tried = 0;
             gw_sentinel_try(b);
         }
         return;
@@ -401,11 +410,13 @@ static void gw_rconn_connect(gw_redis_conn_t *c)
         gw_debug("redis", "%s: connect: %s", c->name, ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
+        b->master_known = 0; /* with sentinels: the address may be stale, ask again */
         gw_rconn_schedule_retry(c);
         return;
     }
     if (gw_io_attach(b->loop, ac) != 0) {
         redisAsyncFree(ac);
+        b->master_known = 0;
         gw_rconn_schedule_retry(c);
         return;
     }

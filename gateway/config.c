@@ -343,7 +343,8 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
         return gw_fail(err, errlen, "key 'ws_path': '%s' must start with '/'", cfg->ws_path);
     if (gw_config_parse_redis_url(cfg->redis_url, &a))
         return gw_fail(err, errlen,
-                       "key 'redis_url': not a redis://[:password@]host:port[/db] URL");
+                       "key 'redis_url': not a redis://[:password@]host:port[/db] or "
+                       "redis-sentinel://[:password@]host:port,.../master[/db] URL");
     if (cfg->redis_backoff_min_ms > cfg->redis_backoff_max_ms)
         return gw_fail(err, errlen,
                        "key 'redis_backoff_min_ms' is larger than redis_backoff_max_ms");
@@ -458,7 +459,7 @@ int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out)
     if (!sentinel && strncmp(url, "redis://", 8) != 0)
         return -EINVAL;
     const char *p = url + (sentinel ? 17 : 8);
-    const char *at = strchr(p, '@');
+    const char *at = strrchr(p, '@'); /* the last: a password may hold '@', a host may not */
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         const char *pw = colon ? colon + 1 : p;
@@ -485,6 +486,8 @@ int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out)
                               &out->sentinels[out->nsentinels].port) != 0)
             return -EINVAL;
         out->nsentinels++;
+        if (comma && comma + 1 == hend)
+            return -EINVAL; /* a trailing comma */
         p = comma ? comma + 1 : hend;
     }
     if (!out->nsentinels || !slash || !slash[1])

@@ -23,18 +23,20 @@
 
 static void gw_usage(FILE *f)
 {
-    fprintf(f, "usage: cardgw [--config FILE] [--port N] [--redis URL] [--log-level LEVEL]\n"
-               "              [--workers N] [--check-config] [--version] [--help]\n"
-               "  --config FILE     configuration file (key = value; see config.example)\n"
-               "  --port N          listen port (key port, env CARDGW_PORT)\n"
-               "  --redis URL       redis://[:password@]host:port[/db] (key redis_url,\n"
-               "                    env CARDGW_REDIS_URL)\n"
-               "  --log-level L     error, warn, info or debug (key log_level)\n"
-               "  --workers N       worker processes sharing the port (key workers)\n"
-               "  --check-config    print the effective configuration and exit\n"
-               "Precedence: defaults < file < CARDGW_* environment < flags.\n"
-               "Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration,\n"
-               "3 event loop stalled (loop_stall_timeout_ms; --workers restarts it).\n");
+    fprintf(f,
+            "usage: cardgw [--config FILE] [--port N] [--redis URL] [--log-level LEVEL]\n"
+            "              [--workers N] [--check-config] [--version] [--help]\n"
+            "  --config FILE     configuration file (key = value; see config.example)\n"
+            "  --port N          listen port (key port, env CARDGW_PORT)\n"
+            "  --redis URL       redis://[:password@]host:port[/db] or\n"
+            "                    redis-sentinel://host:port,host:port/master[/db] (key redis_url,\n"
+            "                    env CARDGW_REDIS_URL)\n"
+            "  --log-level L     error, warn, info or debug (key log_level)\n"
+            "  --workers N       worker processes sharing the port (key workers)\n"
+            "  --check-config    print the effective configuration and exit\n"
+            "Precedence: defaults < file < CARDGW_* environment < flags.\n"
+            "Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration,\n"
+            "3 event loop stalled (loop_stall_timeout_ms; --workers restarts it).\n");
 }
 
 /* ---- one node ------------------------------------------------------------------------------ */

@@ -153,6 +153,10 @@ TEST(redis_sentinel_urls)
     CHECK(gw_config_parse_redis_url("redis-sentinel://s1:0/m", &a) != 0);   /* bad port */
     CHECK(gw_config_parse_redis_url("redis-sentinel://s1/m/x", &a) != 0);   /* bad db */
     CHECK(gw_config_parse_redis_url("redis-sentinel://a,b,c,d,e,f,g,h,i/m", &a) != 0);
+    CHECK(gw_config_parse_redis_url("redis-sentinel://s1,s2,/m", &a) != 0); /* trailing comma */
+    CHECK_EQ_INT(gw_config_parse_redis_url("redis-sentinel://:p@ss@s1/m", &a), 0);
+    CHECK_STR(a.password, "p@ss");
+    CHECK_STR(a.sentinels[0].host, "s1");
 }
 
 int main(void)
