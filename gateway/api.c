@@ -265,9 +265,15 @@ static void gw_api_on_info(void *priv, int err, json_t *nodes)
         gw_api_error(r, 503, "redis unavailable");
         return;
     }
+    json_t *shards = json_array();
+    for (uint32_t i = 0; i < node->nshards; i++)
+        json_array_append_new(shards,
+                              json_pack("{s:s,s:b}", "name", gw_broker_name(node->shard_brokers[i]),
+                                        "ready", gw_broker_ready(node->shard_brokers[i])));
     gw_api_reply(r, 200,
-                 json_pack("{s:s,s:O,s:{s:b}}", "node", node->node_id, "nodes", nodes, "redis",
-                           "ready", node->broker && gw_broker_ready(node->broker)));
+                 json_pack("{s:s,s:O,s:{s:b,s:o}}", "node", node->node_id, "nodes", nodes, "redis",
+                           "ready", node->broker && gw_broker_ready(node->broker), "shards",
+                           shards));
 }
 
 /* ---- entry points ---------------------------------------------------------------------------- */

@@ -31,13 +31,16 @@ static void gw_registry_on_write(void *priv, redisReply *r)
 static void gw_registry_write(gw_registry_t *reg, const char *state, uint64_t expires_at)
 {
     gw_node_t *node = reg->node;
+    char why[160];
+    int all_ready = gw_node_redis_ready(node, why, sizeof(why));
     json_t *e = json_pack(
-        "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "id", node->node_id, "version", GW_VERSION,
-        "state", state, "started_at", (json_int_t)reg->started_at, "seen_at",
+        "{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I,s:s}", "id", node->node_id, "version",
+        GW_VERSION, "state", state, "started_at", (json_int_t)reg->started_at, "seen_at",
         (json_int_t)gw_wall_ms(), "expires_at", (json_int_t)expires_at, "connections",
         (json_int_t)gw_metrics.connections_open, "channels", (json_int_t)gw_metrics.channels,
         "subscriptions", (json_int_t)gw_metrics.subscriptions, "redis_ready",
-        node->broker && gw_broker_ready(node->broker));
+        node->broker && gw_broker_ready(node->broker), "shards", (json_int_t)node->nshards,
+        "redis_down", all_ready ? "" : why);
     char *s = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(e);
     if (!s)

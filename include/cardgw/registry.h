@@ -20,7 +20,8 @@ void gw_registry_free(gw_registry_t *reg);
 
 /* The live nodes' entries: cb gets 0 and a JSON array (borrowed for the call) of objects
  * {id, version, state, started_at, seen_at, expires_at, connections, channels, subscriptions,
- * redis_ready} ordered by id, or -EIO when Redis failed. Entries expired for over a minute are
+ * redis_ready, shards, redis_down (the Redis it cannot reach: "main", "shard1", ...)} ordered by
+ * id, or -EIO when Redis failed. Entries expired for over a minute are
  * deleted on the way. Returns 0 (cb is called exactly once, later) or -ENOTCONN. */
 typedef void (*gw_registry_list_cb)(void *priv, int err, json_t *nodes);
 int gw_registry_list(const struct gw_node *node, gw_registry_list_cb cb, void *priv);

@@ -2,6 +2,7 @@
 documented rule names, publications reach subscribers on any node in order, global keys stay on
 the main Redis, and a shard down takes down only its own channels (/readyz names it, API 503).
 Real redis-server processes (a main and two shards), real nodes."""
+import json
 import time
 
 from conftest import Client, RedisServer, jwt, run
@@ -74,6 +75,15 @@ def test_channels_live_on_their_shard_and_a_dead_shard_stops_only_its_own(redis_
                     assert time.time() < end, "readyz stayed %s" % st
                     time.sleep(0.1)
                 assert "shard1" in text and "main" not in text and "shard0" not in text, text
+                info = json.loads(n.http("GET", "/api/v1/info")[1])
+                assert info["redis"] == {"ready": True, "shards": [
+                    {"name": "shard0", "ready": True}, {"name": "shard1", "ready": False}]}, info
+            # every node's entry says which Redis it cannot reach (refreshed every 200 ms)
+            end = time.time() + 5
+            while any(e.get("redis_down") != "shard1" for e in info["nodes"]):
+                assert time.time() < end, info["nodes"]
+                time.sleep(0.1)
+                info = json.loads(a.http("GET", "/api/v1/info")[1])
             assert b.api("/api/v1/publish", {"channel": dead[0], "data": 9})[0] == 503
 
             assert b.api("/api/v1/publish", {"channel": alive[0], "data": 9})[0] == 200
