@@ -76,6 +76,20 @@ build/fuzz_decode: tests/fuzz/fuzz_decode.c $(FUZZ_SRCS) $(STAMP) $(HDRS)
 run: deps build/cardgw
 	@scripts/run-local.sh
 
+# A deployment on loopback: HAProxy, CLUSTER_NODES nodes, CLUSTER_SHARDS Redis shards each with a
+# replica and three Sentinels (scripts/cluster; state in build/cluster).
+CLUSTER_NODES  ?= 3
+CLUSTER_SHARDS ?= 2
+.PHONY: cluster-up cluster-down cluster-status cluster-roll
+cluster-up: deps build/cardgw
+	@scripts/cluster up --nodes $(CLUSTER_NODES) --shards $(CLUSTER_SHARDS)
+cluster-down:
+	@scripts/cluster down
+cluster-status:
+	@scripts/cluster status
+cluster-roll:
+	@scripts/cluster roll
+
 check-config: build/cardgw
 	@build/cardgw --config config.example --check-config
 

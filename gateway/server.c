@@ -119,10 +119,14 @@ static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
     if (strcmp(path, "/readyz") == 0) {
         if (node->stopping)
             return gw_http_respond_text(r, 503, "not ready: shutting down (draining)\n");
+        /* the main Redis down: not ready; a shard down: still ready (its channels answer
+         * 503 / 111, every other channel works), and the body says which */
         char why[160], text[200];
+        if (!gw_broker_ready(node->broker))
+            return gw_http_respond_text(r, 503, "not ready: redis relay down (main)\n");
         if (!gw_node_redis_ready(node, why, sizeof(why))) {
-            snprintf(text, sizeof(text), "not ready: redis relay down (%s)\n", why);
-            return gw_http_respond_text(r, 503, text);
+            snprintf(text, sizeof(text), "ready, degraded: redis relay down (%s)\n", why);
+            return gw_http_respond_text(r, 200, text);
         }
         return gw_http_respond_text(r, 200, "ready\n");
     }

@@ -1,0 +1,188 @@
+"""The whole deployment of scripts/cluster: HAProxy in front of three nodes, channels on two Redis
+shards each behind three Sentinels. Under steady publishing through the balancer: a rolling restart
+(never more than one node draining, no API call answered 503, every client moves at most once per
+drain and recovers), then a shard's master killed (Sentinel promotes the replica, the nodes follow;
+every client ends complete and in order or told recovered: false — never a silent gap)."""
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+
+from conftest import ROOT, Client, jwt, run
+from test_shards import shard_of
+
+CLUSTER = os.path.join(ROOT, "scripts", "cluster")
+ASAN_BIN = os.path.join(ROOT, "build", "cardgw-asan")
+
+
+def cluster(d, *args):
+    r = subprocess.run([CLUSTER] + list(args) + ["--dir", d], capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def lb_call(port, method, path, key, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method)
+    req.add_header("Authorization", "apikey " + key)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, json.loads(r.read().decode())
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except OSError:
+        return None, None
+
+
+class Follower:
+    def __init__(self, port, secret, uid, ch):
+        self.port, self.secret, self.uid, self.ch = port, secret, uid, ch
+        self.pos, self.nodes, self.silent, self.signals, self.failed = None, [], [], 0, 0
+
+    async def join(self):
+        for _ in range(20):
+            try:
+                self.c = await Client.open("ws://127.0.0.1:%d/ws" % self.port)
+                res = await self.c.connect(jwt(self.uid, secret=self.secret))
+                break
+            except (OSError, websockets.exceptions.WebSocketException, AssertionError):
+                self.failed += 1
+                await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("%s could not connect through HAProxy" % self.uid)
+        self.nodes.append(res["node"])
+        await self.subscribe()
+
+    async def subscribe(self):
+        for _ in range(100):
+            kw = {"since": {"epoch": self.pos[0], "offset": self.pos[1]}} if self.pos else {}
+            r = await self.c.call("subscribe", channel=self.ch, **kw)
+            if "result" in r:
+                break
+            assert r["error"]["code"] == 111, r  # a shard failing over: retry
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("%s could not subscribe" % self.uid)
+        res = r["result"]
+        if self.pos and res["recovered"]:
+            for p in res.get("publications", []):
+                self.deliver(res["epoch"], p["offset"])
+        else:
+            if self.pos:
+                self.signals += 1
+            self.pos = (res["epoch"], res["offset"])
+
+    def deliver(self, epoch, off):
+        if (epoch, off) != (self.pos[0], self.pos[1] + 1):
+            self.silent.append((self.pos, (epoch, off)))
+        self.pos = (epoch, off)
+
+    async def follow(self, until):
+        while time.time() < until:
+            try:
+                m = await self.c.recv(timeout=max(0.05, until - time.time()))
+            except asyncio.TimeoutError:
+                continue
+            except websockets.exceptions.ConnectionClosed:
+                await self.join()
+                continue
+            if m.get("push") == "pub":
+                self.deliver(self.pos[0], m["offset"])
+            elif m.get("push") == "unsub":
+                assert m["code"] == 116, m
+                self.signals += 1
+                await self.subscribe()
+
+
+@pytest.mark.slow
+def test_roll_and_shard_failover_through_haproxy():
+    d = os.path.join(tempfile.mkdtemp(prefix="cardgw-cluster-"), "c")
+    cluster(d, "up", "--shards", "2", "--nodes", "3", "--binary", ASAN_BIN)
+    try:
+        st = json.loads(cluster(d, "status", "--json"))
+        port, key, secret = st["lb_port"], st["api_key"], st["jwt_secret"]
+        assert all(p["alive"] for p in st["procs"])
+        channels = ["group:c%d" % k for k in range(12)]
+        assert {shard_of(ch, 2) for ch in channels} == {0, 1}
+        statuses = []  # (phase, status)
+        phase = ["steady"]
+        draining_seen = []
+
+        async def publish(until):
+            k = 0
+            loop = asyncio.get_running_loop()
+            while time.time() < until:
+                ch = channels[k % len(channels)]
+                s, _ = await loop.run_in_executor(None, lb_call, port, "POST", "/api/v1/publish",
+                                                  key, {"channel": ch, "data": k})
+                statuses.append((phase[0], s, shard_of(ch, 2)))
+                k += 1
+                await asyncio.sleep(0.02)
+
+        async def watch_draining(until):
+            loop = asyncio.get_running_loop()
+            while time.time() < until:
+                s, info = await loop.run_in_executor(None, lb_call, port, "GET", "/api/v1/info",
+                                                     key)
+                if s == 200:
+                    draining_seen.append(sum(1 for e in info["nodes"]
+                                             if e["state"] == "draining"))
+                await asyncio.sleep(0.2)
+
+        async def go():
+            fs = [Follower(port, secret, "c%d" % i, channels[i % len(channels)])
+                  for i in range(48)]
+            await asyncio.gather(*(f.join() for f in fs))
+            assert {f.nodes[0] for f in fs} == {"n1", "n2", "n3"}
+            loop = asyncio.get_running_loop()
+            end = time.time() + 600
+            tasks = [asyncio.ensure_future(f.follow(end)) for f in fs]
+            pub = asyncio.ensure_future(publish(end))
+            watch = asyncio.ensure_future(watch_draining(end))
+            await asyncio.sleep(1)
+            phase[0] = "roll"
+            out = await loop.run_in_executor(None, cluster, d, "roll")
+            assert out.count("rolled") == 3, out
+            phase[0] = "failover"
+            await loop.run_in_executor(None, cluster, d, "failover-shard", "0")
+            await asyncio.sleep(4)
+            phase[0] = "after"
+            await asyncio.sleep(3)
+            for t in tasks + [pub, watch]:
+                t.cancel()
+            await asyncio.gather(*tasks, pub, watch, return_exceptions=True)
+            return fs
+
+        fs = run(go(), timeout=300)
+        assert max(draining_seen) <= 1, draining_seen
+        # the roll never answered an API call with 503 (drained nodes had left HAProxy)
+        bad_roll = [s for (ph, s, _) in statuses if ph in ("steady", "roll") and s != 200]
+        assert not bad_roll, bad_roll[:10]
+        # during the failover only shard 0's channels may refuse (nothing was published)
+        bad = [(ph, s, sh) for (ph, s, sh) in statuses
+               if s != 200 and not (ph == "failover" and sh == 0)]
+        assert not bad, bad[:10]
+        assert [s for (ph, s, _) in statuses if ph == "after"].count(200) > 0
+        assert all(s == 200 for (ph, s, _) in statuses[-20:]), statuses[-20:]
+        for f in fs:
+            assert not f.silent, (f.uid, f.silent[:3])
+            assert f.failed == 0, (f.uid, f.failed)
+            assert len(f.nodes) <= 4, (f.uid, f.nodes)  # at most one move per drain
+            s, pos = lb_call(port, "GET", "/api/v1/position?channel=" + f.ch, key)
+            assert s == 200 and (pos["epoch"], pos["offset"]) == f.pos, (f.uid, f.pos, pos)
+        print("moves per client: %s; clients told to resubscribe: %d"
+              % (sorted({len(f.nodes) - 1 for f in fs}), sum(1 for f in fs if f.signals)))
+        logs = "".join(open(os.path.join(d, "node%d.log" % i), errors="replace").read()
+                       for i in (1, 2, 3))
+        assert "Sanitizer" not in logs and "runtime error" not in logs
+    finally:
+        cluster(d, "down")
+    assert not os.path.exists(d)
