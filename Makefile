@@ -89,6 +89,12 @@ cluster-status:
 	@scripts/cluster status
 cluster-roll:
 	@scripts/cluster roll
+# The scale acceptance at full size (3,000 clients through HAProxy, 3 nodes, 2 shards, 10,000
+# publications over 300 channels); make test runs it at a third of that.
+.PHONY: test-scale
+test-scale: deps build/cardgw-asan
+	@CARDGW_SCALE=full /usr/bin/python3 -m pytest -q -s -p no:cacheprovider \
+	    tests/integration/test_cluster.py -k scale
 
 check-config: build/cardgw
 	@build/cardgw --config config.example --check-config

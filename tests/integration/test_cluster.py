@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import redis
 import websockets
 
 from conftest import ROOT, Client, jwt, run
@@ -186,3 +187,77 @@ def test_roll_and_shard_failover_through_haproxy():
     finally:
         cluster(d, "down")
     assert not os.path.exists(d)
+
+
+# make test runs a third of the acceptance size; CARDGW_SCALE=full runs all of it (3,000 clients,
+# 10,000 publications over 300 channels)
+FULL = os.environ.get("CARDGW_SCALE") == "full"
+
+
+@pytest.mark.slow
+def test_scale_clients_spread_over_nodes_publications_exactly_once_in_order():
+    nclients, nchannels, npubs = (3000, 300, 10000) if FULL else (900, 90, 3000)
+    d = os.path.join(tempfile.mkdtemp(prefix="cardgw-cluster-"), "c")
+    cluster(d, "up", "--shards", "2", "--nodes", "3", "--binary", ASAN_BIN)
+    try:
+        st = json.loads(cluster(d, "status", "--json"))
+        port, secret = st["lb_port"], st["jwt_secret"]
+        shard_ports = {}  # shard index -> its master's port, as the sentinels say
+        for k in range(2):
+            sp = json.load(open(os.path.join(d, "state.json")))["shards"][k]["sentinels"][0]
+            _, p = redis.Redis(port=sp).execute_command("SENTINEL", "get-master-addr-by-name",
+                                                        "shard%d" % k)
+            shard_ports[k] = int(p)
+        channels = ["group:s%d" % k for k in range(nchannels)]
+        script = open(os.path.join(ROOT, "scripts", "publish.lua")).read()
+
+        async def go():
+            sem = asyncio.Semaphore(200)  # connections being opened at once
+
+            async def client(i):
+                async with sem:
+                    # spread over source addresses 127.0.0.2.. (one address's ports run out)
+                    c = await Client.open("ws://127.0.0.1:%d/ws" % port,
+                                          local_addr=("127.0.0.%d" % (2 + i % 50), 0))
+                    node = (await c.connect(jwt("sc%d" % i, secret=secret)))["node"]
+                    r = await c.call("subscribe", channel=channels[i % nchannels])
+                    assert "result" in r, r
+                    return c, node
+
+            made = await asyncio.gather(*(client(i) for i in range(nclients)))
+            per_node = {}
+            for _, node in made:
+                per_node[node] = per_node.get(node, 0) + 1
+            assert set(per_node) == {"n1", "n2", "n3"}, per_node
+            # a backend calling the publish script itself, on each channel's shard (the rule in
+            # docs/redis-schema.md), pipelined
+            pipes = {k: redis.Redis(port=p).pipeline(transaction=False)
+                     for k, p in shard_ports.items()}
+            sent = {ch: 0 for ch in channels}
+            for k in range(npubs):
+                ch = channels[k % nchannels]
+                pipes[shard_of(ch, 2)].eval(script, 3, "cardgw:{%s}:m" % ch,
+                                            "cardgw:{%s}:x" % ch, "cardgw:{%s}" % ch,
+                                            json.dumps(k), "j", "", 100, 600, 604800)
+                sent[ch] += 1
+            for p in pipes.values():
+                assert all(isinstance(x, list) for x in p.execute())
+
+            async def drain(i, c):
+                want = sent[channels[i % nchannels]]
+                got = []
+                while len(got) < want:
+                    m = await c.next_event(timeout=30)
+                    assert m["push"] == "pub", m
+                    got.append(m["offset"])
+                assert got == list(range(1, want + 1)), (i, got[:5])
+                return len(got)
+
+            n = await asyncio.gather(*(drain(i, c) for i, (c, _) in enumerate(made)))
+            return per_node, sum(n)
+
+        per_node, deliveries = run(go(), timeout=600)
+        print("clients per node %s; %d deliveries, each exactly once and in order"
+              % (per_node, deliveries))
+    finally:
+        cluster(d, "down")
