@@ -6,7 +6,7 @@ BENCH_PY     := /usr/bin/python3
 BENCH_RUN    := $(BENCH_PY) bench/run.py
 BENCH_ARGS   ?=
 
-.PHONY: bench-build bench-connect bench-idle bench-fanout bench-cross-node bench-floor \
+.PHONY: bench-build bench-connect bench-idle bench-fanout bench-cross-node bench-scale bench-floor \
         bench-peers bench-tsung bench-plot bench-all bench-profile
 
 build/bench/loadgen: bench/loadgen.c bench/hist.h
@@ -30,6 +30,10 @@ bench-fanout: bench-build
 
 bench-cross-node: bench-build
 	$(BENCH_RUN) crossnode $(BENCH_ARGS)
+
+# Redis and node CPU per delivery with 1 and 2 Redis shards, 1 and 2 nodes (2: behind HAProxy)
+bench-scale: bench-build
+	$(BENCH_RUN) scale $(BENCH_ARGS)
 
 bench-floor: bench-build
 	$(BENCH_RUN) floor $(BENCH_ARGS)

@@ -169,7 +169,7 @@ def has_workers():
 
 
 class Node:
-    def __init__(self, redis, workers=0, extra=""):
+    def __init__(self, redis, workers=0, extra="", shards=()):
         self.port = free_port()
         self.cfg = os.path.join(TMP, "node-%d.conf" % self.port)
         with open(self.cfg, "w") as f:
@@ -179,7 +179,9 @@ class Node:
                     "command_burst = 100000\n"
                     # load comes from a few loopback addresses, thousands of sockets each
                     "max_connections_per_ip = 0\nmax_new_connections_per_ip_per_s = 0\n"
-                    "max_connections_per_user = 0\n%s" % (self.port, redis.port, extra))
+                    "max_connections_per_user = 0\nredis_shards = %s\n%s"
+                    % (self.port, redis.port,
+                       " ".join("redis://127.0.0.1:%d/0" % s.port for s in shards), extra))
         cmd = [CARDGW, "--config", self.cfg]
         if workers > 1:
             cmd += ["--workers", str(workers)]
@@ -628,6 +630,102 @@ def sc_crossnode(a):
         redis.stop()
 
 
+class Haproxy:
+    """deploy/haproxy.cfg in front of nodes (one server line per node)."""
+
+    def __init__(self, nodes):
+        self.port = free_port()
+        with open(os.path.join(ROOT, "deploy/haproxy.cfg")) as f:
+            lines = f.read().split("\n")
+        out = []
+        for ln in lines:
+            if ln.strip().startswith("server n") and "${CARDGW_NODE" in ln:
+                if ln.strip().startswith("server n1 "):
+                    out += ["    server n%d 127.0.0.1:%d check" % (i + 1, nd.port)
+                            for i, nd in enumerate(nodes)]
+                continue
+            out.append(ln)
+        cfg = os.path.join(TMP, "haproxy-%d.cfg" % self.port)
+        with open(cfg, "w") as f:
+            f.write("\n".join(out))
+        env = dict(os.environ, CARDGW_LB_BIND="127.0.0.1:%d" % self.port)
+        self.p = start(["haproxy", "-db", "-f", cfg], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        time.sleep(2.5)  # two good checks a second apart mark every node up
+
+    def pids(self):
+        return proc_pids(self.p.pid)
+
+    def stop(self):
+        stop(self.p, signal.SIGUSR1)
+
+
+def sc_scale(a):
+    """Redis and node CPU per delivery, 50 groups x 100 members, with 1 or 2 Redis shards and 1
+    or 2 nodes (2: behind HAProxy). Publications go through the server API of node 1 (it routes
+    each to its channel's shard). Capacity per node core = 1e6 / node µs per delivery; Redis CPU
+    is net of its idle cost (measured for 4 s before). 5,000
+    connections: HAProxy sizes maxconn from the open-file limit (20,000 here: ~9,990 clients)."""
+    g, m = 50, 100
+    n = g * m
+    rows = []
+    for nshards, nnodes in [(1, 1), (2, 1), (1, 2), (2, 2)]:
+        redis = Redis()
+        redis.members(n, g)
+        shards = [Redis() for _ in range(nshards)] if nshards > 1 else []
+        nodes = [Node(redis, shards=shards) for _ in range(nnodes)]
+        lb = Haproxy(nodes) if nnodes > 1 else None
+        try:
+            port = lb.port if lb else nodes[0].port
+            lg = Loadgens(n, lambda i: port, groups=g, duration=600)
+            ready = lg.collect("ready", 200)
+            if summed(ready, "ready") != n:
+                raise RuntimeError("only %d of %d ready: %s" % (summed(ready, "ready"), n,
+                                                               errs(ready)))
+            redis_pids = [p for r in [redis] + shards for p in proc_pids(r.p.pid)]
+            node_pids = [p for nd in nodes for p in nd.pids()]
+            rates = [int(x) // m for x in (a.rates or "10000").split(",")]
+            # Redis's own idle cost (cron, canaries, position checks) is measured and taken out
+            i0, t_idle = cpu_s(redis_pids), time.time()
+            time.sleep(4)
+            idle_rate = (cpu_s(redis_pids) - i0) / (time.time() - t_idle)
+            for rate in rates:
+                lg.step()
+                r0, n0 = cpu_s(redis_pids), cpu_s(node_pids)
+                l0 = cpu_s(lb.pids()) if lb else 0
+                t0 = time.time()
+                pub = run_pub("pub-http", nodes[0].port, rate, a.step_seconds, g, 0)
+                got = lg.drain(pub["published"] * m, quiet=a.drain)
+                secs = time.time() - t0
+                st = lg.step()
+                rx = summed(st, "rx")
+                rc = max(0.0, cpu_s(redis_pids) - r0 - idle_rate * secs)
+                nc = cpu_s(node_pids) - n0
+                lc = (cpu_s(lb.pids()) - l0) if lb else 0
+                h = merge(st)
+                row = {"shards": nshards, "nodes": nnodes, "delivered_per_s": rx / secs,
+                       "redis_us_per_delivery": rc * 1e6 / rx if rx else float("nan"),
+                       "redis_us_per_pub": rc * 1e6 / pub["published"] if pub["published"]
+                       else float("nan"),
+                       "node_us_per_delivery": nc * 1e6 / rx if rx else float("nan"),
+                       "per_node_core_deliveries_s": rx / nc if nc else float("nan"),
+                       "haproxy_cpu_pct": lc / secs * 100, "p99_ms": h.pct(99) / 1000,
+                       "lost": pub["published"] * m - rx, "pub_errors": pub["errors"],
+                       "got": got}
+                log("scale", row)
+                rows.append(row)
+            lg.stop()
+        finally:
+            if lb:
+                lb.stop()
+            for nd in nodes:
+                nd.stop()
+            for r in [redis] + shards:
+                r.stop()
+    return rows
+
+
 def jwt(uid, secret=b"s"):
     import base64
     import hashlib
@@ -898,6 +996,9 @@ COLS = {
     "fanout": ["shape", "pubs_per_s", "delivered_per_s", "cpu_us_per_msg", "node_cpu_pct",
                "writes_per_delivery", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "lost",
                "dup", "gaps"],
+    "scale": ["shards", "nodes", "delivered_per_s", "redis_us_per_delivery", "redis_us_per_pub",
+              "node_us_per_delivery", "per_node_core_deliveries_s", "haproxy_cpu_pct", "p99_ms",
+              "lost", "pub_errors"],
     "crossnode": ["pubs_per_s", "delivered_per_s", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
                   "max_ms", "lost", "dup"],
     "profile": ["what", "detail"],
@@ -911,7 +1012,8 @@ COLS = {
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("scenario", choices=["connect", "idle", "fanout", "crossnode", "floor", "peers",
+    ap.add_argument("scenario", choices=["connect", "idle", "fanout", "crossnode", "scale", "floor",
+                                         "peers",
                                              "tsung", "profile"])
     ap.add_argument("--targets", type=lambda s: s.split(","))
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")])
@@ -932,7 +1034,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         rows = {"connect": sc_connect, "idle": sc_idle, "fanout": sc_fanout,
-                "crossnode": sc_crossnode, "floor": sc_floor, "peers": sc_peers,
+                "crossnode": sc_crossnode, "scale": sc_scale, "floor": sc_floor, "peers": sc_peers,
                 "tsung": sc_tsung, "profile": sc_profile}[a.scenario](a)
     finally:
         cleanup()
