@@ -712,6 +712,7 @@ def sc_scale(a):
                        "per_node_core_deliveries_s": rx / nc if nc else float("nan"),
                        "haproxy_cpu_pct": lc / secs * 100, "p99_ms": h.pct(99) / 1000,
                        "lost": pub["published"] * m - rx, "pub_errors": pub["errors"],
+                       "gaps": summed(st, "gap"), "dup": summed(st, "dup"),
                        "got": got}
                 log("scale", row)
                 rows.append(row)
@@ -998,7 +999,7 @@ COLS = {
                "dup", "gaps"],
     "scale": ["shards", "nodes", "delivered_per_s", "redis_us_per_delivery", "redis_us_per_pub",
               "node_us_per_delivery", "per_node_core_deliveries_s", "haproxy_cpu_pct", "p99_ms",
-              "lost", "pub_errors"],
+              "lost", "pub_errors", "gaps", "dup"],
     "crossnode": ["pubs_per_s", "delivered_per_s", "p50_ms", "p90_ms", "p99_ms", "p999_ms",
                   "max_ms", "lost", "dup"],
     "profile": ["what", "detail"],
