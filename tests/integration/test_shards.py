@@ -105,3 +105,47 @@ def test_channels_live_on_their_shard_and_a_dead_shard_stops_only_its_own(redis_
     finally:
         for s in shards:
             s.cleanup()
+
+
+def test_adding_a_shard_moves_channels_to_a_new_epoch_never_a_silent_gap(redis_server, make_node):
+    shards = [RedisServer().start() for _ in range(2)]
+    try:
+        moved = [c for c in ("public:mv-%d" % k for k in range(40)) if shard_of(c, 2) == 1][0]
+        stays = [c for c in ("public:mv-%d" % k for k in range(40)) if shard_of(c, 2) == 0][0]
+        a = make_node({"redis_shards": shards[0].url})
+        for ch in (moved, stays):
+            for k in range(3):
+                assert a.api("/api/v1/publish", {"channel": ch, "data": k})[0] == 200
+
+        async def positions(node):
+            c = await Client.open(node.ws_url)
+            await c.connect(jwt("mv"))
+            out = {}
+            for ch in (moved, stays):
+                out[ch] = (await c.call("subscribe", channel=ch))["result"]
+            await c.close()
+            return out
+
+        before = run(positions(a))
+        assert before[moved]["offset"] == 3 and before[stays]["offset"] == 3
+        a.stop()
+        # a second shard is added: `moved` now lives on the new one, `stays` did not move
+        b = make_node({"redis_shards": " ".join(s.url for s in shards)})
+
+        async def resume():
+            c = await Client.open(b.ws_url)
+            await c.connect(jwt("mv"))
+            res = {}
+            for ch in (moved, stays):
+                since = {"epoch": before[ch]["epoch"], "offset": 3}
+                res[ch] = (await c.call("subscribe", channel=ch, since=since))["result"]
+            return res
+
+        res = run(resume())
+        assert res[stays]["recovered"] is True and res[stays]["epoch"] == before[stays]["epoch"]
+        assert res[moved]["recovered"] is False, res[moved]  # a new epoch: reload, no gap
+        assert res[moved]["epoch"] != before[moved]["epoch"] and res[moved]["offset"] == 0
+        assert shards[1].client().exists("cardgw:{%s}:m" % moved)
+    finally:
+        for s in shards:
+            s.cleanup()
