@@ -421,3 +421,91 @@ def run(coro, timeout=120):
         finally:
             await _close_opened()
     return asyncio.run(main())
+
+
+class Follower:
+    """A client that follows one channel (json): every publication must be the next offset of its
+    epoch unless a signal came first (a `silent` gap otherwise). A closed connection is rejoined
+    at `url()` and resubscribed with since; an `unsub` 116 is resubscribed with since too;
+    `recovered: false` is a signal and moves the position. Counts what happened."""
+
+    def __init__(self, url, uid, channel, secret=JWT_SECRET):
+        self.url, self.uid, self.ch, self.secret = url, uid, channel, secret
+        self.pos = None      # (epoch, offset) the client is at
+        self.got = []        # offsets delivered (live or recovered), in order
+        self.seen = []       # (epoch, offset, data) of each
+        self.nodes = []      # the node of every connection
+        self.silent = []     # (position, publication) that did not follow on
+        self.signals = 0     # unsub 116 / recovered: false
+        self.failed = 0      # connection attempts that failed
+        self.reconnects = 0  # connections that closed under it
+
+    async def join(self):
+        for _ in range(20):
+            try:
+                self.c = await Client.open(self.url())
+                res = await self.c.connect(jwt(self.uid, secret=self.secret))
+                break
+            except (OSError, websockets.exceptions.WebSocketException, AssertionError):
+                self.failed += 1
+                await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("%s could not connect" % self.uid)
+        self.nodes.append(res["node"])
+        await self.subscribe()
+
+    async def subscribe(self):
+        for _ in range(100):
+            kw = {"since": {"epoch": self.pos[0], "offset": self.pos[1]}} if self.pos else {}
+            r = await self.c.call("subscribe", channel=self.ch, **kw)
+            if "result" in r:
+                break
+            assert r["error"]["code"] == 111, r  # Redis (or its shard) failing over: retry
+            await asyncio.sleep(0.2)
+        else:
+            raise AssertionError("%s could not subscribe" % self.uid)
+        res = r["result"]
+        if self.pos and res["recovered"]:
+            for p in res.get("publications", []):
+                self.deliver(res["epoch"], p["offset"], p.get("data"))
+        else:
+            self.signals += 1 if self.pos else 0
+            self.pos = (res["epoch"], res["offset"])
+
+    def deliver(self, epoch, off, data=None):
+        if (epoch, off) != (self.pos[0], self.pos[1] + 1):
+            self.silent.append((self.pos, (epoch, off)))
+        self.pos = (epoch, off)
+        self.got.append(off)
+        self.seen.append((epoch, off, data))
+
+    async def follow(self, until):
+        while time.time() < until:
+            try:
+                m = await self.c.recv(timeout=max(0.05, until - time.time()))
+            except asyncio.TimeoutError:
+                continue
+            except websockets.exceptions.ConnectionClosed:
+                self.reconnects += 1
+                await self.join()
+                continue
+            if m.get("push") == "pub":
+                self.deliver(self.pos[0], m["offset"], m.get("data"))
+            elif m.get("push") == "unsub":
+                assert m["code"] == 116, m
+                self.signals += 1
+                await self.subscribe()
+            elif m.get("push") == "disconnect":
+                assert m["reconnect"] is True, m
+
+
+async def publish_steadily(call, channels, until, record, interval=0.02):
+    """call(channel, k) -> HTTP status, run off the loop every interval until `until`, channels
+    in turn; record(channel, status, k) gets each result."""
+    loop, k = asyncio.get_running_loop(), 0
+    while time.time() < until:
+        ch = channels[k % len(channels)]
+        st = await loop.run_in_executor(None, call, ch, k)
+        record(ch, st, k)
+        k += 1
+        await asyncio.sleep(interval)

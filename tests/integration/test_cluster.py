@@ -14,9 +14,8 @@ import urllib.request
 
 import pytest
 import redis
-import websockets
 
-from conftest import ROOT, Client, jwt, run
+from conftest import ROOT, Client, Follower, jwt, publish_steadily, run
 from test_shards import shard_of
 
 CLUSTER = os.path.join(ROOT, "scripts", "cluster")
@@ -43,66 +42,6 @@ def lb_call(port, method, path, key, body=None):
         return None, None
 
 
-class Follower:
-    def __init__(self, port, secret, uid, ch):
-        self.port, self.secret, self.uid, self.ch = port, secret, uid, ch
-        self.pos, self.nodes, self.silent, self.signals, self.failed = None, [], [], 0, 0
-
-    async def join(self):
-        for _ in range(20):
-            try:
-                self.c = await Client.open("ws://127.0.0.1:%d/ws" % self.port)
-                res = await self.c.connect(jwt(self.uid, secret=self.secret))
-                break
-            except (OSError, websockets.exceptions.WebSocketException, AssertionError):
-                self.failed += 1
-                await asyncio.sleep(0.2)
-        else:
-            raise AssertionError("%s could not connect through HAProxy" % self.uid)
-        self.nodes.append(res["node"])
-        await self.subscribe()
-
-    async def subscribe(self):
-        for _ in range(100):
-            kw = {"since": {"epoch": self.pos[0], "offset": self.pos[1]}} if self.pos else {}
-            r = await self.c.call("subscribe", channel=self.ch, **kw)
-            if "result" in r:
-                break
-            assert r["error"]["code"] == 111, r  # a shard failing over: retry
-            await asyncio.sleep(0.2)
-        else:
-            raise AssertionError("%s could not subscribe" % self.uid)
-        res = r["result"]
-        if self.pos and res["recovered"]:
-            for p in res.get("publications", []):
-                self.deliver(res["epoch"], p["offset"])
-        else:
-            if self.pos:
-                self.signals += 1
-            self.pos = (res["epoch"], res["offset"])
-
-    def deliver(self, epoch, off):
-        if (epoch, off) != (self.pos[0], self.pos[1] + 1):
-            self.silent.append((self.pos, (epoch, off)))
-        self.pos = (epoch, off)
-
-    async def follow(self, until):
-        while time.time() < until:
-            try:
-                m = await self.c.recv(timeout=max(0.05, until - time.time()))
-            except asyncio.TimeoutError:
-                continue
-            except websockets.exceptions.ConnectionClosed:
-                await self.join()
-                continue
-            if m.get("push") == "pub":
-                self.deliver(self.pos[0], m["offset"])
-            elif m.get("push") == "unsub":
-                assert m["code"] == 116, m
-                self.signals += 1
-                await self.subscribe()
-
-
 @pytest.mark.slow
 def test_roll_and_shard_failover_through_haproxy():
     d = os.path.join(tempfile.mkdtemp(prefix="cardgw-cluster-"), "c")
@@ -117,16 +56,8 @@ def test_roll_and_shard_failover_through_haproxy():
         phase = ["steady"]
         draining_seen = []
 
-        async def publish(until):
-            k = 0
-            loop = asyncio.get_running_loop()
-            while time.time() < until:
-                ch = channels[k % len(channels)]
-                s, _ = await loop.run_in_executor(None, lb_call, port, "POST", "/api/v1/publish",
-                                                  key, {"channel": ch, "data": k})
-                statuses.append((phase[0], s, shard_of(ch, 2)))
-                k += 1
-                await asyncio.sleep(0.02)
+        def record(ch, st, k):
+            statuses.append((phase[0], st, shard_of(ch, 2)))
 
         async def watch_draining(until):
             loop = asyncio.get_running_loop()
@@ -139,14 +70,16 @@ def test_roll_and_shard_failover_through_haproxy():
                 await asyncio.sleep(0.2)
 
         async def go():
-            fs = [Follower(port, secret, "c%d" % i, channels[i % len(channels)])
-                  for i in range(48)]
+            fs = [Follower(lambda: "ws://127.0.0.1:%d/ws" % port, "c%d" % i,
+                           channels[i % len(channels)], secret) for i in range(48)]
             await asyncio.gather(*(f.join() for f in fs))
             assert {f.nodes[0] for f in fs} == {"n1", "n2", "n3"}
             loop = asyncio.get_running_loop()
             end = time.time() + 600
             tasks = [asyncio.ensure_future(f.follow(end)) for f in fs]
-            pub = asyncio.ensure_future(publish(end))
+            pub = asyncio.ensure_future(publish_steadily(
+                lambda ch, k: lb_call(port, "POST", "/api/v1/publish", key,
+                                      {"channel": ch, "data": k})[0], channels, end, record))
             watch = asyncio.ensure_future(watch_draining(end))
             await asyncio.sleep(1)
             phase[0] = "roll"
@@ -157,9 +90,12 @@ def test_roll_and_shard_failover_through_haproxy():
             await asyncio.sleep(4)
             phase[0] = "after"
             await asyncio.sleep(3)
-            for t in tasks + [pub, watch]:
+            pub.cancel()  # publishing stops; the followers get what is in flight
+            await asyncio.gather(pub, return_exceptions=True)
+            await asyncio.sleep(2)
+            for t in tasks + [watch]:
                 t.cancel()
-            await asyncio.gather(*tasks, pub, watch, return_exceptions=True)
+            await asyncio.gather(*tasks, watch, return_exceptions=True)
             return fs
 
         fs = run(go(), timeout=300)

@@ -16,7 +16,8 @@ import urllib.request
 import pytest
 import websockets
 
-from conftest import API_KEY, ROOT, Client, free_port, jwt, run, wait_port_closed
+from conftest import (API_KEY, ROOT, Client, Follower, free_port, jwt, publish_steadily, run,
+                      wait_port_closed)
 
 HAPROXY_CFG = os.path.join(ROOT, "deploy", "haproxy.cfg")
 NGINX_CFG = os.path.join(ROOT, "deploy", "nginx.conf")
@@ -107,84 +108,30 @@ def balancer():
         b.stop()
 
 
-class Follower:
-    """A client that follows one channel through the balancer: it checks every publication is the
-    next offset, and on a drain reconnects through the balancer and resubscribes with since."""
-
-    def __init__(self, lb, uid, channel, stats):
-        self.lb, self.uid, self.ch, self.stats = lb, uid, channel, stats
-        self.got, self.nodes, self.epoch = [], [], None
-        self.c = None
-
-    async def join(self):
-        for attempt in range(5):
-            try:
-                self.c = await Client.open(self.lb.ws_url)
-                res = await self.c.connect(jwt(self.uid))
-                break
-            except (OSError, websockets.exceptions.WebSocketException, AssertionError) as e:
-                self.stats["failed_attempts"].append((self.uid, repr(e)))
-                await asyncio.sleep(0.2)
-        else:
-            raise AssertionError("%s could not connect through the balancer" % self.uid)
-        self.nodes.append(res["node"])
-        since = {"epoch": self.epoch, "offset": self.got[-1] if self.got else 0}
-        r = await self.c.call("subscribe", channel=self.ch,
-                              **({"since": since} if self.epoch else {}))
-        assert "result" in r, r
-        res = r["result"]
-        if self.epoch:
-            assert res["recovered"] is True, (self.uid, res)
-            self.got += [p["offset"] for p in res.get("publications", [])]
-        self.epoch = res["epoch"]
-
-    async def follow(self, until):
-        while time.time() < until:
-            try:
-                m = await self.c.recv(timeout=max(0.05, until - time.time()))
-            except asyncio.TimeoutError:
-                continue
-            except websockets.exceptions.ConnectionClosed:
-                self.stats["reconnects"] += 1
-                await self.join()
-                continue
-            if m.get("push") == "pub":
-                self.got.append(m["offset"])
-            elif m.get("push") == "disconnect":
-                assert m["reconnect"] is True, m
-
-
 def test_haproxy_spreads_clients_and_drains_a_node_without_loss_or_503(three_nodes, balancer):
     nodes = three_nodes({"drain_unready_ms": 2500, "drain_window_ms": 1000,
                          "shutdown_timeout_ms": 8000})
     lb = balancer("haproxy", nodes)
     channels = ["public:lb-%d" % k for k in range(6)]
-    stats = {"reconnects": 0, "failed_attempts": []}
     sent = {ch: 0 for ch in channels}
     api_status = []
 
-    async def publish_steadily(until):
-        k = 0
-        while time.time() < until:
-            ch = channels[k % len(channels)]
-            st = await asyncio.get_running_loop().run_in_executor(
-                None, lb.status, "/api/v1/publish", {"channel": ch, "data": {"k": k}})
-            api_status.append(st)
-            if st == 200:
-                sent[ch] += 1
-            k += 1
-            await asyncio.sleep(0.02)
+    def record(ch, st, k):
+        api_status.append(st)
+        sent[ch] += st == 200
 
     async def go():
-        fs = [Follower(lb, "u%d" % i, channels[i % len(channels)], stats) for i in range(60)]
+        fs = [Follower(lambda: lb.ws_url, "u%d" % i, channels[i % len(channels)])
+              for i in range(60)]
         await asyncio.gather(*(f.join() for f in fs))
         first = {f.nodes[0] for f in fs}
         assert first == {"n1", "n2", "n3"}, first  # leastconn spread them over every node
         on_n2 = sum(1 for f in fs if f.nodes[0] == "n2")
-        t0 = time.time()
-        end = t0 + 9
+        end = time.time() + 9
         tasks = [asyncio.ensure_future(f.follow(end + 3)) for f in fs]
-        pub = asyncio.ensure_future(publish_steadily(end))
+        pub = asyncio.ensure_future(publish_steadily(
+            lambda ch, k: lb.status("/api/v1/publish", {"channel": ch, "data": {"k": k}}),
+            channels, end, record))
         await asyncio.sleep(1)
         nodes[1].proc.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.3)
@@ -197,11 +144,12 @@ def test_haproxy_spreads_clients_and_drains_a_node_without_loss_or_503(three_nod
         await pub
         await asyncio.gather(*tasks)
         assert all(st == 200 for st in api_status), [s for s in api_status if s != 200]
-        assert not stats["failed_attempts"], stats["failed_attempts"][:5]
-        assert stats["reconnects"] == on_n2, (stats["reconnects"], on_n2)
+        assert sum(f.failed for f in fs) == 0, [(f.uid, f.failed) for f in fs if f.failed]
+        assert sum(f.reconnects for f in fs) == on_n2, on_n2
         for f in fs:
             assert "n2" not in f.nodes[1:], (f.uid, f.nodes)  # no reconnect to the draining node
             assert len(f.nodes) <= 2, (f.uid, f.nodes)  # moved at most once
+            assert not f.silent and not f.signals, (f.uid, f.silent, f.signals)  # recovered
             assert f.got == list(range(1, sent[f.ch] + 1)), (f.uid, f.got[-5:], sent[f.ch])
         nodes[1].proc.wait(20)
         assert nodes[1].proc.returncode == 0
@@ -214,39 +162,35 @@ def test_haproxy_node_killed_clients_recover_elsewhere_nothing_lost(three_nodes,
     nodes = three_nodes()
     lb = balancer("haproxy", nodes)
     channels = ["public:kill-%d" % k for k in range(6)]
-    stats = {"reconnects": 0, "failed_attempts": []}
     sent = {ch: 0 for ch in channels}
 
-    async def publish_steadily(until):
-        k = 0
-        while time.time() < until:
-            ch = channels[k % len(channels)]
-            # through a node that stays up: the API of a node being killed may fail
-            st, _ = await asyncio.get_running_loop().run_in_executor(
-                None, nodes[0].api, "/api/v1/publish", {"channel": ch, "data": k})
-            assert st == 200
-            sent[ch] += 1
-            k += 1
-            await asyncio.sleep(0.02)
+    def record(ch, st, k):
+        assert st == 200
+        sent[ch] += 1
 
     async def go():
-        fs = [Follower(lb, "k%d" % i, channels[i % len(channels)], stats) for i in range(45)]
+        fs = [Follower(lambda: lb.ws_url, "k%d" % i, channels[i % len(channels)])
+              for i in range(45)]
         await asyncio.gather(*(f.join() for f in fs))
         on_n2 = sum(1 for f in fs if f.nodes[0] == "n2")
         assert on_n2 > 0
         end = time.time() + 6
         tasks = [asyncio.ensure_future(f.follow(end + 3)) for f in fs]
-        pub = asyncio.ensure_future(publish_steadily(end))
+        # through a node that stays up: the API of a node being killed may fail
+        pub = asyncio.ensure_future(publish_steadily(
+            lambda ch, k: nodes[0].api("/api/v1/publish", {"channel": ch, "data": k})[0],
+            channels, end, record))
         await asyncio.sleep(1.5)
         nodes[1].proc.kill()  # kill -9: no drain, no disconnect push
         await pub
         await asyncio.gather(*tasks)
-        assert stats["reconnects"] == on_n2, (stats["reconnects"], on_n2)
+        assert sum(f.reconnects for f in fs) == on_n2, on_n2
         # a reconnect routed to the dead node before HAProxy noticed is retried elsewhere
         # (retry-on conn-failure + redispatch): the client never sees it
-        assert not stats["failed_attempts"], stats["failed_attempts"][:5]
+        assert sum(f.failed for f in fs) == 0, [(f.uid, f.failed) for f in fs if f.failed]
         for f in fs:
             assert "n2" not in f.nodes[1:], (f.uid, f.nodes)
+            assert not f.silent and not f.signals, (f.uid, f.silent, f.signals)
             assert f.got == list(range(1, sent[f.ch] + 1)), (f.uid, f.got[-5:], sent[f.ch])
         nodes[1].stop()
     run(go(), timeout=60)
