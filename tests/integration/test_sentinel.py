@@ -59,9 +59,12 @@ class Sentinel:
 @pytest.fixture
 def sentinel_setup():
     master = RedisServer().start()
-    replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(master.port)]).start()
-    sentinels = [Sentinel(master.port) for _ in range(3)]
-    try:
+    replica, sentinels = None, []
+    try:  # whatever was started is stopped, even when starting the rest fails
+        replica = RedisServer(extra=["--replicaof", "127.0.0.1", str(master.port)])
+        replica.start()
+        for _ in range(3):
+            sentinels.append(Sentinel(master.port))
         end = time.time() + 20  # every sentinel sees the replica and the two other sentinels
         while True:
             ok = True
@@ -85,7 +88,8 @@ def sentinel_setup():
         for s in sentinels:
             s.stop()
         master.cleanup()
-        replica.cleanup()
+        if replica:
+            replica.cleanup()
 
 
 def test_failover_is_followed_and_never_a_silent_gap(sentinel_setup, make_node):

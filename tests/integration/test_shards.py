@@ -23,8 +23,11 @@ def shard_of(channel, n):
 
 def test_channels_live_on_their_shard_and_a_dead_shard_stops_only_its_own(redis_server,
                                                                              make_node):
-    shards = [RedisServer().start() for _ in range(2)]
+    shards = []
     try:
+        for _ in range(2):
+            shards.append(RedisServer())
+            shards[-1].start()
         conf = {"redis_shards": " ".join(s.url for s in shards), "node_registry_interval_ms": 200}
         a, b = make_node(conf), make_node(conf)
         channels = ["public:sh-%d" % k for k in range(20)]
@@ -108,8 +111,11 @@ def test_channels_live_on_their_shard_and_a_dead_shard_stops_only_its_own(redis_
 
 
 def test_adding_a_shard_moves_channels_to_a_new_epoch_never_a_silent_gap(redis_server, make_node):
-    shards = [RedisServer().start() for _ in range(2)]
+    shards = []
     try:
+        for _ in range(2):
+            shards.append(RedisServer())
+            shards[-1].start()
         moved = [c for c in ("public:mv-%d" % k for k in range(40)) if shard_of(c, 2) == 1][0]
         stays = [c for c in ("public:mv-%d" % k for k in range(40)) if shard_of(c, 2) == 0][0]
         a = make_node({"redis_shards": shards[0].url})
