@@ -634,20 +634,13 @@ class Haproxy:
     """deploy/haproxy.cfg in front of nodes (one server line per node)."""
 
     def __init__(self, nodes):
+        import importlib.machinery  # scripts/cluster writes the config the same way
+        cluster = importlib.machinery.SourceFileLoader(
+            "cluster", os.path.join(ROOT, "scripts/cluster")).load_module()
         self.port = free_port()
-        with open(os.path.join(ROOT, "deploy/haproxy.cfg")) as f:
-            lines = f.read().split("\n")
-        out = []
-        for ln in lines:
-            if ln.strip().startswith("server n") and "${CARDGW_NODE" in ln:
-                if ln.strip().startswith("server n1 "):
-                    out += ["    server n%d 127.0.0.1:%d check" % (i + 1, nd.port)
-                            for i, nd in enumerate(nodes)]
-                continue
-            out.append(ln)
         cfg = os.path.join(TMP, "haproxy-%d.cfg" % self.port)
         with open(cfg, "w") as f:
-            f.write("\n".join(out))
+            f.write(cluster.haproxy_config([nd.port for nd in nodes]))
         env = dict(os.environ, CARDGW_LB_BIND="127.0.0.1:%d" % self.port)
         self.p = start(["haproxy", "-db", "-f", cfg], env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)

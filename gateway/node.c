@@ -110,7 +110,7 @@ static int gw_node_brokers(gw_node_t *node, uv_loop_t *loop, const gw_config_t *
     char err[256], name[16];
     char(*urls)[GW_URL_MAX] = gw_malloc(GW_MAX_SHARDS * GW_URL_MAX);
     const gw_redis_t *shards[GW_MAX_SHARDS];
-    int n = gw_config_shard_urls(cfg, urls), rc = 0;
+    int n = gw_config_shard_urls(cfg, urls);
     node->nshards = n > 0 ? (uint32_t)n : 0;
     node->slots[0] = (struct gw_broker_slot){node, n > 0 ? -1 : 0};
     gw_broker_handlers_t h = {gw_node_on_message, gw_node_on_subscription, gw_node_on_event,
@@ -136,7 +136,7 @@ static int gw_node_brokers(gw_node_t *node, uv_loop_t *loop, const gw_config_t *
     node->hub = gw_hub_new(node, node->redis, shards, node->nshards);
     if (node->nshards)
         gw_info("node", "channels spread over %u Redis shards (redis_shards)", node->nshards);
-    return rc;
+    return 0;
 }
 
 static void gw_node_on_deadline(uv_timer_t *t)

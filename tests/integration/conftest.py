@@ -184,6 +184,14 @@ class Node:
             time.sleep(0.05)
         raise RuntimeError("node not ready:\n" + self.read_log())
 
+    def config_value(self, key):
+        with open(self.config) as f:
+            for line in f:
+                k, _, v = line.partition(" = ")
+                if k == key:
+                    return v.strip()
+        return None
+
     def read_log(self):
         with open(self.log, "rb") as f:
             return f.read().decode(errors="replace")

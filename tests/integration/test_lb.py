@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import redis
 import websockets
 
 from conftest import (API_KEY, ROOT, Client, Follower, free_port, jwt, publish_steadily, run,
@@ -242,6 +243,12 @@ def test_info_lists_live_nodes_and_drops_dead_ones(three_nodes):
             time.sleep(0.1)
 
     assert a.http("GET", "/api/v1/info", key="wrong")[0] == 401
+    # whatever else sits in the hash (garbage, another version's entries, huge values) is
+    # skipped, and purged once it cannot be a live entry; the view keeps answering
+    r = redis.Redis(port=int(a.config_value("redis_url").rsplit(":", 1)[1].split("/")[0]))
+    r.hset("cardgw:nodes", mapping={"junk": "not json", "arr": "[1,2]", "big": "x" * 1000000,
+                                    "old": json.dumps({"id": "old", "expires_at": 1}),
+                                    "str": json.dumps({"id": 7, "expires_at": "soon"})})
 
     async def go():
         cl = await Client.open(b.ws_url)
@@ -252,6 +259,7 @@ def test_info_lists_live_nodes_and_drops_dead_ones(three_nodes):
         e = seen["n2"]
         assert e["state"] == "up" and e["connections"] == 1 and e["redis_ready"] is True
         assert e["version"] and e["expires_at"] > e["seen_at"] >= e["started_at"]
+        assert not set(r.hkeys("cardgw:nodes")) & {b"junk", b"arr", b"big", b"old", b"str"}
         await cl.close()
     run(go())
     # a drained node says so until it is gone
