@@ -49,7 +49,8 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
                           from ? from : "",
                           size,
                           ttl,
-                          mttl};
+                          mttl,
+                          hub->cfg->redis_restart_keeps_writes ? "1" : "0"};
     size_t argvlen[] = {1,
                         gw_schema_channel_key(km, sizeof(km), ch, n, GW_KEY_META),
                         gw_schema_channel_key(kx, sizeof(kx), ch, n, GW_KEY_STREAM),
@@ -59,7 +60,8 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
                         from ? strlen(from) : 0,
                         (size_t)sn,
                         (size_t)tn,
-                        (size_t)mn};
+                        (size_t)mn,
+                        1};
     gw_pub_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;

@@ -1,7 +1,7 @@
 -- publish.lua — the one publish path of cardgw: assigns the channel's next offset atomically,
 -- keeps bounded history and the epoch, and PUBLISHes the frame every node relays.
 --
--- KEYS[1] = cardgw:{<channel>}:m   meta hash: e = epoch, s = top offset
+-- KEYS[1] = cardgw:{<channel>}:m   meta hash: e = epoch, s = top offset, g = Redis history
 -- KEYS[2] = cardgw:{<channel>}:x   history stream, entry ID = <offset>-0
 -- KEYS[3] = cardgw:{<channel>}     pub/sub channel the nodes subscribe to
 -- ARGV[1] = data (a msgpack value when ARGV[2] is "m", JSON text when "j")
@@ -10,19 +10,40 @@
 -- ARGV[4] = history size (publications kept; 0 = none)
 -- ARGV[5] = history lifetime in seconds
 -- ARGV[6] = meta lifetime in seconds (longer than the history; 0 = never expires)
+-- ARGV[7] = "1" when a restarted Redis keeps every acknowledged write (appendfsync always), else
+--           "0" or absent (redis_restart_keeps_writes in config.example)
 -- Returns { offset, epoch }.
 --
 -- The epoch is made here from the server clock when the meta hash is missing (first publish,
--- expired, evicted or lost): offsets then restart at 1 and clients see a new epoch.
+-- expired, evicted or lost): offsets then restart at 1 and clients see a new epoch. It is made
+-- anew, too, when this Redis is not the history the channel was last published on (g = the
+-- master_replid then): a promoted replica or a restarted master may lack acknowledged writes, and
+-- counting on from its top would give their offsets to other publications under the same epoch.
 local fmt = ARGV[2]
 if fmt ~= "m" and fmt ~= "j" then
   return redis.error_reply("ERR cardgw: format must be m or j")
 end
-local epoch = redis.call("HGET", KEYS[1], "e")
+local info = redis.call("INFO", "replication")
+local gen = string.match(info, "master_replid:(%x+)")
+if not gen then
+  return redis.error_reply("ERR cardgw: INFO replication gave no master_replid")
+end
+gen = string.sub(gen, 1, 16)
+local m = redis.call("HMGET", KEYS[1], "e", "g")
+local epoch = m[1]
+if epoch and m[2] and m[2] ~= gen then
+  -- a restart that keeps every write (replid2 all zeros: restarted, not promoted) keeps the epoch
+  local promoted = not string.find(info, "master_replid2:0+%s")
+  if ARGV[7] ~= "1" or promoted then
+    epoch = false
+  end
+end
 if not epoch then
   local t = redis.call("TIME")
   epoch = string.format("%x%05x", tonumber(t[1]), tonumber(t[2]))
-  redis.call("HSET", KEYS[1], "e", epoch)
+  redis.call("HSET", KEYS[1], "e", epoch, "s", 0, "g", gen)
+elseif m[2] ~= gen then
+  redis.call("HSET", KEYS[1], "g", gen)
 end
 local off = redis.call("HINCRBY", KEYS[1], "s", 1)
 local size = tonumber(ARGV[4])

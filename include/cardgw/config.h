@@ -39,6 +39,7 @@ typedef struct {
     int redis_backoff_max_ms;
     int redis_canary_interval_ms;
     int redis_command_timeout_ms;
+    int redis_restart_keeps_writes; /* 1: a restarted (not promoted) Redis keeps epochs */
 
     int auth_timeout_ms;
     int max_frame_bytes;

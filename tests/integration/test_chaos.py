@@ -132,7 +132,9 @@ class ChaosClient:
 def test_chaos(make_node, redis_server):
     extra = {"namespace.chaos.subscribe": "public", "namespace.chaos.history_size": 2000,
              "namespace.chaos.presence": "false", "log_level": "warn",
-             "commands_per_second": 1000, "command_burst": 1000, "drain_window_ms": 1000}
+             "commands_per_second": 1000, "command_burst": 1000, "drain_window_ms": 1000,
+             # AOF with fsync always: a restart keeps every write, so epochs are kept
+             "redis_restart_keeps_writes": 1}
     a, b = make_node(extra), make_node(extra)
     r = redis_server.client()
     stats = {k: 0 for k in ("recovered", "snapshots", "drops", "unsubs", "advice",
@@ -158,7 +160,7 @@ def test_chaos(make_node, redis_server):
                     ch = "chaos:g%d" % ((k + j) % GROUPS)
                     pipe.evalsha(sha, 3, "cardgw:{%s}:m" % ch, "cardgw:{%s}:x" % ch,
                                  "cardgw:{%s}" % ch, msgpack.packb({"k": k + j}), "m", "", 2000,
-                                 3600, 604800)
+                                 3600, 604800, "1")
                 pipe.execute()
             except (redis.exceptions.ConnectionError, redis.exceptions.ResponseError):
                 stats["pub_failed"] += batch  # Redis down: the publisher got an error
