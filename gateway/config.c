@@ -174,11 +174,14 @@ static int gw_ns_set(gw_config_t *cfg, const char *key, const char *val, const c
         if (gw_parse_bool(val, &b))
             return gw_fail(err, errlen, "%s: key '%s': '%s' is not true or false", where, key, val);
         *(field[1] == 'u' ? &ns->publish : &ns->presence) = b;
-    } else if (!strcmp(field, "history_size") || !strcmp(field, "history_ttl_s")) {
+    } else if (!strcmp(field, "history_size") || !strcmp(field, "history_ttl_s") ||
+               !strcmp(field, "offline_size")) {
         if (gw_parse_long(val, &v) || v < 0 || v > 1000000)
             return gw_fail(err, errlen, "%s: key '%s': '%s' is not an integer in 0..1000000", where,
                            key, val);
-        *(field[8] == 's' ? &ns->history_size : &ns->history_ttl_s) = (int)v;
+        *(field[0] == 'o'   ? &ns->offline_size
+          : field[8] == 's' ? &ns->history_size
+                            : &ns->history_ttl_s) = (int)v;
     } else {
         return gw_fail(err, errlen, "%s: unknown key '%s'", where, key);
     }
@@ -231,6 +234,7 @@ void gw_config_defaults(gw_config_t *cfg)
     ns->presence = 1;
     ns = gw_ns_get(cfg, "user", 4, 1);
     ns->subscribe = GW_NS_SUB_OWNER;
+    ns->offline_size = 100000;
 }
 
 static char *gw_trim(char *s)
@@ -397,6 +401,7 @@ void gw_config_print(const gw_config_t *cfg, FILE *f)
         fprintf(f, "namespace.%s.presence = %s\n", ns->name, ns->presence ? "true" : "false");
         fprintf(f, "namespace.%s.history_size = %d\n", ns->name, ns->history_size);
         fprintf(f, "namespace.%s.history_ttl_s = %d\n", ns->name, ns->history_ttl_s);
+        fprintf(f, "namespace.%s.offline_size = %d\n", ns->name, ns->offline_size);
     }
 }
 

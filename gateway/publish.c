@@ -31,7 +31,7 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
 {
     size_t nslen;
     char km[GW_SCHEMA_KEY_MAX], kx[GW_SCHEMA_KEY_MAX], kc[GW_SCHEMA_KEY_MAX];
-    char size[16], ttl[16], mttl[16];
+    char size[16], ttl[16], mttl[16], ocap[16];
     if (!gw_proto_channel_valid(ch, n, &nslen))
         return GW_ERR_BAD_CHANNEL;
     const gw_namespace_t *ns = gw_config_namespace(hub->cfg, ch, nslen);
@@ -40,28 +40,33 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
     int sn = snprintf(size, sizeof(size), "%d", ns->history_size);
     int tn = snprintf(ttl, sizeof(ttl), "%d", GW_MAX(ns->history_ttl_s, 1));
     int mn = snprintf(mttl, sizeof(mttl), "%u", gw_hub_meta_ttl(ns));
-    const char *argv[] = {"3",
+    int on = snprintf(ocap, sizeof(ocap), "%d", ns->offline_size);
+    const char *argv[] = {"4",
                           km,
                           kx,
                           kc,
+                          GW_SCHEMA_OFFLINE,
                           (const char *)data.p,
                           data.fmt == GW_DATA_JSON ? "j" : "m",
                           from ? from : "",
                           size,
                           ttl,
                           mttl,
-                          hub->cfg->redis_restart_keeps_writes ? "1" : "0"};
+                          hub->cfg->redis_restart_keeps_writes ? "1" : "0",
+                          ocap};
     size_t argvlen[] = {1,
                         gw_schema_channel_key(km, sizeof(km), ch, n, GW_KEY_META),
                         gw_schema_channel_key(kx, sizeof(kx), ch, n, GW_KEY_STREAM),
                         gw_schema_channel_key(kc, sizeof(kc), ch, n, GW_KEY_PUBSUB),
+                        strlen(GW_SCHEMA_OFFLINE),
                         data.n,
                         1,
                         from ? strlen(from) : 0,
                         (size_t)sn,
                         (size_t)tn,
                         (size_t)mn,
-                        1};
+                        1,
+                        (size_t)on};
     gw_pub_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;

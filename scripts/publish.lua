@@ -4,6 +4,7 @@
 -- KEYS[1] = cardgw:{<channel>}:m   meta hash: e = epoch, s = top offset, g = Redis history
 -- KEYS[2] = cardgw:{<channel>}:x   history stream, entry ID = <offset>-0
 -- KEYS[3] = cardgw:{<channel>}     pub/sub channel the nodes subscribe to
+-- KEYS[4] = cardgw:offline          (optional) stream for publications nobody was subscribed to
 -- ARGV[1] = data (a msgpack value when ARGV[2] is "m", JSON text when "j")
 -- ARGV[2] = "m" or "j"
 -- ARGV[3] = publisher uid ("" when the backend publishes)
@@ -12,6 +13,8 @@
 -- ARGV[6] = meta lifetime in seconds (longer than the history; 0 = never expires)
 -- ARGV[7] = "1" when a restarted Redis keeps every acknowledged write (appendfsync always), else
 --           "0" or absent (redis_restart_keeps_writes in config.example)
+-- ARGV[8] = offline stream cap: when no node is subscribed to KEYS[3] (PUBLISH reached nobody),
+--           the publication is also appended to KEYS[4], MAXLEN ~ this; "0" or absent = off
 -- Returns { offset, epoch }.
 --
 -- The epoch is made here from the server clock when the meta hash is missing (first publish,
@@ -59,5 +62,10 @@ if meta_ttl > 0 then
   redis.call("EXPIRE", KEYS[1], meta_ttl)
 end
 -- frame: version, epoch, offset, format, publisher, then the data (all but data are one line)
-redis.call("PUBLISH", KEYS[3], "1\n" .. epoch .. "\n" .. off .. "\n" .. fmt .. "\n" .. ARGV[3] .. "\n" .. ARGV[1])
+local heard = redis.call("PUBLISH", KEYS[3], "1\n" .. epoch .. "\n" .. off .. "\n" .. fmt .. "\n" .. ARGV[3] .. "\n" .. ARGV[1])
+local cap = tonumber(ARGV[8] or "0") or 0
+if heard == 0 and cap > 0 and KEYS[4] then
+  redis.call("XADD", KEYS[4], "MAXLEN", "~", cap, "*", "ch", string.sub(KEYS[3], 9, -2),
+    "e", epoch, "o", off, "f", fmt, "u", ARGV[3], "d", ARGV[1])
+end
 return { off, epoch }

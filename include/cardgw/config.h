@@ -23,6 +23,7 @@ typedef struct {
     int presence;      /* presence and join/leave on */
     int history_size;  /* publications kept per channel (0 = no history) */
     int history_ttl_s; /* history lifetime after the last publication */
+    int offline_size;  /* cap of the shard's offline stream fed when nobody listens (0 = off) */
 } gw_namespace_t;
 
 typedef struct {

@@ -10,6 +10,8 @@
 #define GW_SCHEMA_CTL_CHANNEL "cardgw:ctl"   /* node control: disconnect / unsubscribe a user */
 #define GW_SCHEMA_INBOX       "cardgw:inbox" /* stream of client rpc calls for the backend */
 #define GW_SCHEMA_NODES       "cardgw:nodes" /* hash: node id -> its entry (JSON), registry.c */
+/* stream on each channel's Redis: publications nobody was subscribed to (publish.lua) */
+#define GW_SCHEMA_OFFLINE "cardgw:offline"
 /* Room for a channel, members or probe key (a valid channel name or node id plus decoration). */
 #define GW_SCHEMA_KEY_MAX (GW_PROTO_MAX_CHANNEL + 32)
 /* Room for a session key (a token of at most GW_PROTO_MAX_TOKEN bytes plus decoration). */
