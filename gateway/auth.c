@@ -82,9 +82,28 @@ static json_t *gw_jwt_part(const char *s, size_t n)
     return j;
 }
 
+/* The info of a token as compact JSON text in id->info: 0, or -E2BIG past GW_PROTO_MAX_INFO
+ * (-EINVAL when jansson cannot write it). */
+static int gw_auth_info_set(gw_identity_t *id, const json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!s)
+        return -EINVAL;
+    size_t n = strlen(s);
+    int rc = n > GW_PROTO_MAX_INFO ? -E2BIG : 0;
+    if (rc == 0) {
+        memcpy(id->info, s, n + 1);
+        id->info_n = n;
+    }
+    free(s);
+    return rc;
+}
+
 int gw_auth_jwt_verify(const char *token, size_t n, const char *secret, uint64_t now_ms,
                        gw_identity_t *id)
 {
+    id->info_n = 0;
+    id->info[0] = '\0';
     const char *d1 = memchr(token, '.', n);
     const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - token)) : NULL;
     json_t *hdr = NULL, *claims = NULL;
@@ -122,6 +141,9 @@ int gw_auth_jwt_verify(const char *token, size_t n, const char *secret, uint64_t
         }
         id->expires_at_ms = (uint64_t)(e * 1000.0);
     }
+    json_t *info = json_object_get(claims, "info");
+    if (info && gw_auth_info_set(id, info) != 0)
+        goto out;
     snprintf(id->uid, sizeof(id->uid), "%s", sub);
     rc = 0;
 out:
@@ -168,7 +190,9 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
         gw_conn_close(c, GW_CLOSE_USER_LIMIT, 0);
         return;
     }
-    c->uid = uid; /* shared per user; gw_conn_release gives the count back */
+    c->uid = uid;      /* shared per user; gw_conn_release gives the count back */
+    if (ident->info_n) /* kept from connect: a refresh does not change it */
+        c->info = gw_strndup(ident->info, ident->info_n);
     c->expires_at_ms = ident->expires_at_ms;
     c->state = GW_CONN_READY;
     uint64_t now = gw_wall_ms();
@@ -189,9 +213,10 @@ static void gw_auth_on_session(void *priv, redisReply *r)
     uint32_t id = op->id;
     int refresh = (int)op->arg;
     gw_conn_t *c = gw_cmd_op_done(op);
-    gw_identity_t ident = {{0}, 0};
+    gw_identity_t ident;
     const char *uid = NULL;
     size_t uidlen = 0;
+    json_t *info = NULL;
     double exp = 0;
     if (!c)
         return;
@@ -210,7 +235,20 @@ static void gw_auth_on_session(void *priv, redisReply *r)
             uidlen = v->len;
         } else if (strcmp(k->str, "expires_at") == 0) {
             exp = strtod(v->str, NULL);
+        } else if (strcmp(k->str, "info") == 0 && !info) {
+            info = json_loadb(v->str, v->len, JSON_DECODE_ANY, NULL);
+            if (!info) {
+                gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, "session info is not JSON");
+                return;
+            }
         }
+    }
+    memset(&ident, 0, sizeof(ident));
+    int bad_info = info && gw_auth_info_set(&ident, info) != 0;
+    json_decref(info);
+    if (bad_info) {
+        gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, "session info too large");
+        return;
     }
     if (!uid || !gw_auth_uid_valid(uid, uidlen)) {
         gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, NULL);

@@ -73,6 +73,7 @@ static const gw_key_t gw_keys[] = {
     KI(recovery_max_publications, "300", 1, 100000),
     KI(recovery_max_bytes, "1048576", 1024, 64 * 1024 * 1024),
     KI(position_check_interval_ms, "30000", 100, 3600000),
+    KI(presence_ttl_ms, "90000", 1000, 3600000),
     KI(flush_window_ms, "0", 0, 100),
     KSECRET(api_key, ""),
     KS(rpc_methods, ""),

@@ -162,6 +162,7 @@ void gw_conn_release(gw_conn_t *c)
         return;
     if (c->uid) /* pending operations may still read it until here */
         gw_admission_user_release(c->node->admission, c->uid);
+    free(c->info);
     free(c);
 }
 
@@ -446,7 +447,8 @@ static int gw_conn_take_token(gw_conn_t *c)
 static int gw_cmd_names_channel(gw_cmd_kind_t k)
 {
     return k == GW_CMD_SUBSCRIBE || k == GW_CMD_UNSUBSCRIBE || k == GW_CMD_PUBLISH ||
-           k == GW_CMD_PRESENCE || k == GW_CMD_HISTORY;
+           k == GW_CMD_PRESENCE || k == GW_CMD_HISTORY || k == GW_CMD_PRESENCE_USERS ||
+           k == GW_CMD_PRESENCE_STATS;
 }
 
 static void gw_conn_dispatch(gw_conn_t *c, gw_cmd_t *cmd, const uint8_t *msg, size_t n)
@@ -484,6 +486,8 @@ static void gw_conn_dispatch(gw_conn_t *c, gw_cmd_t *cmd, const uint8_t *msg, si
         gw_hub_client_publish(hub, c, cmd);
         break;
     case GW_CMD_PRESENCE:
+    case GW_CMD_PRESENCE_USERS:
+    case GW_CMD_PRESENCE_STATS:
         gw_hub_presence(hub, c, cmd);
         break;
     case GW_CMD_HISTORY:

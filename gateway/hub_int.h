@@ -8,10 +8,9 @@
 #include "cardgw/node.h"
 #include "cardgw/redis.h"
 
-#define GW_META_TTL_MIN_S      (7 * 86400)
-#define GW_FILL_MAX            1000 /* publications one gap fill reads */
-#define GW_TICK_MS             250  /* the hub's periodic work (gw_relay_tick) */
-#define GW_PRESENCE_REFRESH_MS 30000
+#define GW_META_TTL_MIN_S (7 * 86400)
+#define GW_FILL_MAX       1000 /* publications one gap fill reads */
+#define GW_TICK_MS        250  /* the hub's periodic work (gw_relay_tick) */
 
 typedef enum { GW_RS_NONE = 0, GW_RS_SUBSCRIBING, GW_RS_SUBSCRIBED, GW_RS_UNSUBSCRIBING } gw_rs_t;
 
@@ -182,8 +181,13 @@ void gw_sub_release_held(gw_hub_t *hub, gw_sub_t *s);
 void gw_held_free(gw_held_cmd_t *h);
 
 /* presence.c */
+/* Adds (join) or removes s's connection in the channel's presence set, and with announce sends the
+ * join/leave relay frame every node fans out. */
 void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce);
+/* Re-adds every live subscriber of ch with a new expiry (the hub's tick calls it). */
 void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch);
-void gw_presence_fanout(gw_channel_t *ch, gw_slice_t uid, gw_slice_t client, int leave);
+/* A join or leave relayed from any node: pushed to every live subscriber of ch but the connection
+ * it is about. who is borrowed. */
+void gw_presence_fanout(gw_channel_t *ch, const gw_client_info_t *who, int leave);
 
 #endif

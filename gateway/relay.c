@@ -96,8 +96,10 @@ void gw_channel_relay(gw_hub_t *hub, gw_channel_t *ch, const char *payload, size
         return;
     }
     if (w.kind == 'J' || w.kind == 'L') {
-        gw_presence_fanout(ch, w.pub.from, (gw_slice_t){(const char *)w.pub.data.p, w.pub.data.n},
-                           w.kind == 'L');
+        gw_client_info_t who = {w.pub.from,
+                                (gw_slice_t){(const char *)w.pub.data.p, w.pub.data.n},
+                                {GW_DATA_JSON, (const uint8_t *)w.info.p, w.info.n}};
+        gw_presence_fanout(ch, &who, w.kind == 'L');
         return;
     }
     if (ch->filling) {
@@ -267,14 +269,14 @@ static void gw_channel_check(gw_hub_t *hub, gw_channel_t *ch)
 }
 
 /* Every tick visits a slice of the channel table, so that each channel is visited about every
- * GW_VISIT_MS: presence is refreshed every GW_PRESENCE_REFRESH_MS, and the position compared with
+ * GW_VISIT_MS: presence is refreshed every presence_ttl_ms / 3, and the position compared with
  * Redis every position_check_interval_ms (a cheap HMGET; a fill only on a difference). Spreading
  * the work keeps Redis from a burst of one command per channel (seen at 38k connections). */
 static void gw_hub_visit(gw_hub_t *hub, gw_channel_t *ch, uint64_t now)
 {
     int redis_up = gw_redis_connected(gw_channel_redis(hub, ch));
     const gw_config_t *cfg = hub->cfg;
-    if (ch->ns->presence && now - ch->presence_ms >= GW_PRESENCE_REFRESH_MS) {
+    if (ch->ns->presence && now - ch->presence_ms >= (uint64_t)cfg->presence_ttl_ms / 3) {
         ch->presence_ms = now;
         gw_presence_refresh(hub, ch);
     }
@@ -290,6 +292,7 @@ void gw_relay_tick(uv_timer_t *t)
     gw_hub_t *hub = t->data;
     uint64_t now = gw_now_ms();
     uint64_t visit = GW_MIN((uint64_t)GW_VISIT_MS, (uint64_t)hub->cfg->position_check_interval_ms);
+    visit = GW_MIN(visit, (uint64_t)hub->cfg->presence_ttl_ms / 3);
     size_t slice = (size_t)((hub->nbuckets * GW_TICK_MS + visit - 1) / visit);
     if (hub->nretry) /* failed fills are retried every tick */
         for (size_t i = 0; i < hub->nbuckets; i++)

@@ -85,12 +85,43 @@ int gw_schema_parse_relay(const char *p, size_t n, gw_relay_frame_t *w)
     w->pub.data.fmt = w->kind == 'j' ? GW_DATA_JSON : GW_DATA_MSGPACK;
     w->pub.data.p = (const uint8_t *)p;
     w->pub.data.n = (size_t)(end - p);
+    w->info = (gw_slice_t){NULL, 0};
+    if (w->kind == 'J' || w->kind == 'L') { /* the client id ends at an optional "\n<info>" */
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl) {
+            w->pub.data.n = (size_t)(nl - p);
+            w->info = (gw_slice_t){nl + 1, (size_t)(end - nl - 1)};
+        }
+    }
     return 0;
 }
 
-size_t gw_schema_presence_frame(char *out, size_t cap, int join, const char *uid, const char *cid)
+size_t gw_schema_presence_frame(char *out, size_t cap, int join, const char *uid, const char *cid,
+                                const char *info)
 {
-    return gw_schema_len(snprintf(out, cap, "1\n\n0\n%c\n%s\n%s", join ? 'J' : 'L', uid, cid), cap);
+    return gw_schema_len(snprintf(out, cap, "1\n\n0\n%c\n%s\n%s%s%s", join ? 'J' : 'L', uid, cid,
+                                  info ? "\n" : "", info ? info : ""),
+                         cap);
+}
+
+size_t gw_schema_presence_member(char *out, size_t cap, const char *uid, const char *cid,
+                                 const char *info)
+{
+    return gw_schema_len(
+        snprintf(out, cap, "%s %s%s%s", uid, cid, info ? " " : "", info ? info : ""), cap);
+}
+
+int gw_schema_parse_presence_member(const char *p, size_t n, gw_client_info_t *ci)
+{
+    const char *sp = memchr(p, ' ', n), *end = p + n;
+    if (!sp)
+        return -EINVAL;
+    const char *sp2 = memchr(sp + 1, ' ', (size_t)(end - sp - 1));
+    ci->uid = (gw_slice_t){p, (size_t)(sp - p)};
+    ci->client = (gw_slice_t){sp + 1, (size_t)((sp2 ? sp2 : end) - sp - 1)};
+    ci->info = (gw_data_t){GW_DATA_JSON, sp2 ? (const uint8_t *)sp2 + 1 : NULL,
+                           sp2 ? (size_t)(end - sp2 - 1) : 0};
+    return 0;
 }
 
 size_t gw_schema_control(char *out, size_t cap, const char *uid, const char *channel)

@@ -8,11 +8,18 @@
 /* ---- names and grammar ---------------------------------------------------------------------- */
 
 static const char *const gw_cmd_names[] = {
-    [GW_CMD_NONE] = "none",           [GW_CMD_CONNECT] = "connect",
-    [GW_CMD_SUBSCRIBE] = "subscribe", [GW_CMD_UNSUBSCRIBE] = "unsubscribe",
-    [GW_CMD_PUBLISH] = "publish",     [GW_CMD_PRESENCE] = "presence",
-    [GW_CMD_HISTORY] = "history",     [GW_CMD_RPC] = "rpc",
-    [GW_CMD_PING] = "ping",           [GW_CMD_REFRESH] = "refresh",
+    [GW_CMD_NONE] = "none",
+    [GW_CMD_CONNECT] = "connect",
+    [GW_CMD_SUBSCRIBE] = "subscribe",
+    [GW_CMD_UNSUBSCRIBE] = "unsubscribe",
+    [GW_CMD_PUBLISH] = "publish",
+    [GW_CMD_PRESENCE] = "presence",
+    [GW_CMD_HISTORY] = "history",
+    [GW_CMD_RPC] = "rpc",
+    [GW_CMD_PING] = "ping",
+    [GW_CMD_REFRESH] = "refresh",
+    [GW_CMD_PRESENCE_USERS] = "presence_users",
+    [GW_CMD_PRESENCE_STATS] = "presence_stats",
 };
 
 const char *gw_cmd_name(gw_cmd_kind_t kind)
@@ -199,6 +206,8 @@ static gw_dec_status_t gw_proto_finish(const gw_proto_env_t *e, gw_cmd_t *out, g
         /* fall through */
     case GW_CMD_UNSUBSCRIBE:
     case GW_CMD_PRESENCE:
+    case GW_CMD_PRESENCE_USERS:
+    case GW_CMD_PRESENCE_STATS:
         if (gw_proto_want_channel(&f[F_CHANNEL], id, err) < 0)
             return err->status;
         keep[F_CHANNEL] = 1;
@@ -714,14 +723,18 @@ void gw_proto_enc_publish_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_
     gw_w_close(&w, 1);
 }
 
-/* {"uid":..,"client":..} */
+/* {"uid":..,"client":..[,"conn_info":..]} */
 static void gw_w_info(gw_proto_w_t *w, const gw_client_info_t *ci)
 {
-    gw_w_open(w, 2, 1);
+    gw_w_open(w, ci->info.n ? 3 : 2, 1);
     gw_w_key(w, "uid");
     gw_w_slice(w, ci->uid);
     gw_w_key(w, "client");
     gw_w_slice(w, ci->client);
+    if (ci->info.n) {
+        gw_w_key(w, "conn_info");
+        gw_w_data(w, ci->info);
+    }
     gw_w_close(w, 1);
 }
 
@@ -737,6 +750,47 @@ void gw_proto_enc_presence_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
     for (size_t i = 0; i < n; i++)
         gw_w_info(&w, &clients[i]);
     gw_w_close(&w, 0);
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_presence_users_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
+                                    const gw_user_info_t *users, size_t n)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "result");
+    gw_w_open(&w, 1, 1);
+    gw_w_key(&w, "users");
+    gw_w_open(&w, n, 0);
+    for (size_t i = 0; i < n; i++) {
+        gw_w_open(&w, users[i].info.n ? 3 : 2, 1);
+        gw_w_key(&w, "uid");
+        gw_w_slice(&w, users[i].uid);
+        gw_w_key(&w, "connections");
+        gw_w_uint(&w, users[i].connections);
+        if (users[i].info.n) {
+            gw_w_key(&w, "conn_info");
+            gw_w_data(&w, users[i].info);
+        }
+        gw_w_close(&w, 1);
+    }
+    gw_w_close(&w, 0);
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_presence_stats_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, uint64_t connections,
+                                    uint64_t users)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "result");
+    gw_w_open(&w, 2, 1);
+    gw_w_key(&w, "connections");
+    gw_w_uint(&w, connections);
+    gw_w_key(&w, "users");
+    gw_w_uint(&w, users);
     gw_w_close(&w, 1);
     gw_w_close(&w, 1);
 }

@@ -9,7 +9,9 @@
 
 typedef struct {
     char uid[128];
-    uint64_t expires_at_ms; /* wall clock, 0 = no expiry */
+    uint64_t expires_at_ms;           /* wall clock, 0 = no expiry */
+    size_t info_n;                    /* 0: the token carries no info */
+    char info[GW_PROTO_MAX_INFO + 1]; /* compact JSON text: the JWT claim / session field */
 } gw_identity_t;
 
 /* Handles connect: replies, and on success moves the connection to READY. */
@@ -21,7 +23,8 @@ void gw_auth_refresh(gw_conn_t *c, const gw_cmd_t *cmd);
 void gw_auth_tick(gw_conn_t *c, uint64_t wall_ms);
 
 /* Verifies an HS256 JWT. Returns 0 and fills id, or GW_ERR_UNAUTHORIZED / GW_ERR_TOKEN_EXPIRED.
- * now_ms is the wall clock. */
+ * now_ms is the wall clock. An `info` claim (any JSON value, at most GW_PROTO_MAX_INFO bytes as
+ * compact JSON; longer: GW_ERR_UNAUTHORIZED) fills id->info. */
 int gw_auth_jwt_verify(const char *token, size_t n, const char *secret, uint64_t now_ms,
                        gw_identity_t *id);
 /* A uid usable in channel names and the wire format: [A-Za-z0-9_.@=+,;-]{1,127}. */

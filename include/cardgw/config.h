@@ -57,6 +57,7 @@ typedef struct {
     int recovery_max_publications;
     int recovery_max_bytes;
     int position_check_interval_ms;
+    int presence_ttl_ms; /* a presence entry lives this long unless its node refreshes it */
     int flush_window_ms;
 
     int max_connections;                  /* -1 = auto */

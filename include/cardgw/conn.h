@@ -51,6 +51,7 @@ typedef struct gw_conn {
     const char *uid;        /* after connect: the admission table's copy, shared by the user's
                              * connections and released in gw_conn_release */
     uint64_t expires_at_ms; /* wall clock; 0 = the token does not expire */
+    char *info;             /* owned: compact JSON text of the token's info, NULL if none */
     uint8_t refresh_sent;
     uint8_t ping_sent;
     uint8_t replaying;   /* running held commands: their errors do not count as the client's */

@@ -51,6 +51,7 @@ void gw_hub_conn_closed(gw_hub_t *hub, gw_conn_t *c);
 void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
 void gw_hub_unsubscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
 void gw_hub_client_publish(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
+/* presence, presence_users and presence_stats (cmd->kind): one read of the presence set. */
 void gw_hub_presence(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
 void gw_hub_history(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);
 void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd);

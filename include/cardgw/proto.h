@@ -18,6 +18,7 @@
 #define GW_PROTO_MAX_EPOCH   64   /* bytes in an epoch string */
 #define GW_PROTO_MAX_METHOD  64   /* bytes in an rpc method name */
 #define GW_PROTO_MAX_DEPTH   32   /* nesting depth of a whole frame, data included */
+#define GW_PROTO_MAX_INFO    1024 /* bytes of a connection's info (JSON text, from its token) */
 
 typedef enum { GW_ENC_MSGPACK = 0, GW_ENC_JSON = 1 } gw_enc_t;
 
@@ -32,6 +33,8 @@ typedef enum {
     GW_CMD_RPC,
     GW_CMD_PING,
     GW_CMD_REFRESH,
+    GW_CMD_PRESENCE_USERS, /* presence by user: distinct uids with their connection counts */
+    GW_CMD_PRESENCE_STATS, /* presence counts only */
 } gw_cmd_kind_t;
 
 /* Stable numeric error codes carried in error replies (PROTOCOL.md "Errors"). */
@@ -164,7 +167,14 @@ typedef struct {
 typedef struct {
     gw_slice_t uid;
     gw_slice_t client; /* connection id */
+    gw_data_t info;    /* the connection's info from its token ("conn_info"); n == 0: none */
 } gw_client_info_t;
+
+typedef struct {
+    gw_slice_t uid;
+    uint32_t connections; /* this user's connections in the channel */
+    gw_data_t info;       /* info of one of them; n == 0: none */
+} gw_user_info_t;
 
 /* {"id":id,"result":{}} — also the reply to ping, unsubscribe and refresh. */
 void gw_proto_enc_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id);
@@ -184,16 +194,22 @@ void gw_proto_enc_position_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice
 /* {"id":id,"result":{"epoch":..,"offset":..}} */
 void gw_proto_enc_publish_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
                              uint64_t offset);
-/* {"id":id,"result":{"clients":[{"uid":..,"client":..}...]}} */
+/* {"id":id,"result":{"clients":[{"uid":..,"client":..[,"conn_info":..]}...]}} */
 void gw_proto_enc_presence_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
                               const gw_client_info_t *clients, size_t n);
+/* {"id":id,"result":{"users":[{"uid":..,"connections":..[,"conn_info":..]}...]}} */
+void gw_proto_enc_presence_users_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
+                                    const gw_user_info_t *users, size_t n);
+/* {"id":id,"result":{"connections":..,"users":..}} */
+void gw_proto_enc_presence_stats_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, uint64_t connections,
+                                    uint64_t users);
 /* {"id":id,"result":{"data":..}} */
 void gw_proto_enc_rpc_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_data_t data);
 
 /* Pushes (no id). */
 /* {"push":"pub","channel":..,"offset":..,"data":..[,"from":..]} */
 void gw_proto_enc_pub(gw_buf_t *out, gw_enc_t enc, gw_slice_t channel, const gw_pub_t *pub);
-/* {"push":"join"|"leave","channel":..,"info":{"uid":..,"client":..}} */
+/* {"push":"join"|"leave","channel":..,"info":{"uid":..,"client":..[,"conn_info":..]}} */
 void gw_proto_enc_join(gw_buf_t *out, gw_enc_t enc, gw_slice_t channel,
                        const gw_client_info_t *info, int leave);
 /* {"push":"unsub","channel":..,"code":..,"reason":..} */

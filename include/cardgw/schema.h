@@ -45,17 +45,28 @@ size_t gw_schema_members_key(char *out, size_t cap, const char *ns, size_t nsn, 
 size_t gw_schema_probe_channel(char *out, size_t cap, const char *node_id);
 
 /* A relay frame: "1\n<epoch>\n<offset>\n<kind>\n<from>\n<data>" as scripts/publish.lua PUBLISHes
- * it (kind m: msgpack data, j: JSON data), or a presence change "1\n\n0\n<J|L>\n<uid>\n<client>"
- * (no epoch, no offset, not in history). */
+ * it (kind m: msgpack data, j: JSON data), or a presence change
+ * "1\n\n0\n<J|L>\n<uid>\n<client>[\n<info>]" (no epoch, no offset, not in history; info is the
+ * connection's JSON text from its token). */
 typedef struct {
     char kind;        /* 'm' or 'j': a publication; 'J' / 'L': presence join / leave */
     gw_slice_t epoch; /* publications only */
     gw_pub_t pub;     /* presence: from = uid, data = client id */
+    gw_slice_t info;  /* presence: the connection's info (JSON text); n == 0: none */
 } gw_relay_frame_t;
 /* Parses p[0..n); returns 0 (w points into p) or -EINVAL. */
 int gw_schema_parse_relay(const char *p, size_t n, gw_relay_frame_t *w);
-/* Writes a presence relay frame into out; returns its length (truncated to cap - 1). */
-size_t gw_schema_presence_frame(char *out, size_t cap, int join, const char *uid, const char *cid);
+/* Room for a presence frame or presence set member: uid, client id and info. */
+#define GW_SCHEMA_PRESENCE_MAX (GW_PROTO_MAX_INFO + 256)
+/* Writes a presence relay frame into out; returns its length (truncated to cap - 1). info may be
+ * NULL (no info). */
+size_t gw_schema_presence_frame(char *out, size_t cap, int join, const char *uid, const char *cid,
+                                const char *info);
+/* Writes the presence set member "<uid> <client>[ <info>]"; returns its length (as above). */
+size_t gw_schema_presence_member(char *out, size_t cap, const char *uid, const char *cid,
+                                 const char *info);
+/* Splits a presence set member; 0, or -EINVAL when it has no space. Slices point into p. */
+int gw_schema_parse_presence_member(const char *p, size_t n, gw_client_info_t *ci);
 
 /* A node control message on GW_SCHEMA_CTL_CHANNEL: "disconnect\n<uid>" (close every connection of
  * the user) or "unsubscribe\n<uid>\n<channel>" (remove the user's subscriptions to it). */

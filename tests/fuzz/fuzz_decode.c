@@ -5,8 +5,9 @@
 
 /* Input: first byte & 7 picks the mode, the rest is the payload.
  *   0: a msgpack frame   1: a JSON frame   2: msgpack data   3: JSON data
- *   4, 6: a relay frame (pub/sub payload)   5, 7: a node control message
- * Seeds in tests/fuzz/corpus start with 0 or 1 (one file per vector), 2/3 (data values) or 4/5. */
+ *   4: a relay frame (pub/sub payload)   5, 7: a node control message
+ *   6: a presence set member (its info reaches clients in join pushes and presence replies)
+ * Seeds in tests/fuzz/corpus start with 0 or 1 (one file per vector), 2/3 (data values), 4/5/6. */
 
 #include "cardgw/proto.h"
 #include "cardgw/schema.h"
@@ -103,6 +104,8 @@ static void check_command(const gw_cmd_t *c)
     case GW_CMD_UNSUBSCRIBE:
     case GW_CMD_PUBLISH:
     case GW_CMD_PRESENCE:
+    case GW_CMD_PRESENCE_USERS:
+    case GW_CMD_PRESENCE_STATS:
     case GW_CMD_HISTORY:
         ASSERT(gw_proto_channel_valid(c->channel.p, c->channel.n, NULL));
         break;
@@ -140,6 +143,8 @@ static void reencode(const gw_cmd_t *c)
 
 static int inside(const void *p, size_t len, const uint8_t *buf, size_t n)
 {
+    if (!p) /* an absent optional field */
+        return len == 0;
     return (const uint8_t *)p >= buf && (const uint8_t *)p + len <= buf + n;
 }
 
@@ -153,6 +158,41 @@ static void check_relay(const uint8_t *p, size_t n)
     ASSERT(inside(w.epoch.p, w.epoch.n, p, n) && w.epoch.n <= GW_PROTO_MAX_EPOCH);
     ASSERT(inside(w.pub.from.p, w.pub.from.n, p, n) && !memchr(w.pub.from.p, '\n', w.pub.from.n));
     ASSERT(inside(w.pub.data.p, w.pub.data.n, p, n));
+    if (w.kind == 'J' || w.kind == 'L') {
+        ASSERT(inside(w.info.p, w.info.n, p, n) && !memchr(w.pub.data.p, '\n', w.pub.data.n));
+        gw_client_info_t who = {w.pub.from,
+                                {(const char *)w.pub.data.p, w.pub.data.n},
+                                {GW_DATA_JSON, (const uint8_t *)w.info.p, w.info.n}};
+        for (int enc = 0; enc < 2; enc++) { /* info is untrusted JSON text: never a crash */
+            gw_buf_t b;
+            gw_buf_init(&b, 0);
+            gw_proto_enc_join(&b, (gw_enc_t)enc, who.uid, &who, w.kind == 'L');
+            ASSERT(b.len > 0);
+            gw_buf_free(&b);
+        }
+    } else {
+        ASSERT(w.info.n == 0);
+    }
+}
+
+/* A presence set member that parses splits into slices inside it; replies encode in both. */
+static void check_member(const uint8_t *p, size_t n)
+{
+    gw_client_info_t ci;
+    if (gw_schema_parse_presence_member((const char *)p, n, &ci) != 0)
+        return;
+    ASSERT(inside(ci.uid.p, ci.uid.n, p, n) && !memchr(ci.uid.p, ' ', ci.uid.n));
+    ASSERT(inside(ci.client.p, ci.client.n, p, n) && !memchr(ci.client.p, ' ', ci.client.n));
+    ASSERT(inside((const char *)ci.info.p, ci.info.n, p, n));
+    gw_user_info_t u = {ci.uid, 2, ci.info};
+    for (int enc = 0; enc < 2; enc++) {
+        gw_buf_t b;
+        gw_buf_init(&b, 0);
+        gw_proto_enc_presence_ok(&b, (gw_enc_t)enc, 1, &ci, 1);
+        gw_proto_enc_presence_users_ok(&b, (gw_enc_t)enc, 1, &u, 1);
+        ASSERT(b.len > 0);
+        gw_buf_free(&b);
+    }
 }
 
 /* A control message that parses names a non-empty uid without a newline, inside the message. */
@@ -198,8 +238,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_msgpack_data(frame, n, 0);
     } else if (mode == 3) {
         check_json_data(frame, n);
-    } else if (mode == 4 || mode == 6) {
+    } else if (mode == 4) {
         check_relay(frame, n);
+    } else if (mode == 6) {
+        check_member(frame, n);
     } else {
         check_control(frame, n);
     }

@@ -307,12 +307,14 @@ def node(make_node):
 # ---- protocol client ------------------------------------------------------------------------
 
 
-def jwt(sub, exp=None, secret=JWT_SECRET):
+def jwt(sub, exp=None, secret=JWT_SECRET, **extra):
+    """An HS256 JWT for uid sub; extra claims (e.g. info={...}) are added as given."""
     def b64(b):
         return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
     claims = {"sub": sub}
     if exp is not None:
         claims["exp"] = exp
+    claims.update(extra)
     h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     p = b64(json.dumps(claims).encode())
     sig = hmac.new(secret.encode(), ("%s.%s" % (h, p)).encode(), hashlib.sha256).digest()

@@ -46,10 +46,11 @@ def test_vector_file_shape():
         assert v["kind"] in ("command", "reply", "push", "invalid"), v["name"]
     encoders = {v["encoder"] for v in VALID if v["kind"] != "command"}
     assert encoders == {"ok", "error", "connect_ok", "position_ok", "publish_ok", "presence_ok",
-                        "rpc_ok", "pub", "join", "unsub", "disconnect", "refresh"}
+                        "presence_users_ok", "presence_stats_ok", "rpc_ok", "pub", "join", "unsub",
+                        "disconnect", "refresh"}
     cmds = {v["expect"]["cmd"] for v in VALID if v["kind"] == "command"}
     assert cmds == {"connect", "subscribe", "unsubscribe", "publish", "presence", "history",
-                    "rpc", "ping", "refresh"}
+                    "rpc", "ping", "refresh", "presence_users", "presence_stats"}
 
 
 @pytest.mark.parametrize("v", VALID, ids=[v["name"] for v in VALID])

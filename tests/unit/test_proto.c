@@ -254,6 +254,14 @@ static gw_data_t data_arg(const json_t *hex, int as_json, gw_buf_t *keep)
     return (gw_data_t){as_json ? GW_DATA_JSON : GW_DATA_MSGPACK, gw_buf_data(keep), keep->len};
 }
 
+/* The optional conn_info of a client or user (msgpack hex), as data_arg gives it; n == 0 when
+ * absent. */
+static gw_data_t info_arg(const json_t *o, int as_json, gw_buf_t *keep)
+{
+    const json_t *h = json_object_get(o, "conn_info");
+    return h ? data_arg(h, as_json, keep) : (gw_data_t){GW_DATA_JSON, NULL, 0};
+}
+
 static gw_slice_t sl(const json_t *o, const char *k)
 {
     const char *s = jstr(o, k);
@@ -305,9 +313,27 @@ static int encode(const json_t *v, gw_enc_t enc, int data_as_json, gw_buf_t *out
                 break;
             ci[n].uid = sl(c, "uid");
             ci[n].client = sl(c, "client");
+            ci[n].info = info_arg(c, data_as_json, &keep[n]);
             n++;
         }
         gw_proto_enc_presence_ok(out, enc, id, ci, n);
+    } else if (strcmp(e, "presence_users_ok") == 0) {
+        const json_t *us = json_object_get(a, "users"), *u;
+        gw_user_info_t ui[8];
+        size_t n = 0, i;
+        json_array_foreach(us, i, u)
+        {
+            if (n == GW_ARRAY_SIZE(ui))
+                break;
+            ui[n].uid = sl(u, "uid");
+            ui[n].connections = (uint32_t)jint(u, "connections");
+            ui[n].info = info_arg(u, data_as_json, &keep[n]);
+            n++;
+        }
+        gw_proto_enc_presence_users_ok(out, enc, id, ui, n);
+    } else if (strcmp(e, "presence_stats_ok") == 0) {
+        gw_proto_enc_presence_stats_ok(out, enc, id, (uint64_t)jint(a, "connections"),
+                                       (uint64_t)jint(a, "users"));
     } else if (strcmp(e, "rpc_ok") == 0) {
         gw_proto_enc_rpc_ok(out, enc, id, data_arg(json_object_get(a, "data"), data_as_json, keep));
     } else if (strcmp(e, "pub") == 0) {
@@ -315,7 +341,7 @@ static int encode(const json_t *v, gw_enc_t enc, int data_as_json, gw_buf_t *out
                         data_arg(json_object_get(a, "data"), data_as_json, keep), sl(a, "from")};
         gw_proto_enc_pub(out, enc, sl(a, "channel"), &pub);
     } else if (strcmp(e, "join") == 0) {
-        gw_client_info_t ci = {sl(a, "uid"), sl(a, "client")};
+        gw_client_info_t ci = {sl(a, "uid"), sl(a, "client"), info_arg(a, data_as_json, keep)};
         gw_proto_enc_join(out, enc, sl(a, "channel"), &ci,
                           json_is_true(json_object_get(a, "leave")));
     } else if (strcmp(e, "unsub") == 0) {

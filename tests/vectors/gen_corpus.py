@@ -22,8 +22,12 @@ for v in V:
     else:  # replies and pushes: their whole text as data values
         w(n + ".mp", b"\x02" + bytes.fromhex(v["msgpack"]))
         w(n + ".json", b"\x03" + v["json"].encode())
-# Redis-side parsers (schema.c): relay frames (mode 4) and node control messages (mode 5)
+# Redis-side parsers (schema.c): relay frames (mode 4), node control messages (mode 5) and
+# presence set members (mode 6)
 w("relay_pub_json", b"\x04" + b'1\nE1\n42\nj\nu7\n{"a":1}')
 w("relay_presence_join", b"\x04" + b"1\n\n0\nJ\nu7\nabc-1")
+w("relay_presence_join_info", b"\x04" + b'1\n\n0\nJ\nu7\nabc-1\n{"name":"Li","avatar":"a.png"}')
+w("presence_member", b"\x06" + b"u7 abc-1")
+w("presence_member_info", b"\x06" + b'u7 abc-1 {"name":"Li Wei","tags":["x y"]}')
 w("control_unsubscribe", b"\x05" + b"unsubscribe\nu7\ngroup:g1")
 w("control_disconnect", b"\x05" + b"disconnect\nu7\n")

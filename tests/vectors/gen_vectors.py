@@ -86,6 +86,8 @@ cmd("publish_bin", {"id": 9, "cmd": "publish", "channel": "public:lobby", "data"
 cmd("publish_max_depth", {"id": 10, "cmd": "publish", "channel": "public:lobby", "data": deep(31)},
     channel="public:lobby", data=hx(deep(31)))
 cmd("presence", {"id": 11, "cmd": "presence", "channel": "group:g42"}, channel="group:g42")
+cmd("presence_users", {"id": 18, "cmd": "presence_users", "channel": "group:g42"}, channel="group:g42")
+cmd("presence_stats", {"id": 19, "cmd": "presence_stats", "channel": "group:g42"}, channel="group:g42")
 cmd("history", {"id": 12, "cmd": "history", "channel": "group:g42", "limit": 50, "since": {"epoch": "k9x2", "offset": 10}},
     channel="group:g42", limit=50, since={"epoch": "k9x2", "offset": 10})
 cmd("history_minimal", {"id": 13, "cmd": "history", "channel": "group:g42"}, channel="group:g42")
@@ -131,6 +133,16 @@ reply("publish_ok", "publish_ok", {"id": 5, "epoch": "k9x2", "offset": 20},
 reply("presence_ok", "presence_ok", {"id": 11, "clients": [{"uid": "u42", "client": "c-5f2a"}, {"uid": "u7", "client": "c-0b1e"}]},
       {"id": 11, "result": {"clients": [{"uid": "u42", "client": "c-5f2a"}, {"uid": "u7", "client": "c-0b1e"}]}})
 reply("presence_ok_empty", "presence_ok", {"id": 11, "clients": []}, {"id": 11, "result": {"clients": []}})
+CARD = {"name": "李伟", "title": "CTO", "avatar": "https://img.example.com/u42.png"}
+reply("presence_ok_info", "presence_ok",
+      {"id": 11, "clients": [{"uid": "u42", "client": "c-5f2a", "conn_info": hx(CARD)}, {"uid": "u7", "client": "c-0b1e"}]},
+      {"id": 11, "result": {"clients": [{"uid": "u42", "client": "c-5f2a", "conn_info": CARD}, {"uid": "u7", "client": "c-0b1e"}]}})
+reply("presence_users_ok", "presence_users_ok",
+      {"id": 18, "users": [{"uid": "u42", "connections": 2, "conn_info": hx(CARD)}, {"uid": "u7", "connections": 1}]},
+      {"id": 18, "result": {"users": [{"uid": "u42", "connections": 2, "conn_info": CARD}, {"uid": "u7", "connections": 1}]}})
+reply("presence_users_ok_empty", "presence_users_ok", {"id": 18, "users": []}, {"id": 18, "result": {"users": []}})
+reply("presence_stats_ok", "presence_stats_ok", {"id": 19, "connections": 3, "users": 2},
+      {"id": 19, "result": {"connections": 3, "users": 2}})
 reply("rpc_ok", "rpc_ok", {"id": 14, "data": hx({"status": "sent", "exchange": 991})},
       {"id": 14, "result": {"data": {"status": "sent", "exchange": 991}}})
 reply("rpc_ok_big", "rpc_ok", {"id": 14, "data": hx(BIG)}, {"id": 14, "result": {"data": BIG}}, roundtrip=False)
@@ -146,6 +158,8 @@ push("pub_big", "pub", {"channel": "public:lobby", "offset": 1, "data": hx(BIG),
      {"push": "pub", "channel": "public:lobby", "offset": 1, "data": BIG}, roundtrip=False)
 push("join", "join", {"channel": "group:g42", "uid": "u7", "client": "c-0b1e", "leave": False},
      {"push": "join", "channel": "group:g42", "info": {"uid": "u7", "client": "c-0b1e"}})
+push("join_info", "join", {"channel": "group:g42", "uid": "u42", "client": "c-5f2a", "conn_info": hx(CARD), "leave": False},
+     {"push": "join", "channel": "group:g42", "info": {"uid": "u42", "client": "c-5f2a", "conn_info": CARD}})
 push("leave", "join", {"channel": "group:g42", "uid": "u7", "client": "c-0b1e", "leave": True},
      {"push": "leave", "channel": "group:g42", "info": {"uid": "u7", "client": "c-0b1e"}})
 push("unsub", "unsub", {"channel": "group:g42", "code": 103, "reason": "removed from group"},

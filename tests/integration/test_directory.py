@@ -1,0 +1,116 @@
+"""Directory presence with cards: the info a token carries (JWT claim `info`, or the `info` field
+of a session hash) appears in presence entries and in join/leave pushes on every node, presence
+can be asked per user (presence_users: distinct uids with their connection counts) or as counts
+(presence_stats), and a killed node's connections leave presence within presence_ttl_ms. Bad or
+oversized info is refused at connect. Real Redis, real nodes, clients in both encodings."""
+import asyncio
+import signal
+import time
+
+from conftest import Client, jwt, run
+
+CARD_A = {"name": "An", "title": "CEO", "avatar": "https://img.example/a.png"}
+CARD_B = {"name": "Bo 博", "company": "Acme", "tags": ["sales", "cn"]}
+CARD_C = {"name": "Cy"}
+TTL_MS = 1500
+
+
+async def member(node, uid, enc="json", **claims):
+    c = await Client.open(node.ws_url, enc)
+    res = await c.connect(jwt(uid, **claims))
+    r = await c.call("subscribe", channel="group:g")
+    assert "result" in r, r
+    return c, res["client"]
+
+
+async def presence_push(c, kind, uid, timeout=5):
+    while True:
+        m = await c.next_push(timeout)
+        if m.get("push") == kind and m["info"]["uid"] == uid:
+            return m
+
+
+def test_presence_carries_cards_across_nodes_by_user_and_counts(make_node, redis_server):
+    conf = {"presence_ttl_ms": TTL_MS}
+    n1, n2 = make_node(conf), make_node(conf)
+    r = redis_server.client()
+    r.sadd("cardgw:group:g:members", "a", "b", "c")
+    r.hset("cardgw:session:sess-b", mapping={"uid": "b", "info": '{"name": "Bo 博", '
+                                             '"company": "Acme", "tags": ["sales", "cn"]}'})
+
+    async def go():
+        a, a_id = await member(n1, "a", info=CARD_A)
+        b = await Client.open(n2.ws_url, "msgpack")
+        b_id = (await b.connect("sess-b"))["client"]
+        assert "result" in await b.call("subscribe", channel="group:g")
+        m = await presence_push(a, "join", "b")  # from the other node, through Redis
+        assert m["info"] == {"uid": "b", "client": b_id, "conn_info": CARD_B}
+        # C on two devices, one without info (a token that carries none)
+        c1, c1_id = await member(n2, "c", info=CARD_C)
+        c2, c2_id = await member(n1, "c")
+        m = await presence_push(b, "join", "c")
+        assert m["info"]["uid"] == "c" and m["info"]["client"] in (c1_id, c2_id)
+        for cl in (a, b):
+            res = (await cl.call("presence", channel="group:g"))["result"]
+            got = sorted((x["uid"], x["client"], x.get("conn_info")) for x in res["clients"])
+            assert got == sorted([("a", a_id, CARD_A), ("b", b_id, CARD_B), ("c", c1_id, CARD_C),
+                                  ("c", c2_id, None)]), got
+            res = (await cl.call("presence_users", channel="group:g"))["result"]
+            assert sorted(res["users"], key=lambda u: u["uid"]) == [
+                {"uid": "a", "connections": 1, "conn_info": CARD_A},
+                {"uid": "b", "connections": 1, "conn_info": CARD_B},
+                {"uid": "c", "connections": 2, "conn_info": CARD_C}]
+            res = (await cl.call("presence_stats", channel="group:g"))["result"]
+            assert res == {"connections": 4, "users": 3}
+        # a device leaves: the others see the leave with its card
+        await c1.close()
+        m = await presence_push(a, "leave", "c")
+        assert m["info"] == {"uid": "c", "client": c1_id, "conn_info": CARD_C}
+        res = (await a.call("presence_stats", channel="group:g"))["result"]
+        assert res == {"connections": 3, "users": 3}
+        # not subscribed, or a namespace without presence: 103
+        assert (await a.call("presence_users", channel="group:other"))["error"]["code"] == 103
+        await a.call("subscribe", channel="user:a")
+        assert (await a.call("presence_stats", channel="user:a"))["error"]["code"] == 103
+        # kill -9 of the node holding A and C's second device: nobody announces their leave;
+        # their entries expire within presence_ttl_ms
+        n1.proc.kill()
+        assert n1.stop() == -signal.SIGKILL
+        t0 = time.time()
+        while True:
+            res = (await b.call("presence_users", channel="group:g"))["result"]
+            if {u["uid"] for u in res["users"]} == {"b"}:
+                break
+            assert time.time() - t0 < TTL_MS / 1000 + 2, res
+            await asyncio.sleep(0.1)
+        gone = time.time() - t0
+        print("a killed node's connections left presence after %.1f s (presence_ttl_ms %d)"
+              % (gone, TTL_MS))
+        assert gone <= TTL_MS / 1000 + 0.5
+    run(go())
+
+
+def test_info_is_checked_at_connect(make_node, redis_server):
+    node = make_node()
+    r = redis_server.client()
+    r.hset("cardgw:session:bad-info", mapping={"uid": "u1", "info": "{not json"})
+    r.hset("cardgw:session:big-info", mapping={"uid": "u1", "info": '"' + "x" * 1100 + '"'})
+
+    async def go():
+        for token in (jwt("u1", info={"bio": "x" * 1100}), "bad-info", "big-info"):
+            c = await Client.open(node.ws_url)
+            res = await c.call("connect", token=token)
+            assert res["error"]["code"] == 101, res
+            try:
+                await c.recv(5)
+                assert False, "the connection stays open"
+            except Exception as e:  # closed with 4501
+                assert getattr(e, "code", 4501) == 4501, e
+        # the largest info accepted: 1024 bytes of JSON
+        c = await Client.open(node.ws_url)
+        info = "y" * 1022  # a JSON string of 1024 bytes with its quotes
+        await c.connect(jwt("u1", info=info))
+        await c.call("subscribe", channel="public:p")
+        res = (await c.call("presence", channel="public:p"))["result"]
+        assert res["clients"][0]["conn_info"] == info
+    run(go())
