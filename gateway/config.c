@@ -137,6 +137,7 @@ static gw_namespace_t *gw_ns_get(gw_config_t *cfg, const char *name, size_t n, i
     memset(ns, 0, sizeof(*ns));
     memcpy(ns->name, name, n);
     ns->subscribe = GW_NS_SUB_PUBLIC;
+    ns->join_leave = 1;
     ns->history_size = 100;
     ns->history_ttl_s = 600;
     return ns;
@@ -170,11 +171,12 @@ static int gw_ns_set(gw_config_t *cfg, const char *key, const char *val, const c
         else
             return gw_fail(err, errlen, "%s: key '%s': '%s' is not public, members or owner", where,
                            key, val);
-    } else if (!strcmp(field, "publish") || !strcmp(field, "presence")) {
+    } else if (!strcmp(field, "publish") || !strcmp(field, "presence") ||
+               !strcmp(field, "join_leave")) {
         int b;
         if (gw_parse_bool(val, &b))
             return gw_fail(err, errlen, "%s: key '%s': '%s' is not true or false", where, key, val);
-        *(field[1] == 'u' ? &ns->publish : &ns->presence) = b;
+        *(field[0] == 'j' ? &ns->join_leave : field[1] == 'u' ? &ns->publish : &ns->presence) = b;
     } else if (!strcmp(field, "history_size") || !strcmp(field, "history_ttl_s") ||
                !strcmp(field, "offline_size")) {
         if (gw_parse_long(val, &v) || v < 0 || v > 1000000)
@@ -400,6 +402,7 @@ void gw_config_print(const gw_config_t *cfg, FILE *f)
         fprintf(f, "namespace.%s.subscribe = %s\n", ns->name, sub[ns->subscribe]);
         fprintf(f, "namespace.%s.publish = %s\n", ns->name, ns->publish ? "true" : "false");
         fprintf(f, "namespace.%s.presence = %s\n", ns->name, ns->presence ? "true" : "false");
+        fprintf(f, "namespace.%s.join_leave = %s\n", ns->name, ns->join_leave ? "true" : "false");
         fprintf(f, "namespace.%s.history_size = %d\n", ns->name, ns->history_size);
         fprintf(f, "namespace.%s.history_ttl_s = %d\n", ns->name, ns->history_ttl_s);
         fprintf(f, "namespace.%s.offline_size = %d\n", ns->name, ns->offline_size);

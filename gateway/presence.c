@@ -65,7 +65,7 @@ void gw_presence_fanout(gw_channel_t *ch, const gw_client_info_t *who, int leave
     gw_frame_t *frames[2] = {NULL, NULL};
     gw_slice_t client = who->client;
     gw_list_t *it;
-    if (!ch->ns->presence)
+    if (!ch->ns->presence || !ch->ns->join_leave)
         return;
     gw_list_foreach(it, &ch->subs)
     {

@@ -39,7 +39,7 @@ static void gw_sub_remove(gw_hub_t *hub, gw_sub_t *s)
     gw_metrics.subscriptions--;
     gw_channel_t *ch = s->ch;
     if (ch && s->state == GW_SUB_LIVE && ch->ns->presence)
-        gw_presence_update(hub, s, 0, 1);
+        gw_presence_update(hub, s, 0, ch->ns->join_leave);
     if (ch) {
         gw_list_remove(&s->chan_link);
         ch->nsubs--;
@@ -181,7 +181,7 @@ static void gw_on_position(void *priv, const gw_history_t *h)
         return;
     }
     if (ch->ns->presence)
-        gw_presence_update(hub, s, 1, 1);
+        gw_presence_update(hub, s, 1, ch->ns->join_leave);
 }
 
 void gw_sub_start_positioning(gw_hub_t *hub, gw_sub_t *s)

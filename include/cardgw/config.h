@@ -20,7 +20,8 @@ typedef struct {
     char name[33];
     gw_ns_sub_t subscribe;
     int publish;       /* clients may publish */
-    int presence;      /* presence and join/leave on */
+    int presence;      /* presence on */
+    int join_leave;    /* join/leave pushes (with presence; default on) */
     int history_size;  /* publications kept per channel (0 = no history) */
     int history_ttl_s; /* history lifetime after the last publication */
     int offline_size;  /* cap of the shard's offline stream fed when nobody listens (0 = off) */

@@ -114,3 +114,27 @@ def test_info_is_checked_at_connect(make_node, redis_server):
         res = (await c.call("presence", channel="public:p"))["result"]
         assert res["clients"][0]["conn_info"] == info
     run(go())
+
+
+def test_join_leave_off_keeps_presence_readable(make_node, redis_server):
+    node = make_node({"namespace.big.presence": "true", "namespace.big.join_leave": "false"})
+
+    async def go():
+        a = await Client.open(node.ws_url)
+        await a.connect(jwt("a", info=CARD_A))
+        assert "result" in await a.call("subscribe", channel="big:g")
+        b = await Client.open(node.ws_url)
+        await b.connect(jwt("b"))
+        assert "result" in await b.call("subscribe", channel="big:g")
+        res = (await a.call("presence_stats", channel="big:g"))["result"]
+        assert res == {"connections": 2, "users": 2}
+        await b.close()
+        res = (await a.call("presence_users", channel="big:g"))["result"]
+        assert res == {"users": [{"uid": "a", "connections": 1, "conn_info": CARD_A}]}
+        assert a.pushes == []  # no join or leave of b came
+        try:
+            m = await a.next_push(0.5)
+            assert False, m
+        except asyncio.TimeoutError:
+            pass
+    run(go())
