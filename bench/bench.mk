@@ -7,7 +7,8 @@ BENCH_RUN    := $(BENCH_PY) bench/run.py
 BENCH_ARGS   ?=
 
 .PHONY: bench-build bench-connect bench-idle bench-fanout bench-cross-node bench-scale bench-floor \
-        bench-peers bench-tsung bench-plot bench-all bench-profile bench-script
+        bench-peers bench-tsung bench-plot bench-all bench-profile bench-script \
+        bench-presence
 
 build/bench/loadgen: bench/loadgen.c bench/hist.h
 	@mkdir -p $(dir $@)
@@ -34,6 +35,10 @@ bench-cross-node: bench-build
 # Redis and node CPU per delivery with 1 and 2 Redis shards, 1 and 2 nodes (2: behind HAProxy)
 bench-scale: bench-build
 	$(BENCH_RUN) scale $(BENCH_ARGS)
+
+# presence on one 10,000-member group: Redis memory, refresh cost, presence replies
+bench-presence: bench-build
+	$(BENCH_RUN) presence $(BENCH_ARGS)
 
 # Redis CPU per publish of scripts/publish.lua vs the script at a revision (BENCH_ARGS="REV ROUNDS")
 bench-script:

@@ -46,7 +46,7 @@ static struct {
     /* options */
     const char *mode, *host, *path, *secret, *script, *api_key, *out_prefix;
     int target, port, conns, first, groups, nsrc, json, inflight, no_sub, redis_port;
-    int http_conns, bytes;
+    int http_conns, bytes, info;
     double duration, ready_timeout, rate, pub_duration, connect_rate;
     uint64_t t_begin; /* monotonic µs when connecting began (for --connect-rate) */
     long count;
@@ -132,11 +132,20 @@ static size_t b64url(char *out, const uint8_t *in, size_t n)
     return o;
 }
 
+/* A token for uid u<idx>; with --info B, an info claim (a card) of about B bytes of JSON. */
 static size_t make_jwt(char *out, uint32_t idx)
 {
-    char pl[96];
-    int n = snprintf(pl, sizeof(pl), "{\"sub\":\"u%u\",\"exp\":%llu}", idx,
-                     (unsigned long long)(time(NULL) + 86400));
+    char pl[1200], pad[1100];
+    int pn = G.info > 40 ? (G.info - 40 < 1000 ? G.info - 40 : 1000) : 0;
+    memset(pad, 'x', (size_t)pn);
+    pad[pn] = '\0';
+    int n = G.info
+                ? snprintf(
+                      pl, sizeof(pl),
+                      "{\"sub\":\"u%u\",\"exp\":%llu,\"info\":{\"name\":\"u%u\",\"title\":\"%s\"}}",
+                      idx, (unsigned long long)(time(NULL) + 86400), idx, pad)
+                : snprintf(pl, sizeof(pl), "{\"sub\":\"u%u\",\"exp\":%llu}", idx,
+                           (unsigned long long)(time(NULL) + 86400));
     size_t o = (size_t)sprintf(out, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.");
     o += b64url(out + o, (const uint8_t *)pl, (size_t)n);
     uint8_t mac[32];
@@ -517,7 +526,7 @@ static void record_pub(conn_t *c, int ch, uint64_t seq, uint64_t t, int exact)
 static void cardgw_send_cmd(conn_t *c, uint32_t id, const char *cmd, const char *key,
                             const char *val, size_t vlen)
 {
-    uint8_t m[700];
+    uint8_t m[2400];
     size_t n;
     if (G.json) {
         n = (size_t)snprintf((char *)m, sizeof(m), "{\"id\":%u,\"cmd\":\"%s\",\"%s\":\"%.*s\"}", id,
@@ -547,7 +556,7 @@ static void cardgw_send_cmd(conn_t *c, uint32_t id, const char *cmd, const char 
 
 static void cardgw_open(conn_t *c)
 {
-    char tok[400];
+    char tok[2048];
     size_t n = make_jwt(tok, c->idx);
     c->state = ST_AUTH;
     cardgw_send_cmd(c, 1, "connect", "token", tok, n);
@@ -1254,6 +1263,7 @@ static void usage(void)
           " common: --target cardgw|nchan|socketio --host A --port P --groups G\n"
           " sub:    --conns N --first K --src N --inflight N --json --no-subscribe --path P\n"
           "         --connect-rate R (new connections per second; default: as fast as possible)\n"
+          "         --info B (tokens carry an info claim of about B bytes: presence cards)\n"
           "         --secret S --duration S --ready-timeout S   (SIGUSR1: step, SIGUSR2: peek)\n"
           " pub:    --rate R --count N --pub-duration S --bytes B --seq-start K\n"
           "         --redis-port P --script FILE (pub-redis) --http-conns N --api-key K\n"
@@ -1263,16 +1273,20 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"mode", 1, 0, 'm'},         {"target", 1, 0, 'T'},     {"host", 1, 0, 'h'},
-        {"port", 1, 0, 'p'},         {"path", 1, 0, 'P'},       {"conns", 1, 0, 'n'},
-        {"first", 1, 0, 'f'},        {"groups", 1, 0, 'g'},     {"src", 1, 0, 's'},
-        {"json", 0, 0, 'j'},         {"inflight", 1, 0, 'i'},   {"no-subscribe", 0, 0, 'N'},
-        {"secret", 1, 0, 'S'},       {"duration", 1, 0, 'd'},   {"ready-timeout", 1, 0, 'R'},
-        {"rate", 1, 0, 'r'},         {"count", 1, 0, 'c'},      {"pub-duration", 1, 0, 'D'},
-        {"bytes", 1, 0, 'b'},        {"seq-start", 1, 0, 'q'},  {"redis-port", 1, 0, 'e'},
-        {"script", 1, 0, 'l'},       {"http-conns", 1, 0, 'H'}, {"api-key", 1, 0, 'k'},
-        {"connect-rate", 1, 0, 'C'}, {"help", 0, 0, '?'},       {0, 0, 0, 0}};
+    static const struct option opts[] = {{"mode", 1, 0, 'm'},          {"target", 1, 0, 'T'},
+                                         {"host", 1, 0, 'h'},          {"port", 1, 0, 'p'},
+                                         {"path", 1, 0, 'P'},          {"conns", 1, 0, 'n'},
+                                         {"first", 1, 0, 'f'},         {"groups", 1, 0, 'g'},
+                                         {"src", 1, 0, 's'},           {"json", 0, 0, 'j'},
+                                         {"inflight", 1, 0, 'i'},      {"no-subscribe", 0, 0, 'N'},
+                                         {"secret", 1, 0, 'S'},        {"duration", 1, 0, 'd'},
+                                         {"ready-timeout", 1, 0, 'R'}, {"rate", 1, 0, 'r'},
+                                         {"count", 1, 0, 'c'},         {"pub-duration", 1, 0, 'D'},
+                                         {"bytes", 1, 0, 'b'},         {"seq-start", 1, 0, 'q'},
+                                         {"redis-port", 1, 0, 'e'},    {"script", 1, 0, 'l'},
+                                         {"http-conns", 1, 0, 'H'},    {"api-key", 1, 0, 'k'},
+                                         {"connect-rate", 1, 0, 'C'},  {"info", 1, 0, 'I'},
+                                         {"help", 0, 0, '?'},          {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -1352,6 +1366,9 @@ int main(int argc, char **argv)
             break;
         case 'C':
             G.connect_rate = atof(optarg);
+            break;
+        case 'I':
+            G.info = atoi(optarg);
             break;
         default:
             usage();

@@ -733,6 +733,101 @@ def jwt(uid, secret=b"s"):
     return "%s.%s.%s" % (head, body, b64(sig))
 
 
+def redis_cmdstat(redis, cmd):
+    """(calls, usec) of one command from INFO commandstats."""
+    for line in redis.cli("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_%s:" % cmd):
+            kv = dict(x.split("=") for x in line.split(":", 1)[1].split(","))
+            return int(kv["calls"]), int(kv["usec"])
+    return 0, 0
+
+
+def sc_presence(a):
+    """One group of N members (default 10,000) with presence, each token carrying a ~100-byte
+    card (--info): the presence set's Redis memory, the refresh cost (Redis and node CPU per
+    refreshed entry, measured with presence_ttl_ms 3000, i.e. every entry refreshed each second,
+    then scaled to the default 90 s), and presence / presence_users / presence_stats replies on the
+    whole group (latency, size, Redis time). join_leave is off: with it on, N joins would push
+    N x N frames."""
+    import asyncio
+    import statistics
+    import websockets
+    n = (a.sizes or [10000])[0]
+    info = a.info_bytes
+    ttl = 3000
+    redis = Redis()
+    rows = []
+    try:
+        redis.members(n + 1, 1)  # u0..u<n>: u<n> is the client asking presence
+        node = Node(redis, extra="namespace.group.join_leave = false\npresence_ttl_ms = %d\n" % ttl)
+        lg = Loadgens(n, lambda i: node.port, groups=1, duration=600,
+                      extra=["--info", str(info)] if info else [])
+        ready = lg.collect("ready", 300)
+        ok = summed(ready, "ready")
+        time.sleep(a.settle + ttl / 1000)
+        key = "cardgw:{group:g0}:p"
+        members = int(redis.cli("ZCARD", key))
+        mem = int(redis.cli("MEMORY", "USAGE", key, "SAMPLES", "0"))
+        # refresh: every entry re-added every ttl/3
+        c0 = [cpu_s([p]) for p in (node.p.pid, redis.p.pid)]
+        z0, t0 = redis_cmdstat(redis, "zadd"), time.time()
+        time.sleep(a.idle_seconds)
+        c1 = [cpu_s([p]) for p in (node.p.pid, redis.p.pid)]
+        z1, wall = redis_cmdstat(redis, "zadd"), time.time() - t0
+        zadds = z1[0] - z0[0]
+        node_us = (c1[0] - c0[0]) * 1e6 / max(zadds, 1)
+        redis_us = (c1[1] - c0[1]) * 1e6 / max(zadds, 1)
+        redis_cmd_us = (z1[1] - z0[1]) / max(zadds, 1)
+        default_rate = members / 30.0  # presence_ttl_ms 90000: every entry every 30 s
+
+        async def queries():
+            out = {}
+            async with websockets.connect("ws://127.0.0.1:%d/ws" % node.port,
+                                          subprotocols=["cardgw.v1.json"], max_size=None,
+                                          ping_interval=None) as ws:
+                await ws.send(json.dumps({"id": 1, "cmd": "connect", "token": jwt("u%d" % n)}))
+                json.loads(await ws.recv())
+                await ws.send(json.dumps({"id": 2, "cmd": "subscribe", "channel": "group:g0"}))
+                while "id" not in json.loads(await ws.recv()):
+                    pass
+                i = 3
+                for cmd in ("presence", "presence_users", "presence_stats"):
+                    lat, size = [], 0
+                    r0 = redis_cmdstat(redis, "zrangebyscore")
+                    for _ in range(5):
+                        t = time.time()
+                        await ws.send(json.dumps({"id": i, "cmd": cmd, "channel": "group:g0"}))
+                        while True:
+                            m = await ws.recv()
+                            if '"id":%d,' % i in m[:20]:
+                                break
+                        lat.append((time.time() - t) * 1000)
+                        size = len(m)
+                        i += 1
+                    r1 = redis_cmdstat(redis, "zrangebyscore")
+                    out[cmd] = (statistics.median(lat), size, (r1[1] - r0[1]) / 5000.0)
+            return out
+        q = asyncio.run(queries())
+        lg.stop()
+        row = {"members": members, "ready": ok, "info_bytes": info,
+               "zset_bytes": mem, "bytes_per_member": mem / max(members, 1),
+               "refresh_per_s_measured": zadds / wall,
+               "redis_us_per_refresh": redis_us, "redis_zadd_us": redis_cmd_us,
+               "node_us_per_refresh": node_us,
+               "redis_cpu_pct_at_90s_ttl": default_rate * redis_us / 1e4,
+               "node_cpu_pct_at_90s_ttl": default_rate * node_us / 1e4}
+        for cmd, (ms, size, rms) in q.items():
+            row[cmd + "_ms"] = ms
+            row[cmd + "_bytes"] = size
+            row[cmd + "_redis_ms"] = rms
+        rows.append(row)
+        log("presence", row)
+        node.stop()
+    finally:
+        redis.stop()
+    return rows
+
+
 def tsung_stats(logdir):
     """Last 'stats:' line per name in tsung.log: name -> (mean_ms, count) over the whole run."""
     out = {}
@@ -999,6 +1094,11 @@ COLS = {
     "tsung": ["tool", "conns", "arrival_per_s", "ok", "connects_per_s", "ttfr_mean_ms",
               "ttfr_p50_ms", "ttfr_p99_ms"],
     "peers": ["figure", "cardgw", "nchan", "socketio", "cardgw/nchan", "cardgw/socketio"],
+    "presence": ["members", "info_bytes", "zset_bytes", "bytes_per_member",
+                 "refresh_per_s_measured", "redis_us_per_refresh", "redis_zadd_us",
+                 "node_us_per_refresh", "redis_cpu_pct_at_90s_ttl", "node_cpu_pct_at_90s_ttl",
+                 "presence_ms", "presence_bytes", "presence_redis_ms", "presence_users_ms",
+                 "presence_users_bytes", "presence_stats_ms", "presence_stats_bytes"],
     "floor": ["conns", "pubs_per_s", "floor_us_per_write", "cardgw_us_per_msg", "ratio",
               "writes_per_delivery", "cardgw_p99_ms"],
 }
@@ -1007,8 +1107,7 @@ COLS = {
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("scenario", choices=["connect", "idle", "fanout", "crossnode", "scale", "floor",
-                                         "peers",
-                                             "tsung", "profile"])
+                                         "peers", "tsung", "profile", "presence"])
     ap.add_argument("--targets", type=lambda s: s.split(","))
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")])
     ap.add_argument("--shapes", type=lambda s: s.split(","))
@@ -1019,6 +1118,7 @@ def main():
     ap.add_argument("--idle-seconds", type=float, default=10)
     ap.add_argument("--inflight", type=int, default=256)
     ap.add_argument("--connect-rate", type=float, default=1000, help="tsung: arrivals/s")
+    ap.add_argument("--info-bytes", type=int, default=100, help="presence: card size in tokens")
     ap.add_argument("--no-csv", action="store_true")
     a = ap.parse_args()
     for b in (LOADGEN, FLOOR, CARDGW):
@@ -1029,7 +1129,8 @@ def main():
     try:
         rows = {"connect": sc_connect, "idle": sc_idle, "fanout": sc_fanout,
                 "crossnode": sc_crossnode, "scale": sc_scale, "floor": sc_floor, "peers": sc_peers,
-                "tsung": sc_tsung, "profile": sc_profile}[a.scenario](a)
+                "tsung": sc_tsung, "profile": sc_profile,
+                "presence": sc_presence}[a.scenario](a)
     finally:
         cleanup()
     nproc, model = machine()
