@@ -10,7 +10,7 @@ import time
 import msgpack
 import redis
 
-from conftest import connected_client, run
+from conftest import RedisServer, connected_client, run
 
 
 def labelled(text, name, label):
@@ -363,3 +363,32 @@ def test_rpc_waiting_calls_get_111_when_redis_goes_down(make_node, redis_server)
     finally:
         w.stop()
     assert waits(node)["unavailable"] >= 1
+
+
+def test_rpc_with_redis_shards_answers_come_through_the_main_redis(make_node, redis_server):
+    """With redis_shards the inbox and the reply channel stay on the main Redis (redis_url); a
+    shard going down does not touch waiting calls."""
+    shard = RedisServer().start()
+    try:
+        node = make_node({"rpc_reply_methods": "*", "redis_shards": shard.url,
+                          "rpc_timeout_ms": 3000})
+        w = worker_for(redis_server)
+
+        async def go():
+            c = await connected_client(node, "jo")
+            r = await c.call("rpc", method="echo", data="via main")
+            assert r["result"]["data"]["echo"] == "via main", r
+            i = c.next_id
+            c.next_id += 1
+            await c.ws.send(json.dumps({"id": i, "cmd": "rpc", "method": "late", "data": 1}))
+            await asyncio.get_running_loop().run_in_executor(None, w.wait_seen, 2)
+            shard.stop()
+            m = await c.recv(timeout=5)
+            assert m["id"] == i and m["result"]["data"] == "late", m
+        try:
+            run(go())
+        finally:
+            w.stop()
+        assert waits(node)["result"] == 2
+    finally:
+        shard.cleanup()
