@@ -112,6 +112,7 @@ gw_conn_t *gw_conn_new(gw_node_t *node, struct lws *wsi, gw_enc_t enc)
     c->id = ++node->conn_seq;
     snprintf(c->cid, sizeof(c->cid), "%s-%" PRIx64, node->instance, c->id);
     gw_list_init(&c->subs);
+    gw_list_init(&c->rpcs);
     gw_list_init(&c->flush_link);
     gw_list_insert_tail(&node->conns, &c->link);
     node->nconns++;
@@ -412,8 +413,10 @@ void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg)
     gw_metrics.command_errors++;
     GW_CONN_SEND(c, gw_proto_enc_error, id, code, msg);
     /* the error budget is for what the client does wrong now: not for held commands answered
-     * after their subscribe failed, nor for 115 (too many held) */
-    if (c->replaying || code == GW_ERR_TOO_MANY_REQUESTS)
+     * after their subscribe failed, nor for 115 (too many held or waiting), nor for what the
+     * backend answered or failed to answer in time (119, 118) */
+    if (c->replaying || code == GW_ERR_TOO_MANY_REQUESTS || code == GW_ERR_RPC_TIMEOUT ||
+        code == GW_ERR_BACKEND)
         return;
     uint64_t now = gw_now_ms();
     if (now - c->errors_window_ms > 60000) {

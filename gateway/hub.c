@@ -222,9 +222,20 @@ static gw_channel_t *gw_hub_channel_on(gw_hub_t *hub, int shard, const char *rch
     return ch && ch->shard == (uint32_t)shard ? ch : NULL;
 }
 
+/* Whether pub/sub channel rch of `shard` is this node's rpc reply channel on the main Redis. */
+static int gw_hub_is_reply(const gw_hub_t *hub, int shard, const char *rch, size_t rn)
+{
+    return gw_hub_is_main(hub, shard) && rn == hub->reply_n &&
+           memcmp(rch, hub->reply_channel, rn) == 0;
+}
+
 void gw_hub_on_message(gw_hub_t *hub, int shard, const char *rch, size_t rn, const char *payload,
                        size_t n)
 {
+    if (gw_hub_is_reply(hub, shard, rch, rn)) {
+        gw_hub_rpc_answer(hub, payload, n);
+        return;
+    }
     if (rn == strlen(GW_SCHEMA_CTL_CHANNEL) && memcmp(rch, GW_SCHEMA_CTL_CHANNEL, rn) == 0) {
         if (gw_hub_is_main(hub, shard))
             gw_hub_on_control(hub, payload, n);
@@ -239,6 +250,10 @@ void gw_hub_on_message(gw_hub_t *hub, int shard, const char *rch, size_t rn, con
 
 void gw_hub_on_subscription(gw_hub_t *hub, int shard, const char *rch, size_t rn, int subscribed)
 {
+    if (gw_hub_is_reply(hub, shard, rch, rn)) {
+        hub->reply_subscribed = subscribed;
+        return;
+    }
     gw_channel_t *ch = gw_hub_channel_on(hub, shard, rch, rn);
     if (!ch)
         return;
@@ -269,11 +284,17 @@ void gw_hub_on_event(gw_hub_t *hub, int shard, gw_broker_event_t ev)
     if (ev == GW_BROKER_SUB_UP) {
         if (gw_hub_is_main(hub, shard))
             gw_redis_subscribe(hub->redis, GW_SCHEMA_CTL_CHANNEL, strlen(GW_SCHEMA_CTL_CHANNEL), 1);
+        if (gw_hub_is_main(hub, shard) && hub->cfg->rpc_reply_methods[0])
+            gw_redis_subscribe(hub->redis, hub->reply_channel, hub->reply_n, 1);
         for (size_t i = 0; i < hub->nbuckets && shard >= 0; i++)
             for (gw_channel_t *ch = hub->buckets[i]; ch; ch = ch->next)
                 if (ch->nsubs && ch->shard == (uint32_t)shard)
                     gw_channel_subscribe(hub, ch);
     } else if (ev == GW_BROKER_SUB_DOWN) {
+        if (gw_hub_is_main(hub, shard)) { /* answers published from now on are lost */
+            hub->reply_subscribed = 0;
+            gw_rpc_waits_fail_all(hub->rpc_waits);
+        }
         /* every Redis subscription of this shard is gone and anything published meanwhile was
          * not relayed: each of its channels catches up from history once subscribed again */
         for (size_t i = 0; i < hub->nbuckets && shard >= 0; i++)
@@ -306,6 +327,10 @@ gw_hub_t *gw_hub_new(gw_node_t *node, const gw_redis_t *redis, const gw_redis_t 
     hub->replay_tail = &hub->replay;
     /* at start, not on the first publish: hashing it is the process's first use of libcrypto */
     gw_script_init(&hub->publish_script, gw_publish_lua);
+    hub->reply_n =
+        gw_schema_reply_channel(hub->reply_channel, sizeof(hub->reply_channel), node->node_id);
+    hub->rpc_waits = gw_rpc_waits_new(node->loop, (uint32_t)hub->cfg->rpc_timeout_ms,
+                                      (uint32_t)hub->cfg->max_pending_rpcs_per_connection);
     uv_timer_init(node->loop, &hub->tick_timer);
     hub->tick_timer.data = hub;
     uv_timer_start(&hub->tick_timer, gw_relay_tick, GW_TICK_MS, GW_TICK_MS);
@@ -314,8 +339,10 @@ gw_hub_t *gw_hub_new(gw_node_t *node, const gw_redis_t *redis, const gw_redis_t 
 
 void gw_hub_stop(gw_hub_t *hub)
 {
-    if (hub)
-        uv_close((uv_handle_t *)&hub->tick_timer, NULL);
+    if (!hub)
+        return;
+    uv_close((uv_handle_t *)&hub->tick_timer, NULL);
+    gw_rpc_waits_stop(hub->rpc_waits);
 }
 
 void gw_hub_free(gw_hub_t *hub)
@@ -323,6 +350,7 @@ void gw_hub_free(gw_hub_t *hub)
     if (!hub)
         return;
     gw_hub_replay(hub); /* every connection is closed by now: this only frees */
+    gw_rpc_waits_free(hub->rpc_waits);
     for (size_t i = 0; i < hub->nbuckets; i++)
         for (gw_channel_t *ch = hub->buckets[i], *next; ch; ch = next) {
             next = ch->next;

@@ -7,6 +7,8 @@
 #include "cardgw/hub.h"
 #include "cardgw/node.h"
 #include "cardgw/redis.h"
+#include "cardgw/rpc_wait.h"
+#include "cardgw/schema.h"
 
 #define GW_META_TTL_MIN_S (7 * 86400)
 #define GW_FILL_MAX       1000 /* publications one gap fill reads */
@@ -113,6 +115,11 @@ struct gw_hub {
     size_t cursor;                      /* next bucket the tick visits */
     uint32_t nretry;                    /* channels whose fill read failed and is retried */
     gw_replay_t *replay, **replay_tail; /* held commands whose subscribe was answered */
+    gw_rpc_waits_t *rpc_waits;          /* rpcs waiting for the backend's answer, owned */
+    char reply_channel[GW_SCHEMA_KEY_MAX]; /* where answers arrive (main Redis pub/sub) */
+    size_t reply_n;
+    int reply_subscribed;      /* Redis confirmed the SUBSCRIBE of reply_channel */
+    gw_log_limit_t answer_log; /* malformed answers: a line an outsider could make repeat */
 };
 
 /* The Redis a channel's keys and pub/sub live on. */
@@ -179,6 +186,10 @@ size_t gw_pubs_bytes(const gw_pub_t *p, size_t n);
 void gw_sub_release_held(gw_hub_t *hub, gw_sub_t *s);
 /* Frees a list of held commands without running them (the connection is gone). */
 void gw_held_free(gw_held_cmd_t *h);
+
+/* rpc.c: a message on the node's reply channel (p[0..n) borrowed, untrusted): the backend's
+ * answer to a waiting rpc, or dropped and counted. */
+void gw_hub_rpc_answer(gw_hub_t *hub, const char *p, size_t n);
 
 /* presence.c */
 /* Adds (join) or removes s's connection in the channel's presence set, and with announce sends the

@@ -20,14 +20,31 @@ static void gw_metric(gw_buf_t *out, const char *name, const char *type, const c
                    name, v);
 }
 
+/* A counter with one series per value of one label. */
+static void gw_metric_by_label(gw_buf_t *out, const char *name, const char *help, const char *label,
+                               const char *const *values, const uint64_t *v, int n)
+{
+    gw_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+    for (int i = 0; i < n; i++)
+        gw_buf_appendf(out, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, values[i], v[i]);
+}
+
 /* A counter with one series per reason label. */
 static void gw_metric_by_reason(gw_buf_t *out, const char *name, const char *help,
                                 const char *const *reasons, const uint64_t *v, int n)
 {
-    gw_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
-    for (int i = 0; i < n; i++)
-        gw_buf_appendf(out, "%s{reason=\"%s\"} %" PRIu64 "\n", name, reasons[i], v[i]);
+    gw_metric_by_label(out, name, help, "reason", reasons, v, n);
 }
+
+static const char *const gw_rpc_outcome_names[GW_RPC_OUT__COUNT] = {
+    "result", "error", "timeout", "unavailable", "closed",
+};
+static const char *const gw_rpc_drop_names[GW_RPC_DROP__COUNT] = {
+    "closed",
+    "unknown",
+    "malformed",
+    "too_big",
+};
 
 void gw_metrics_render(gw_buf_t *out)
 {
@@ -96,4 +113,12 @@ void gw_metrics_render(gw_buf_t *out)
     gw_metric(out, "cardgw_api_requests_total", "counter", "Server API requests.", m->api_requests);
     gw_metric(out, "cardgw_api_errors_total", "counter", "Server API requests that failed.",
               m->api_errors);
+    gw_metric(out, "cardgw_rpc_pending", "gauge",
+              "rpc calls waiting for the backend's answer (rpc_reply_methods).", m->rpc_pending);
+    gw_metric_by_label(out, "cardgw_rpc_waits_total",
+                       "rpc calls that waited for the backend's answer, by how they ended.",
+                       "outcome", gw_rpc_outcome_names, m->rpc_waits, GW_RPC_OUT__COUNT);
+    gw_metric_by_reason(out, "cardgw_rpc_answers_dropped_total",
+                        "Messages on the node's rpc reply channel dropped, by reason.",
+                        gw_rpc_drop_names, m->rpc_dropped, GW_RPC_DROP__COUNT);
 }

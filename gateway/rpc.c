@@ -1,12 +1,17 @@
 /* rpc.c — the client's rpc command: a call to the backend appended to the inbox stream
- * (cardgw:inbox, read by the backend with a consumer group), methods limited by rpc_methods. */
+ * (cardgw:inbox, read by the backend with a consumer group), methods limited by rpc_methods;
+ * methods in rpc_reply_methods wait for the backend's answer on the node's reply channel. */
 #include "hub_int.h"
 
+#include "cardgw/log.h"
+#include "cardgw/metrics.h"
 #include "cardgw/schema.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 
-/* ---- rpc ------------------------------------------------------------------------------------- */
+/* ---- fire and forget: the result is the inbox entry id --------------------------------------- */
 
 static void gw_on_rpc(void *priv, redisReply *r)
 {
@@ -29,14 +34,13 @@ static void gw_on_rpc(void *priv, redisReply *r)
     GW_CONN_SEND(c, gw_proto_enc_rpc_ok, id, (gw_data_t){GW_DATA_MSGPACK, mp, h + r->len});
 }
 
-/* rpc: appended to the backend's inbox stream (consumed with a consumer group); the reply is the
- * entry id. Answers, if any, come back as publications on the user's channel. */
-/* Whether method (NUL-terminated) is in the comma-separated allowlist (empty: every method). */
-static int gw_rpc_allowed(const char *list, const char *method, size_t n)
+/* Whether method[0..n) is in the comma-separated list (blanks around names ignored); "*" in the
+ * list matches every method. An empty list matches every method when empty_all, none otherwise. */
+static int gw_rpc_listed(const char *list, const char *method, size_t n, int empty_all)
 {
     size_t len = strlen(list);
-    if (len == 0)
-        return 1;
+    if (strspn(list, " \t,") == len)
+        return empty_all;
     for (size_t i = 0; i <= len;) {
         size_t j = i, a = i, b;
         while (j < len && list[j] != ',')
@@ -45,19 +49,76 @@ static int gw_rpc_allowed(const char *list, const char *method, size_t n)
             a++;
         while (b > a && (list[b - 1] == ' ' || list[b - 1] == '\t'))
             b--;
-        if (b - a == n && memcmp(list + a, method, n) == 0)
+        if ((b - a == n && memcmp(list + a, method, n) == 0) || (b - a == 1 && list[a] == '*'))
             return 1;
         i = j + 1;
     }
     return 0;
 }
 
+/* ---- waiting for the backend's answer -------------------------------------------------------- */
+
+/* The XADD of a waiting call: only its sequence number, the call may be over by the reply. */
+typedef struct {
+    gw_hub_t *hub;
+    uint64_t seq;
+} gw_rpc_xadd_t;
+
+static void gw_on_rpc_wait_xadd(void *priv, redisReply *r)
+{
+    gw_rpc_xadd_t *x = priv;
+    if (!r || r->type != REDIS_REPLY_STRING) /* not in the inbox: nobody will answer */
+        gw_rpc_wait_unavailable(x->hub->rpc_waits, x->seq);
+    free(x);
+}
+
+static void gw_rpc_wait(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    /* an answer can reach this node only while its reply channel is subscribed */
+    if (!hub->reply_subscribed || !gw_redis_connected(hub->redis)) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
+        return;
+    }
+    uint64_t seq = gw_rpc_wait_add(hub->rpc_waits, c, cmd->id);
+    if (!seq) {
+        gw_conn_reply_error(c, cmd->id, GW_ERR_TOO_MANY_REQUESTS,
+                            "too many rpcs waiting for an answer");
+        return;
+    }
+    char req[GW_SCHEMA_REQ_MAX + 1];
+    gw_schema_rpc_req(req, sizeof(req), hub->node->instance, seq);
+    const char *argv[] = {"XADD",    GW_SCHEMA_INBOX,
+                          "MAXLEN",  "~",
+                          "1000000", "*",
+                          "uid",     c->uid,
+                          "client",  c->cid,
+                          "node",    hub->node->node_id,
+                          "method",  cmd->method.p,
+                          "reply",   hub->reply_channel,
+                          "req",     req,
+                          "data",    (const char *)cmd->data.p};
+    size_t argvlen[GW_ARRAY_SIZE(argv)];
+    for (size_t i = 0; i < GW_ARRAY_SIZE(argv) - 1; i++)
+        argvlen[i] = strlen(argv[i]);
+    argvlen[GW_ARRAY_SIZE(argv) - 1] = cmd->data.n;
+    gw_rpc_xadd_t *x = gw_malloc(sizeof(*x));
+    *x = (gw_rpc_xadd_t){hub, seq};
+    if (gw_redis_command(hub->redis, gw_on_rpc_wait_xadd, x, (int)GW_ARRAY_SIZE(argv), argv,
+                         argvlen) != 0)
+        gw_on_rpc_wait_xadd(x, NULL);
+}
+
 void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
 {
-    if (!gw_rpc_allowed(hub->cfg->rpc_methods, cmd->method.p, cmd->method.n)) {
+    if (!gw_rpc_listed(hub->cfg->rpc_methods, cmd->method.p, cmd->method.n, 1)) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_METHOD_NOT_FOUND, "method not found");
         return;
     }
+    if (gw_rpc_listed(hub->cfg->rpc_reply_methods, cmd->method.p, cmd->method.n, 0)) {
+        gw_rpc_wait(hub, c, cmd);
+        return;
+    }
+    /* fire and forget: the reply is the entry id; answers, if any, come back as publications */
     const char *argv[] = {"XADD",    GW_SCHEMA_INBOX,
                           "MAXLEN",  "~",
                           "1000000", "*",
@@ -73,4 +134,40 @@ void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
     gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
     if (gw_redis_command(hub->redis, gw_on_rpc, op, (int)GW_ARRAY_SIZE(argv), argv, argvlen) != 0)
         gw_on_rpc(op, NULL);
+}
+
+/* ---- answers on the reply channel ------------------------------------------------------------ */
+
+static void gw_rpc_drop(gw_hub_t *hub, gw_rpc_drop_t why, const char *what, size_t n)
+{
+    gw_metrics.rpc_dropped[why]++;
+    if (why == GW_RPC_DROP_MALFORMED || why == GW_RPC_DROP_TOO_BIG)
+        gw_log_every(&hub->answer_log, GW_LOG_EVERY_MS, GW_LOG_WARN, "rpc",
+                     "dropped a message on %s: %s (%zu bytes)", hub->reply_channel, what, n);
+}
+
+void gw_hub_rpc_answer(gw_hub_t *hub, const char *p, size_t n)
+{
+    if (n > (size_t)hub->cfg->rpc_max_answer_bytes) {
+        gw_rpc_drop(hub, GW_RPC_DROP_TOO_BIG, "larger than rpc_max_answer_bytes", n);
+        return;
+    }
+    gw_buf_t scratch;
+    gw_rpc_answer_t an, *a = &an;
+    uint64_t seq;
+    gw_buf_init(&scratch, 0);
+    int rc = -EINVAL;
+    if (gw_schema_parse_rpc_answer(p, n, &scratch, a) != 0)
+        gw_rpc_drop(hub, GW_RPC_DROP_MALFORMED, "not an rpc answer", n);
+    else if (gw_schema_parse_rpc_req(a->req, hub->node->instance, &seq) != 0)
+        rc = -ENOENT; /* another process's request (a node restarted under the same id) */
+    else if (a->is_error)
+        rc = gw_rpc_wait_backend_error(hub->rpc_waits, seq, a->message, a->has_code, a->code);
+    else
+        rc = gw_rpc_wait_result(hub->rpc_waits, seq, a->result);
+    if (rc == -ENOENT)
+        gw_rpc_drop(hub, GW_RPC_DROP_UNKNOWN, "", n);
+    else if (rc == -EPIPE)
+        gw_rpc_drop(hub, GW_RPC_DROP_CLOSED, "", n);
+    gw_buf_free(&scratch);
 }

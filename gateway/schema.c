@@ -3,6 +3,7 @@
 #include "cardgw/schema.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,81 @@ size_t gw_schema_members_key(char *out, size_t cap, const char *ns, size_t nsn, 
 size_t gw_schema_probe_channel(char *out, size_t cap, const char *node_id)
 {
     return gw_schema_len(snprintf(out, cap, "cardgw:probe:%s", node_id), cap);
+}
+
+size_t gw_schema_reply_channel(char *out, size_t cap, const char *node_id)
+{
+    return gw_schema_len(snprintf(out, cap, "cardgw:reply:%s", node_id), cap);
+}
+
+size_t gw_schema_rpc_req(char *out, size_t cap, const char *instance, uint64_t seq)
+{
+    int k = snprintf(out, cap, "%s-%" PRIu64, instance, seq);
+    return k < 0 || (size_t)k >= cap ? 0 : (size_t)k;
+}
+
+int gw_schema_parse_rpc_req(gw_slice_t req, const char *instance, uint64_t *seq)
+{
+    size_t il = strlen(instance), dn = req.n - il - 1;
+    if (req.n <= il + 1 || memcmp(req.p, instance, il) != 0 || req.p[il] != '-' || dn > 20)
+        return -EINVAL;
+    uint64_t v = 0;
+    for (size_t i = il + 1; i < req.n; i++) {
+        unsigned d = (unsigned)(req.p[i] - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -EINVAL;
+        v = v * 10 + d;
+    }
+    *seq = v;
+    return 0;
+}
+
+/* Copies the message, cut to GW_SCHEMA_ANSWER_MESSAGE_MAX bytes at a character boundary and at a
+ * NUL (it becomes a C string). s is valid UTF-8. */
+static void gw_schema_message(char *out, gw_slice_t s)
+{
+    size_t n = strnlen(s.p, GW_MIN(s.n, (size_t)GW_SCHEMA_ANSWER_MESSAGE_MAX));
+    if (n < s.n)
+        while (n > 0 && ((uint8_t)s.p[n] & 0xc0) == 0x80) /* not inside a character */
+            n--;
+    memcpy(out, s.p, n);
+    out[n] = '\0';
+}
+
+int gw_schema_parse_rpc_answer(const char *p, size_t n, gw_buf_t *scratch, gw_rpc_answer_t *a)
+{
+    memset(a, 0, sizeof(*a));
+    size_t ws = 0;
+    while (ws < n && (p[ws] == ' ' || p[ws] == '\t' || p[ws] == '\r' || p[ws] == '\n'))
+        ws++;
+    const uint8_t *m = (const uint8_t *)p;
+    size_t mn = n;
+    if (ws < n && p[ws] == '{') { /* JSON text: as msgpack, with the data conversion rules */
+        gw_buf_reset(scratch);
+        if (gw_data_json_to_msgpack((const uint8_t *)p, n, scratch) != 0)
+            return -EINVAL;
+        m = gw_buf_data(scratch);
+        mn = scratch->len;
+    }
+    gw_data_field_t f[] = {{"req", NULL, 0}, {"result", NULL, 0}, {"error", NULL, 0}};
+    if (gw_data_map_fields(m, mn, f, GW_ARRAY_SIZE(f)) != 0 ||
+        gw_data_as_str(f[0].p, f[0].n, &a->req) != 0 || a->req.n > GW_SCHEMA_REQ_MAX ||
+        !f[1].p == !f[2].p)
+        return -EINVAL;
+    if (f[1].p) {
+        a->result = (gw_data_t){GW_DATA_MSGPACK, f[1].p, f[1].n};
+        return 0;
+    }
+    gw_data_field_t e[] = {{"message", NULL, 0}, {"code", NULL, 0}};
+    gw_slice_t msg = {"", 0};
+    if (gw_data_map_fields(f[2].p, f[2].n, e, GW_ARRAY_SIZE(e)) != 0 ||
+        (e[0].p && gw_data_as_str(e[0].p, e[0].n, &msg) != 0) ||
+        (e[1].p && gw_data_as_int(e[1].p, e[1].n, &a->code) != 0))
+        return -EINVAL;
+    a->is_error = 1;
+    a->has_code = e[1].p != NULL;
+    gw_schema_message(a->message, msg);
+    return 0;
 }
 
 int gw_schema_parse_relay(const char *p, size_t n, gw_relay_frame_t *w)

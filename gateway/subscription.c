@@ -309,4 +309,5 @@ void gw_hub_conn_closed(gw_hub_t *hub, gw_conn_t *c)
     {
         gw_sub_remove(hub, gw_container_of(it, gw_sub_t, conn_link));
     }
+    gw_rpc_waits_conn_closed(hub->rpc_waits, c);
 }

@@ -641,6 +641,23 @@ void gw_proto_enc_error(gw_buf_t *out, gw_enc_t enc, uint32_t id, int code, cons
     gw_w_close(&w, 1);
 }
 
+void gw_proto_enc_error_app(gw_buf_t *out, gw_enc_t enc, uint32_t id, int code, const char *msg,
+                            int64_t app_code)
+{
+    gw_proto_w_t w;
+    gw_w_init(&w, out, enc);
+    gw_w_reply(&w, id, "error");
+    gw_w_open(&w, 3, 1);
+    gw_w_key(&w, "code");
+    gw_w_int(&w, code);
+    gw_w_key(&w, "message");
+    gw_w_cstr(&w, msg);
+    gw_w_key(&w, "app_code");
+    gw_w_int(&w, app_code);
+    gw_w_close(&w, 1);
+    gw_w_close(&w, 1);
+}
+
 void gw_proto_enc_connect_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t client,
                              gw_slice_t uid, gw_slice_t node, uint32_t ping_s,
                              uint32_t expires_in_s)

@@ -329,3 +329,67 @@ int gw_data_msgpack_to_json(const uint8_t *mp, size_t len, gw_buf_t *out)
     }
     return 0;
 }
+
+/* ---- reading a map's fields (Redis-side messages, schema.c) -------------------------------- */
+
+int gw_data_map_fields(const uint8_t *p, size_t n, gw_data_field_t *f, size_t nf)
+{
+    for (size_t k = 0; k < nf; k++) {
+        f[k].p = NULL;
+        f[k].n = 0;
+    }
+    if (!gw_proto_mp_valid(p, n))
+        return -EINVAL;
+    gw_proto_mp_cur_t c = {p, p + n};
+    gw_proto_mp_item_t it, key;
+    if (gw_proto_mp_next(&c, &it) < 0 || it.type != GW_MP_MAP)
+        return -EINVAL;
+    for (uint32_t i = 0; i < it.n; i++) {
+        if (gw_proto_mp_next(&c, &key) < 0) /* a scalar (checked above): consumed whole */
+            return -EINVAL;
+        const uint8_t *v = c.p;
+        if (gw_proto_mp_skip(&c, 2) < 0)
+            return -EINVAL;
+        if (key.type != GW_MP_STR)
+            continue;
+        for (size_t k = 0; k < nf; k++) {
+            if (strlen(f[k].key) != key.n || memcmp(f[k].key, key.p, key.n) != 0)
+                continue;
+            if (f[k].p) /* the same key twice: which one counts would be a guess */
+                return -EINVAL;
+            f[k].p = v;
+            f[k].n = (size_t)(c.p - v);
+        }
+    }
+    return 0;
+}
+
+int gw_data_as_str(const uint8_t *p, size_t n, gw_slice_t *s)
+{
+    if (!p)
+        return -EINVAL;
+    gw_proto_mp_cur_t c = {p, p + n};
+    gw_proto_mp_item_t it;
+    if (gw_proto_mp_next(&c, &it) < 0 || it.type != GW_MP_STR || c.p != c.end ||
+        !gw_proto_utf8_valid(it.p, it.n))
+        return -EINVAL;
+    *s = (gw_slice_t){(const char *)it.p, it.n};
+    return 0;
+}
+
+int gw_data_as_int(const uint8_t *p, size_t n, int64_t *v)
+{
+    if (!p)
+        return -EINVAL;
+    gw_proto_mp_cur_t c = {p, p + n};
+    gw_proto_mp_item_t it;
+    if (gw_proto_mp_next(&c, &it) < 0 || c.p != c.end)
+        return -EINVAL;
+    if (it.type == GW_MP_INT)
+        *v = it.i;
+    else if (it.type == GW_MP_UINT && it.u <= INT64_MAX)
+        *v = (int64_t)it.u;
+    else
+        return -EINVAL;
+    return 0;
+}

@@ -71,7 +71,12 @@ typedef struct {
 
     char *api_key;
     int api_max_body_bytes;
-    char *rpc_methods; /* comma-separated allowlist; empty = any method */
+    char *rpc_methods;       /* comma-separated allowlist; empty = any method */
+    char *rpc_reply_methods; /* comma-separated methods that wait for the backend's answer;
+                              * "*" = every method, empty = none (the entry id is the result) */
+    int rpc_timeout_ms;      /* a waiting rpc gets error 118 after this long */
+    int max_pending_rpcs_per_connection; /* waiting rpcs per connection; past it error 115 */
+    int rpc_max_answer_bytes;            /* larger answers are dropped (and counted) */
     char *jwt_secret;
     int token_refresh_before_s;
 

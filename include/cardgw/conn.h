@@ -56,6 +56,8 @@ typedef struct gw_conn {
     uint8_t ping_sent;
     uint8_t replaying;   /* running held commands: their errors do not count as the client's */
     uint32_t held_bytes; /* commands held behind pending subscribes (hub.c), bounded */
+    gw_list_t rpcs;      /* gw_rpc_wait_t.conn_link: rpcs waiting for the backend (rpc_wait.c) */
+    uint32_t nrpcs;      /* how many; at most max_pending_rpcs_per_connection */
     uint64_t created_ms, last_rx_ms; /* monotonic */
     /* receive: a message split over several lws callbacks is gathered here */
     gw_buf_t rx;
@@ -126,7 +128,8 @@ void gw_conn_close(gw_conn_t *c, int code, int now);
 /* Sends a `disconnect` push (code, reason; no reconnect advice) and closes with code behind it. */
 void gw_conn_disconnect(gw_conn_t *c, int code, const char *reason);
 
-/* Replies to command id. Errors count towards max_errors_per_minute. */
+/* Replies to command id. Errors count towards max_errors_per_minute, except 115 and the
+ * backend's 118 / 119 (not the client's doing). */
 void gw_conn_reply_ok(gw_conn_t *c, uint32_t id);
 void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg);
 

@@ -28,6 +28,25 @@ typedef enum {
     GW_CLOSE_R__COUNT
 } gw_close_reason_t;
 
+/* How an rpc that waited for the backend's answer ended (cardgw_rpc_waits_total{outcome}). */
+typedef enum {
+    GW_RPC_OUT_RESULT = 0,  /* the backend's result went to the client */
+    GW_RPC_OUT_ERROR,       /* the backend's error went to the client (119) */
+    GW_RPC_OUT_TIMEOUT,     /* no answer within rpc_timeout_ms (118) */
+    GW_RPC_OUT_UNAVAILABLE, /* Redis failed or its pub/sub connection dropped (111) */
+    GW_RPC_OUT_CLOSED,      /* the client's connection closed first */
+    GW_RPC_OUT__COUNT
+} gw_rpc_outcome_t;
+
+/* Why a message on the node's reply channel was dropped (cardgw_rpc_answers_dropped_total). */
+typedef enum {
+    GW_RPC_DROP_CLOSED = 0, /* the client's connection closed while it waited */
+    GW_RPC_DROP_UNKNOWN,    /* no such waiting rpc: answered already, timed out, or not ours */
+    GW_RPC_DROP_MALFORMED,  /* not an answer (docs/redis-schema.md) */
+    GW_RPC_DROP_TOO_BIG,    /* larger than rpc_max_answer_bytes */
+    GW_RPC_DROP__COUNT
+} gw_rpc_drop_t;
+
 typedef struct {
     uint64_t connections_open;
     uint64_t connections_accepted;
@@ -48,6 +67,9 @@ typedef struct {
     uint64_t channels, subscriptions;
     uint64_t publications_in, deliveries;
     uint64_t api_requests, api_errors;
+    uint64_t rpc_pending;                     /* rpcs waiting for the backend's answer */
+    uint64_t rpc_waits[GW_RPC_OUT__COUNT];    /* waiting rpcs ended, by outcome */
+    uint64_t rpc_dropped[GW_RPC_DROP__COUNT]; /* reply-channel messages dropped, by reason */
 } gw_metrics_t;
 
 extern gw_metrics_t gw_metrics;

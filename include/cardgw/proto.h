@@ -56,8 +56,10 @@ enum {
     GW_ERR_METHOD_NOT_FOUND = 114,
     GW_ERR_TOO_MANY_REQUESTS = 115,
     GW_ERR_INSUFFICIENT_STATE =
-        116,                 /* the node lost track of the channel: resubscribe with since */
-    GW_ERR_USER_LIMIT = 117, /* max_connections_per_user open for this uid on this node */
+        116,                  /* the node lost track of the channel: resubscribe with since */
+    GW_ERR_USER_LIMIT = 117,  /* max_connections_per_user open for this uid on this node */
+    GW_ERR_RPC_TIMEOUT = 118, /* no backend answer within rpc_timeout_ms (the call may still run) */
+    GW_ERR_BACKEND = 119,     /* the backend refused the rpc: its message (and app_code) */
 };
 
 /* WebSocket close codes: 4000–4499 mean "reconnect" (after the advised delay),
@@ -153,6 +155,24 @@ int gw_proto_channel_valid(const char *ch, size_t n, size_t *ns_len);
 int gw_data_json_to_msgpack(const uint8_t *json, size_t len, gw_buf_t *out);
 int gw_data_msgpack_to_json(const uint8_t *mp, size_t len, gw_buf_t *out);
 
+/* One field of a msgpack map looked up by gw_data_map_fields: key is the caller's (borrowed,
+ * NUL-terminated); p[0..n) is set to the field's value, pointing into the map (NULL: absent). */
+typedef struct {
+    const char *key;
+    const uint8_t *p;
+    size_t n;
+} gw_data_field_t;
+/* p[0..n) must be exactly one valid msgpack value (as data is validated: structure, lengths,
+ * UTF-8, depth <= GW_PROTO_MAX_DEPTH, scalar map keys) and a map. Sets each of f[0..nf) to the
+ * value of its str key; other keys are ignored. Returns 0, or -EINVAL (not one valid map, or one
+ * of the keys present twice). Allocates nothing. */
+int gw_data_map_fields(const uint8_t *p, size_t n, gw_data_field_t *f, size_t nf);
+/* p[0..n) is exactly one msgpack str of valid UTF-8: 0 with *s pointing into p (not
+ * NUL-terminated), else -EINVAL (also for p NULL). */
+int gw_data_as_str(const uint8_t *p, size_t n, gw_slice_t *s);
+/* p[0..n) is exactly one msgpack integer in the int64 range: 0 with *v, else -EINVAL. */
+int gw_data_as_int(const uint8_t *p, size_t n, int64_t *v);
+
 /* ---- encoders -------------------------------------------------------------------------------
  * Each appends one complete message in `enc` to out (nothing else: no WebSocket header).
  * Strings passed in are borrowed. gw_data_t values are converted when their form differs from
@@ -180,6 +200,10 @@ typedef struct {
 void gw_proto_enc_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id);
 /* {"id":id,"error":{"code":code,"message":msg}} */
 void gw_proto_enc_error(gw_buf_t *out, gw_enc_t enc, uint32_t id, int code, const char *msg);
+/* {"id":id,"error":{"code":code,"message":msg,"app_code":app_code}} — an error that carries the
+ * backend's own code (error 119). */
+void gw_proto_enc_error_app(gw_buf_t *out, gw_enc_t enc, uint32_t id, int code, const char *msg,
+                            int64_t app_code);
 /* {"id":id,"result":{"client":..,"uid":..,"node":..,"ping":secs[,"expires_in":secs]}}
  * expires_in is omitted when expires_in_s == 0. */
 void gw_proto_enc_connect_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t client,

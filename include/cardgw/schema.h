@@ -43,6 +43,42 @@ size_t gw_schema_members_key(char *out, size_t cap, const char *ns, size_t nsn, 
                              size_t idn);
 /* "cardgw:probe:<node_id>": the pub/sub channel of a node's canary round trip. */
 size_t gw_schema_probe_channel(char *out, size_t cap, const char *node_id);
+/* "cardgw:reply:<node_id>": the pub/sub channel (main Redis) a node receives rpc answers on; the
+ * inbox entry of an rpc that waits names it in its field `reply`. */
+size_t gw_schema_reply_channel(char *out, size_t cap, const char *node_id);
+
+/* ---- rpc answers (docs/redis-schema.md, "rpc answers") ------------------------------------- */
+
+/* The inbox entry's `req`: "<instance>-<seq>" (instance: the node process's random hex, seq a
+ * decimal counter), unique across nodes and restarts. Writes it into out (NUL-terminated);
+ * returns its length, or 0 when it does not fit cap. */
+#define GW_SCHEMA_REQ_MAX 48
+size_t gw_schema_rpc_req(char *out, size_t cap, const char *instance, uint64_t seq);
+/* The seq of a req written by the process `instance` (borrowed); -EINVAL for any other string. */
+int gw_schema_parse_rpc_req(gw_slice_t req, const char *instance, uint64_t *seq);
+
+/* A backend's answer to an rpc, PUBLISHed on the node's reply channel: one JSON object (text
+ * starting with '{', after optional whitespace) or one msgpack map, with the str keys
+ *   req     string: the inbox entry's req (required)
+ *   result  any value: the rpc's result                       } exactly one of the two
+ *   error   map: message (string, optional), code (integer, optional)   }
+ * Other keys are ignored. */
+/* Bytes of an error message kept (a longer one is cut at a character boundary). */
+#define GW_SCHEMA_ANSWER_MESSAGE_MAX 1024
+typedef struct {
+    gw_slice_t req;                                 /* not NUL-terminated */
+    int is_error;                                   /* error: message and app code; else result */
+    gw_data_t result;                               /* msgpack */
+    char message[GW_SCHEMA_ANSWER_MESSAGE_MAX + 1]; /* error: NUL-terminated, "" when absent */
+    int has_code;
+    int64_t code; /* error: the backend's own code when has_code */
+} gw_rpc_answer_t;
+/* Parses p[0..n) (untrusted: any bytes). A JSON answer is converted to msgpack into scratch
+ * (initialised by the caller, freed by it after use): a's slices point into p or scratch.
+ * Returns 0 or -EINVAL (not one valid JSON object / msgpack map within GW_PROTO_MAX_DEPTH, req
+ * missing, not a string or longer than GW_SCHEMA_REQ_MAX, neither or both of result and error,
+ * an error that is not a map, a message that is not a string, a code that is not an integer). */
+int gw_schema_parse_rpc_answer(const char *p, size_t n, gw_buf_t *scratch, gw_rpc_answer_t *a);
 
 /* A relay frame: "1\n<epoch>\n<offset>\n<kind>\n<from>\n<data>" as scripts/publish.lua PUBLISHes
  * it (kind m: msgpack data, j: JSON data), or a presence change

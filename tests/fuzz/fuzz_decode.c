@@ -1,13 +1,15 @@
 /* fuzz_decode.c — libFuzzer target for the v1 codec and the Redis-side parsers: decodes frames in
  * both encodings, re-encodes what decoded, checks the msgpack <-> JSON conversions are stable, and
- * parses relay frames and control messages (schema.c) as Redis delivers them (trap on violation).
- */
+ * parses relay frames, control messages and rpc answers (schema.c) as Redis delivers them (trap on
+ * violation). */
 
-/* Input: first byte & 7 picks the mode, the rest is the payload.
+/* Input: first byte % 9 picks the mode, the rest is the payload.
  *   0: a msgpack frame   1: a JSON frame   2: msgpack data   3: JSON data
- *   4: a relay frame (pub/sub payload)   5, 7: a node control message
- *   6: a presence set member (its info reaches clients in join pushes and presence replies)
- * Seeds in tests/fuzz/corpus start with 0 or 1 (one file per vector), 2/3 (data values), 4/5/6. */
+ *   4: a relay frame (pub/sub payload)   5: a node control message
+ *   6, 7: a backend's rpc answer on a node's reply channel (JSON or msgpack, found by content)
+ *   8: a presence set member (its info reaches clients in join pushes and presence replies)
+ * Seeds in tests/fuzz/corpus start with 0 or 1 (one file per vector), 2/3 (data values), 4/5,
+ * 6/7 (rpc answers: 6 JSON, 7 msgpack) or 8. */
 
 #include "cardgw/proto.h"
 #include "cardgw/schema.h"
@@ -206,11 +208,47 @@ static void check_control(const uint8_t *p, size_t n)
     ASSERT(!m.unsubscribe || (m.channel.n > 0 && inside(m.channel.p, m.channel.n, p, n)));
 }
 
+/* An rpc answer that parses: req is a short string inside the message or its msgpack form, the
+ * result one valid value that every encoder turns into a valid reply, the message a C string of
+ * at most GW_SCHEMA_ANSWER_MESSAGE_MAX bytes. */
+static void check_rpc_answer(const uint8_t *p, size_t n)
+{
+    gw_buf_t scratch, b;
+    gw_rpc_answer_t a;
+    gw_buf_init(&scratch, 0);
+    if (gw_schema_parse_rpc_answer((const char *)p, n, &scratch, &a) == 0) {
+        ASSERT(a.req.n <= GW_SCHEMA_REQ_MAX);
+        ASSERT(inside(a.req.p, a.req.n, p, n) ||
+               inside(a.req.p, a.req.n, bytes(&scratch), scratch.len));
+        ASSERT(strlen(a.message) <= GW_SCHEMA_ANSWER_MESSAGE_MAX);
+        for (int enc = 0; enc < 2; enc++) {
+            gw_buf_init(&b, 16);
+            if (a.is_error) {
+                ASSERT(a.result.p == NULL);
+                gw_proto_enc_error_app(&b, (gw_enc_t)enc, 1, GW_ERR_BACKEND, a.message, a.code);
+            } else {
+                ASSERT(a.result.fmt == GW_DATA_MSGPACK && a.result.n > 0);
+                ASSERT(inside(a.result.p, a.result.n, p, n) ||
+                       inside(a.result.p, a.result.n, bytes(&scratch), scratch.len));
+                gw_proto_enc_rpc_ok(&b, (gw_enc_t)enc, 1, a.result);
+            }
+            if (enc == GW_ENC_JSON)
+                assert_json_text(&b);
+            else
+                check_msgpack_data(bytes(&b), b.len, 1);
+            gw_buf_free(&b);
+        }
+        if (!a.is_error)
+            check_msgpack_data(a.result.p, a.result.n, 1);
+    }
+    gw_buf_free(&scratch);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int mode = data[0] & 7;
+    int mode = data[0] % 9;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     /* copy to an exact-size heap block so ASan catches any read past the frame */
@@ -240,10 +278,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_json_data(frame, n);
     } else if (mode == 4) {
         check_relay(frame, n);
-    } else if (mode == 6) {
+    } else if (mode == 8) {
         check_member(frame, n);
-    } else {
+    } else if (mode == 5) {
         check_control(frame, n);
+    } else {
+        check_rpc_answer(frame, n);
     }
     free(frame);
     return 0;

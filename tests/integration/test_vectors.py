@@ -45,9 +45,9 @@ def test_vector_file_shape():
     for v in ALL:
         assert v["kind"] in ("command", "reply", "push", "invalid"), v["name"]
     encoders = {v["encoder"] for v in VALID if v["kind"] != "command"}
-    assert encoders == {"ok", "error", "connect_ok", "position_ok", "publish_ok", "presence_ok",
-                        "presence_users_ok", "presence_stats_ok", "rpc_ok", "pub", "join", "unsub",
-                        "disconnect", "refresh"}
+    assert encoders == {"ok", "error", "error_app", "connect_ok", "position_ok", "publish_ok",
+                        "presence_ok", "presence_users_ok", "presence_stats_ok", "rpc_ok", "pub",
+                        "join", "unsub", "disconnect", "refresh"}
     cmds = {v["expect"]["cmd"] for v in VALID if v["kind"] == "command"}
     assert cmds == {"connect", "subscribe", "unsubscribe", "publish", "presence", "history",
                     "rpc", "ping", "refresh", "presence_users", "presence_stats"}

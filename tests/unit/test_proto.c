@@ -282,6 +282,9 @@ static int encode(const json_t *v, gw_enc_t enc, int data_as_json, gw_buf_t *out
         gw_proto_enc_ok(out, enc, id);
     } else if (strcmp(e, "error") == 0) {
         gw_proto_enc_error(out, enc, id, (int)jint(a, "code"), jstr(a, "message"));
+    } else if (strcmp(e, "error_app") == 0) {
+        gw_proto_enc_error_app(out, enc, id, (int)jint(a, "code"), jstr(a, "message"),
+                               jint(a, "app_code"));
     } else if (strcmp(e, "connect_ok") == 0) {
         gw_proto_enc_connect_ok(out, enc, id, sl(a, "client"), sl(a, "uid"), sl(a, "node"),
                                 (uint32_t)jint(a, "ping"), (uint32_t)jint(a, "expires_in"));

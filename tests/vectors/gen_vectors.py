@@ -110,6 +110,10 @@ reply("error", "error", {"id": 3, "code": 104, "message": "channel must be a str
       {"id": 3, "error": {"code": 104, "message": "channel must be a string"}})
 reply("error_unicode", "error", {"id": 4294967295, "code": 113, "message": "ungültiger Kanal «x»"},
       {"id": 4294967295, "error": {"code": 113, "message": "ungültiger Kanal «x»"}})
+reply("error_timeout", "error", {"id": 14, "code": 118, "message": "rpc timed out: no answer from the backend"},
+      {"id": 14, "error": {"code": 118, "message": "rpc timed out: no answer from the backend"}})
+reply("error_backend", "error_app", {"id": 14, "code": 119, "message": "card already taken", "app_code": 409},
+      {"id": 14, "error": {"code": 119, "message": "card already taken", "app_code": 409}})
 reply("connect_ok", "connect_ok", {"id": 1, "client": "c-5f2a", "uid": "u42", "node": "node-1", "ping": 25, "expires_in": 3600},
       {"id": 1, "result": {"client": "c-5f2a", "uid": "u42", "node": "node-1", "ping": 25, "expires_in": 3600}})
 reply("connect_ok_no_expiry", "connect_ok", {"id": 1, "client": "c-5f2a", "uid": "u42", "node": "node-1", "ping": 25, "expires_in": 0},
