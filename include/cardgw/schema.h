@@ -10,6 +10,7 @@
 #define GW_SCHEMA_CTL_CHANNEL "cardgw:ctl"   /* node control: disconnect / unsubscribe a user */
 #define GW_SCHEMA_INBOX       "cardgw:inbox" /* stream of client rpc calls for the backend */
 #define GW_SCHEMA_NODES       "cardgw:nodes" /* hash: node id -> its entry (JSON), registry.c */
+#define GW_SCHEMA_SEEN        "cardgw:seen"  /* hash: uid -> last connect or close (unix ms) */
 /* Room for a channel, members or probe key (a valid channel name or node id plus decoration). */
 #define GW_SCHEMA_KEY_MAX (GW_PROTO_MAX_CHANNEL + 32)
 /* Room for a session key (a token of at most GW_PROTO_MAX_TOKEN bytes plus decoration). */
@@ -41,6 +42,9 @@ size_t gw_schema_members_key(char *out, size_t cap, const char *ns, size_t nsn, 
                              size_t idn);
 /* "cardgw:probe:<node_id>": the pub/sub channel of a node's canary round trip. */
 size_t gw_schema_probe_channel(char *out, size_t cap, const char *node_id);
+/* "cardgw:online:<node_id>": hash uid -> the user's authenticated connections on that node
+ * (online.c); expires with the node's registry entry unless refreshed. */
+size_t gw_schema_online_key(char *out, size_t cap, const char *node_id);
 
 /* A relay frame: "1\n<epoch>\n<offset>\n<kind>\n<from>\n<data>" as scripts/publish.lua PUBLISHes
  * it (kind m: msgpack data, j: JSON data), or a presence change "1\n\n0\n<J|L>\n<uid>\n<client>"
