@@ -336,8 +336,8 @@ static void gw_api_online(gw_node_t *node, gw_http_req_t *r, json_t *uids)
         gw_api_on_online(op, rc, NULL, 0);
 }
 
-/* GET /api/v1/online?uid=a&uid=b: lws has split the query string into its arguments and decoded
- * them; other arguments are ignored. */
+/* GET /api/v1/online?uid=a&uid=b: lws has split the query string into its arguments (at '&' and
+ * ';') and decoded them; other arguments are ignored unless too long to be a uid argument. */
 static void gw_api_online_get(gw_node_t *node, gw_http_req_t *r)
 {
     char arg[160]; /* "uid=" and a uid of at most 127 bytes */
@@ -346,14 +346,12 @@ static void gw_api_online_get(gw_node_t *node, gw_http_req_t *r)
         int len = lws_hdr_fragment_length(r->wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
         if (len <= 0)
             break;
-        if (len >= (int)sizeof(arg)) {
-            if (len > 4 && lws_hdr_copy_fragment(r->wsi, arg, 5, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
-                continue;                             /* a long argument, but not a uid */
-            json_array_append_new(uids, json_null()); /* a uid too long: 400 */
-            continue;
-        }
-        if (lws_hdr_copy_fragment(r->wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+        /* too long for a uid (lws copies no part of it): 400, never silently left out */
+        if (len >= (int)sizeof(arg) ||
+            lws_hdr_copy_fragment(r->wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+            json_array_append_new(uids, json_null());
             break;
+        }
         if (strncmp(arg, "uid=", 4) == 0)
             json_array_append_new(uids, json_string_nocheck(arg + 4));
     }

@@ -82,7 +82,8 @@ def test_bad_requests(make_node):
     assert a.http("POST", "/api/v1/online", {"uids": ["a"]}, key=None)[0] == 401
     for path in ("/api/v1/online", "/api/v1/online?x=1", "/api/v1/online?uid=a%20b",
                  "/api/v1/online?uid=", "/api/v1/online?uid=ok&uid=a%7Fb",
-                 "/api/v1/online?uid=" + "u" * 128, "/api/v1/online?uid=" + "u" * 300):
+                 "/api/v1/online?uid=" + "u" * 128, "/api/v1/online?uid=" + "u" * 300,
+                 "/api/v1/online?uid=ok&uid=" + "u" * 300):
         st, body = a.http("GET", path)
         assert st == 400, (path, st, body)
     for body in ({}, {"uids": []}, {"uids": "a"}, {"uids": ["a", 7]}, {"uids": ["a b"]},
@@ -108,7 +109,7 @@ def test_killed_node_users_go_offline_within_three_intervals(make_node, redis_se
         t0 = time.time()
         _, took = wait_for(lambda: not status(a, "kim")["online"], "kim offline", timeout=5)
         print("a killed node's users went offline after %.2f s" % took)
-        assert took < 3 * IV_MS / 1000 + 0.3
+        assert took < 3 * IV_MS / 1000 + 0.5  # the bound, and room for a loaded machine
         # its hash expires on its own (same lifetime)
         wait_for(lambda: not r.exists("cardgw:online:fixed-b"), "stale hash expired",
                  timeout=3 * IV_MS / 1000 + 1 - (time.time() - t0))
