@@ -1,5 +1,5 @@
 /* api.c — the server API beside the WebSocket endpoint: POST /api/v1/publish, broadcast,
- * disconnect and unsubscribe, GET /api/v1/position and info; JSON in and out, api_key required. */
+ * disconnect and unsubscribe, GET /api/v1/position, info and online; JSON in and out, api_key. */
 #include "cardgw/api.h"
 #include "cardgw/auth.h"
 #include "cardgw/history.h"
@@ -7,6 +7,7 @@
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
 #include "cardgw/node.h"
+#include "cardgw/online.h"
 #include "cardgw/registry.h"
 #include "cardgw/broker.h"
 
@@ -276,6 +277,87 @@ static void gw_api_on_info(void *priv, int err, json_t *nodes)
                            shards));
 }
 
+/* ---- online: users' status across nodes ------------------------------------------------------ */
+
+typedef struct {
+    gw_http_req_t *r;
+    json_t *uids; /* the request's, in order */
+} gw_api_online_op_t;
+
+static void gw_api_on_online(void *priv, int err, const gw_online_status_t *st, size_t n)
+{
+    gw_api_online_op_t *op = priv;
+    gw_http_req_t *r = op->r;
+    json_t *uids = op->uids;
+    free(op);
+    if (err) {
+        json_decref(uids);
+        gw_api_error(r, 503, "redis unavailable");
+        return;
+    }
+    json_t *users = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            users, json_pack("{s:O,s:b,s:I,s:o}", "uid", json_array_get(uids, i), "online",
+                             st[i].connections > 0, "connections", (json_int_t)st[i].connections,
+                             "last_seen",
+                             st[i].last_seen >= 0 ? json_integer(st[i].last_seen) : json_null()));
+    json_decref(uids);
+    gw_api_reply(r, 200, json_pack("{s:o}", "users", users));
+}
+
+/* uids: a JSON array (takes the reference) of what the request named, checked here. */
+static void gw_api_online(gw_node_t *node, gw_http_req_t *r, json_t *uids)
+{
+    size_t n = json_array_size(uids);
+    const char **v = NULL;
+    if (n == 0 || n > GW_ONLINE_MAX_QUERY) {
+        json_decref(uids);
+        gw_api_error(r, 400, "want 1 to 1000 uids: ?uid=a&uid=b or {\"uids\": [..]}");
+        return;
+    }
+    v = gw_malloc(n * sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        v[i] = json_string_value(json_array_get(uids, i));
+        if (!v[i] || !gw_auth_uid_valid(v[i], strlen(v[i]))) {
+            free(v);
+            json_decref(uids);
+            gw_api_error(r, 400, "bad uid");
+            return;
+        }
+    }
+    gw_api_online_op_t *op = gw_malloc(sizeof(*op));
+    op->r = r;
+    op->uids = uids;
+    r->pending = 1;
+    int rc = gw_online_query(node->online, v, n, gw_api_on_online, op);
+    free(v);
+    if (rc != 0)
+        gw_api_on_online(op, rc, NULL, 0);
+}
+
+/* GET /api/v1/online?uid=a&uid=b: lws has split the query string into its arguments (at '&' and
+ * ';') and decoded them; other arguments are ignored unless too long to be a uid argument. */
+static void gw_api_online_get(gw_node_t *node, gw_http_req_t *r)
+{
+    char arg[160]; /* "uid=" and a uid of at most 127 bytes */
+    json_t *uids = json_array();
+    for (int i = 0; json_array_size(uids) <= GW_ONLINE_MAX_QUERY; i++) {
+        int len = lws_hdr_fragment_length(r->wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (len <= 0)
+            break;
+        /* too long for a uid (lws copies no part of it): 400, never silently left out */
+        if (len >= (int)sizeof(arg) ||
+            lws_hdr_copy_fragment(r->wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) < 0) {
+            json_array_append_new(uids, json_null());
+            break;
+        }
+        if (strncmp(arg, "uid=", 4) == 0)
+            json_array_append_new(uids, json_string_nocheck(arg + 4));
+    }
+    gw_api_online(node, r, uids);
+}
+
 /* ---- entry points ---------------------------------------------------------------------------- */
 
 int gw_api_begin(gw_node_t *node, gw_http_req_t *r, const char *path)
@@ -301,6 +383,10 @@ int gw_api_begin(gw_node_t *node, gw_http_req_t *r, const char *path)
         r->pending = 1;
         if (gw_registry_list(node, gw_api_on_info, op) != 0)
             gw_api_on_info(op, -ENOTCONN, NULL);
+        return 0;
+    }
+    if (strcmp(path, "/api/v1/online") == 0 && !r->is_post) {
+        gw_api_online_get(node, r);
         return 0;
     }
     if (!r->is_post) {
@@ -348,6 +434,8 @@ int gw_api_body_done(gw_node_t *node, gw_http_req_t *r)
         gw_api_control(node, r, body, 0);
     else if (strcmp(r->path, "/api/v1/unsubscribe") == 0)
         gw_api_control(node, r, body, 1);
+    else if (strcmp(r->path, "/api/v1/online") == 0)
+        gw_api_online(node, r, json_incref(json_object_get(body, "uids")));
     else
         gw_api_error(r, 404, "no such API");
     json_decref(body);

@@ -7,6 +7,7 @@
 #include "cardgw/hub.h"
 #include "cardgw/log.h"
 #include "cardgw/node.h"
+#include "cardgw/online.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -195,6 +196,7 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
         c->info = gw_strndup(ident->info, ident->info_n);
     c->expires_at_ms = ident->expires_at_ms;
     c->state = GW_CONN_READY;
+    gw_online_conn_up(node->online, c->uid); /* gw_conn_on_closed counts it down */
     uint64_t now = gw_wall_ms();
     uint32_t expires_in =
         c->expires_at_ms ? (uint32_t)((c->expires_at_ms > now ? c->expires_at_ms - now : 0) / 1000)

@@ -7,6 +7,7 @@
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
 #include "cardgw/node.h"
+#include "cardgw/online.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -146,6 +147,8 @@ void gw_conn_on_closed(gw_conn_t *c)
     gw_debug("conn", "%s closed (code %d)", c->cid, c->close_code);
     c->wsi = NULL;
     gw_hub_conn_closed(c->node->hub, c);
+    if (c->uid) /* authenticated: gw_auth_succeed counted it up */
+        gw_online_conn_down(c->node->online, c->uid);
     gw_conn_drop_queue(c);
     gw_buf_free(&c->rx);
     if (gw_list_linked(&c->flush_link))

@@ -6,6 +6,7 @@
 #include "cardgw/hub.h"
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
+#include "cardgw/online.h"
 #include "cardgw/registry.h"
 #include "cardgw/server.h"
 #include "cardgw/watchdog.h"
@@ -85,6 +86,9 @@ static void gw_node_on_subscription(void *ud, const char *ch, size_t chlen, int 
 static void gw_node_on_event(void *ud, gw_broker_event_t ev)
 {
     struct gw_broker_slot *slot = ud;
+    /* the main Redis relays again after a (re)connect: it may have lost this node's users */
+    if (ev == GW_BROKER_READY && slot == &slot->node->slots[0] && slot->node->online)
+        gw_online_redis_ready(slot->node->online);
     if (slot->node->hub)
         gw_hub_on_event(slot->node->hub, slot->shard, ev);
 }
@@ -189,6 +193,9 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
     int rc = gw_node_brokers(node, loop, cfg);
     if (rc)
         return rc;
+    /* online first: a node restarted with a fixed node_id clears its old users before its
+     * registry entry makes that hash count again (both first write 200 ms from now) */
+    node->online = gw_online_new(node);
     node->registry = gw_registry_new(node);
     rc = gw_server_start(node);
     if (rc)
@@ -246,10 +253,27 @@ void gw_node_foreach_user_conn(gw_node_t *node, const char *uid, size_t n,
     }
 }
 
+static void gw_node_on_left(void *priv)
+{
+    gw_node_t *node = priv;
+    uv_stop(node->loop);
+}
+
+/* Every connection of a draining node is closed: its users' entry goes from Redis (so they are
+ * offline now, not when it would expire), then the loop stops. */
+static void gw_node_finish(gw_node_t *node)
+{
+    if (node->finishing)
+        return;
+    node->finishing = 1;
+    if (gw_online_leave(node->online, gw_node_on_left, node) != 0)
+        uv_stop(node->loop); /* Redis is down: the entry expires on its own */
+}
+
 void gw_node_conn_gone(gw_node_t *node)
 {
     if (node->draining && node->nconns == 0)
-        uv_stop(node->loop);
+        gw_node_finish(node);
 }
 
 static void gw_node_sweep(uv_timer_t *t)
@@ -290,7 +314,7 @@ static void gw_node_drain(gw_node_t *node)
     node->draining = 1;
     gw_server_stop_listening(node);
     if (node->nconns == 0) {
-        uv_stop(node->loop);
+        gw_node_finish(node);
         return;
     }
     uint32_t window = (uint32_t)node->cfg->drain_window_ms;
@@ -358,6 +382,7 @@ int gw_node_destroy(gw_node_t *node)
     gw_hub_stop(node->hub);
     gw_registry_free(node->registry);
     node->registry = NULL;
+    gw_online_stop(node->online);
     if (node->broker)
         gw_broker_stop(node->broker);
     for (uint32_t i = 0; i < node->nshards; i++)
@@ -388,6 +413,8 @@ int gw_node_destroy(gw_node_t *node)
     uv_run(node->loop, UV_RUN_DEFAULT);
     gw_hub_free(node->hub); /* before the broker: the hub borrows its Redis interface */
     node->hub = NULL;
+    gw_online_free(node->online); /* no connection left to count, no reply left to come */
+    node->online = NULL;
     gw_broker_free(node->broker);
     node->broker = NULL;
     for (uint32_t i = 0; i < node->nshards; i++) {

@@ -10,8 +10,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#define GW_REGISTRY_TTL_FACTOR 3     /* an entry lives this many refresh intervals */
-#define GW_REGISTRY_PURGE_MS   60000 /* entries expired this long ago are deleted by readers */
+#define GW_REGISTRY_PURGE_MS 60000 /* entries expired this long ago are deleted by readers */
 
 struct gw_registry {
     gw_node_t *node;

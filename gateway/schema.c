@@ -134,6 +134,11 @@ int gw_schema_parse_rpc_answer(const char *p, size_t n, gw_buf_t *scratch, gw_rp
     return 0;
 }
 
+size_t gw_schema_online_key(char *out, size_t cap, const char *node_id)
+{
+    return gw_schema_len(snprintf(out, cap, "cardgw:online:%s", node_id), cap);
+}
+
 int gw_schema_parse_relay(const char *p, size_t n, gw_relay_frame_t *w)
 {
     const char *f[5], *end = p + n;

@@ -16,6 +16,7 @@ struct gw_hub;
 struct gw_frame;
 struct gw_conn;
 struct gw_registry;
+struct gw_online;
 struct gw_admission;
 struct gw_watchdog;
 
@@ -38,6 +39,7 @@ typedef struct gw_node {
     gw_log_limit_t accept_log, refuse_log; /* lines an attacker could make repeat */
     struct gw_watchdog *watchdog;
     struct gw_registry *registry; /* this node's entry in the cluster view */
+    struct gw_online *online;     /* its users' connection counts, mirrored into Redis */
     uv_signal_t sigusr2;          /* debug_hooks: stalls the loop on purpose (watchdog test) */
     uint32_t sweeps;
     gw_broker_t *broker;     /* the main Redis (redis_url) */
@@ -62,8 +64,9 @@ typedef struct gw_node {
     uv_timer_t sweep_timer;      /* auth deadlines, token expiry, pings (gw_conn_sweep) */
     struct gw_frame *ping_frame; /* the WebSocket ping every connection gets, built once */
     uint64_t drain_per_tick;
-    int stopping; /* a stop was asked for: /readyz answers 503 from here */
-    int draining; /* then: not listening, connections told to reconnect elsewhere and closed */
+    int stopping;  /* a stop was asked for: /readyz answers 503 from here */
+    int draining;  /* then: not listening, connections told to reconnect elsewhere and closed */
+    int finishing; /* then: every connection closed, the online hash is being deleted */
     int exit_code;
     char errstr[256];
 } gw_node_t;
@@ -75,8 +78,8 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg);
  * for drain_unready_ms (a load balancer checking /readyz stops routing new clients here); then
  * the drain: stop listening, send every client a `disconnect` push with reconnect advice and a
  * random delay within drain_window_ms, close the connections (1001) in batches spread over that
- * window, and stop the loop when all are closed or shutdown_timeout_ms (counted from the call)
- * has passed. Safe to call more than once. */
+ * window, and stop the loop when all are closed and the node's online hash is deleted (online.h),
+ * or when shutdown_timeout_ms (counted from the call) has passed. Safe to call more than once. */
 void gw_node_stop(gw_node_t *node);
 /* A connection was put on node->flushq: make sure it is written before the loop blocks. */
 void gw_node_flush_soon(gw_node_t *node);
@@ -86,7 +89,8 @@ int gw_node_redis_ready(const gw_node_t *node, char *why, size_t cap);
 /* Calls fn(c, ud) for every open connection of user uid[0..n) on this node; fn may close c. */
 void gw_node_foreach_user_conn(gw_node_t *node, const char *uid, size_t n,
                                void (*fn)(struct gw_conn *c, void *ud), void *ud);
-/* A connection left node->conns (conn.c): a stopping node stops its loop after the last one. */
+/* A connection left node->conns (conn.c): a stopping node stops its loop after the last one
+ * (once Redis has deleted its online hash). */
 void gw_node_conn_gone(gw_node_t *node);
 /* After uv_run has returned: frees everything and runs the loop until no handle is left. Returns
  * how many handles some module had left open (closed here and logged; 0 unless there is a bug). */

@@ -9,6 +9,10 @@
 struct gw_node;
 typedef struct gw_registry gw_registry_t;
 
+/* An entry lives this many refresh intervals (node_registry_interval_ms) past its last write: a
+ * node killed without a drain drops out of the view within that. */
+#define GW_REGISTRY_TTL_FACTOR 3
+
 /* Starts refreshing this node's entry every node_registry_interval_ms on the node's loop (node
  * and its Redis interface are borrowed and must outlive the registry). Never NULL. */
 gw_registry_t *gw_registry_new(struct gw_node *node);

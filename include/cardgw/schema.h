@@ -12,6 +12,7 @@
 #define GW_SCHEMA_NODES       "cardgw:nodes" /* hash: node id -> its entry (JSON), registry.c */
 /* stream on each channel's Redis: publications nobody was subscribed to (publish.lua) */
 #define GW_SCHEMA_OFFLINE "cardgw:offline"
+#define GW_SCHEMA_SEEN    "cardgw:seen" /* hash: uid -> last connect or close (unix ms) */
 /* Room for a channel, members or probe key (a valid channel name or node id plus decoration). */
 #define GW_SCHEMA_KEY_MAX (GW_PROTO_MAX_CHANNEL + 32)
 /* Room for a session key (a token of at most GW_PROTO_MAX_TOKEN bytes plus decoration). */
@@ -79,6 +80,10 @@ typedef struct {
  * missing, not a string or longer than GW_SCHEMA_REQ_MAX, neither or both of result and error,
  * an error that is not a map, a message that is not a string, a code that is not an integer). */
 int gw_schema_parse_rpc_answer(const char *p, size_t n, gw_buf_t *scratch, gw_rpc_answer_t *a);
+
+/* "cardgw:online:<node_id>": hash uid -> the user's authenticated connections on that node
+ * (online.c); expires with the node's registry entry unless refreshed. */
+size_t gw_schema_online_key(char *out, size_t cap, const char *node_id);
 
 /* A relay frame: "1\n<epoch>\n<offset>\n<kind>\n<from>\n<data>" as scripts/publish.lua PUBLISHes
  * it (kind m: msgpack data, j: JSON data), or a presence change
