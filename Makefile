@@ -25,7 +25,7 @@ FUZZ_SRCS := $(filter-out gateway/%,$(LIB_SRCS)) gateway/common.c gateway/schema
 FUZZ_SECONDS ?= 15
 STAMP := build/.deps-ok
 
-.PHONY: all deps run test unit integration lint format fuzz fuzz-ci clean check-config bench
+.PHONY: all deps run demo test unit integration lint format fuzz fuzz-ci clean check-config bench
 all: build/cardgw
 
 # install-deps.sh is a fast no-op when everything is present; the stamp avoids even that
@@ -75,6 +75,10 @@ build/fuzz_decode: tests/fuzz/fuzz_decode.c $(FUZZ_SRCS) $(STAMP) $(HDRS)
 
 run: deps build/cardgw
 	@scripts/run-local.sh
+
+# Redis, two nodes and the reference backend (examples/backend) for the card-exchange demo
+demo: deps build/cardgw
+	@scripts/demo.sh
 
 # A deployment on loopback: HAProxy, CLUSTER_NODES nodes, CLUSTER_SHARDS Redis shards each with a
 # replica and three Sentinels (scripts/cluster; state in build/cluster).

@@ -28,6 +28,8 @@ HTTP (JSON; `Authorization: Bearer <session token>` where marked *):
   GET  /contacts *                       -> {"contacts": [{uid, card, exchange}],
                                              "exchanges": [{id, from, to, status}]}
   GET  /notifications?uid=U              -> {"notifications": [{uid, channel, offset, event, ...}]}
+  GET  /config                           -> {"ws": [the gateway WebSocket URLs given by --ws]}
+  GET  /                                 -> the demo page (static/index.html)
   GET  /healthz                          -> ok
 """
 import argparse
@@ -188,8 +190,7 @@ class Backend:
         online = {}
         uids = [u for u, _ in rows]
         for i in range(0, len(uids), 1000):  # badges: not part of the consistent cut
-            q = "&".join("uid=" + urllib.parse.quote(u) for u in uids[i:i + 1000])
-            for st in self.gateway("GET", "/api/v1/online?" + q)["users"]:
+            for st in self.gateway("POST", "/api/v1/online", {"uids": uids[i:i + 1000]})["users"]:
                 online[st["uid"]] = st
         return {"group": gid, "position": pos,
                 "members": [{"uid": u, "card": json.loads(c),
@@ -326,6 +327,11 @@ class Backend:
                                    "data": json.loads(b)} for u, c, e, o, ev, b in rows]}
 
 
+class Page:
+    def __init__(self, path):
+        self.path = path
+
+
 def make_handler(app):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
@@ -357,6 +363,11 @@ def make_handler(app):
             parts = [p for p in url.path.split("/") if p]
             if method == "GET" and parts == ["healthz"]:
                 return {"ok": True}
+            if method == "GET" and parts == ["config"]:
+                return {"ws": app.a.ws}
+            if method == "GET" and parts in ([], ["index.html"]):
+                return Page(os.path.join(os.path.dirname(os.path.abspath(__file__)), "static",
+                                         "index.html"))
             if method == "POST" and parts == ["login"]:
                 b = self.body()
                 return app.login(b.get("uid"), b.get("card", {}))
@@ -383,7 +394,17 @@ def make_handler(app):
 
         def handle_any(self, method):
             try:
-                self.reply(200, self.route(method))
+                res = self.route(method)
+                if isinstance(res, Page):
+                    with open(res.path, "rb") as f:
+                        body = f.read()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html; charset=utf-8")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                self.reply(200, res)
             except AppError as e:
                 self.reply(e.status, {"error": str(e)})
             except Exception as e:
@@ -409,6 +430,8 @@ def main():
     ap.add_argument("--gateway", default="http://127.0.0.1:8080", help="a node's (or the LB's) URL")
     ap.add_argument("--api-key", default=os.environ.get("CARDGW_API_KEY", ""))
     ap.add_argument("--jwt-secret", default=os.environ.get("CARDGW_JWT_SECRET", ""))
+    ap.add_argument("--ws", action="append", default=[],
+                    help="a WebSocket URL of the gateway for the demo page (repeat for several)")
     ap.add_argument("--db", default=":memory:")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
