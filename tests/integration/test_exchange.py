@@ -136,6 +136,8 @@ def test_exchange_story(make_node, redis_server, backend_for):
         notes = be.ok("GET", "/notifications?uid=b")["notifications"]
         assert [(x["event"], x["data"]["from"], x["data"]["exchange"]) for x in notes] == \
             [("card.received", "a", 1)], notes
+        offline = r.xrange("cardgw:offline")  # the stream itself: one entry, for user:b
+        assert [f[b"ch"] for _, f in offline] == [b"user:b"], offline
         # B comes back on the other node and recovers it exactly once
         b, _, _ = await connected(n1, tb)
         res = (await b.call("subscribe", channel="user:b",
