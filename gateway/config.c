@@ -41,6 +41,7 @@ static const gw_key_t gw_keys[] = {
     KS(listen_address, "127.0.0.1"),
     KI(port, "8080", 0, 65535),
     KS(ws_path, "/ws"),
+    KS(static_root, ""),
     KS(node_id, ""),
     {"log_level", K_LOGLEVEL, offsetof(gw_config_t, log_level), "info", 0, 0, 0},
     KSECRET(redis_url, "redis://127.0.0.1:6379/0"),

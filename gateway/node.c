@@ -1,5 +1,6 @@
 /* node.c — assembles a node (hub, broker, lws server on one libuv loop), and stops it
  * gracefully: stop listening, close every connection with 1001, free everything. */
+#include "cardgw/static.h"
 #include "cardgw/node.h"
 #include "cardgw/admission.h"
 #include "cardgw/conn.h"
@@ -190,6 +191,14 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
     gw_list_init(&node->http_peers);
     gw_node_limits(node);
 
+    if (cfg->static_root[0]) {
+        size_t bytes;
+        node->statics = gw_static_load(cfg->static_root, node->errstr, sizeof(node->errstr));
+        if (!node->statics)
+            return -EINVAL;
+        size_t n = gw_static_count(node->statics, &bytes);
+        gw_info("node", "serving %zu static files (%zu bytes) from %s", n, bytes, cfg->static_root);
+    }
     int rc = gw_node_brokers(node, loop, cfg);
     if (rc)
         return rc;
@@ -415,6 +424,8 @@ int gw_node_destroy(gw_node_t *node)
     node->hub = NULL;
     gw_online_free(node->online); /* no connection left to count, no reply left to come */
     node->online = NULL;
+    gw_static_free(node->statics);
+    node->statics = NULL;
     gw_broker_free(node->broker);
     node->broker = NULL;
     for (uint32_t i = 0; i < node->nshards; i++) {

@@ -9,6 +9,7 @@
 #include "cardgw/metrics.h"
 #include "cardgw/node.h"
 #include "cardgw/proto.h"
+#include "cardgw/static.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -137,6 +138,12 @@ static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
     }
     if (strncmp(path, "/api/", 5) == 0)
         return gw_api_begin(node, r, path);
+    const gw_static_file_t *f = gw_static_find(node->statics, path);
+    if (f) {
+        gw_buf_reset(&r->body);
+        gw_buf_append(&r->body, f->p, f->n);
+        return gw_http_respond(r, 200, f->ctype);
+    }
     return gw_http_respond_text(r, 404, "not found\n");
 }
 

@@ -31,6 +31,7 @@ typedef struct {
     char *listen_address;
     int port;
     char *ws_path;
+    char *static_root; /* directory of static files served over HTTP; "" = none */
     char *node_id;
     gw_log_level_t log_level;
 

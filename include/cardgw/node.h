@@ -40,6 +40,7 @@ typedef struct gw_node {
     struct gw_watchdog *watchdog;
     struct gw_registry *registry; /* this node's entry in the cluster view */
     struct gw_online *online;     /* its users' connection counts, mirrored into Redis */
+    struct gw_static *statics;    /* static_root's files, NULL when off */
     uv_signal_t sigusr2;          /* debug_hooks: stalls the loop on purpose (watchdog test) */
     uint32_t sweeps;
     gw_broker_t *broker;     /* the main Redis (redis_url) */
