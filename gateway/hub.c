@@ -102,6 +102,7 @@ static void gw_channel_free(gw_hub_t *hub, gw_channel_t *ch)
     gw_channel_set_retry(hub, ch, 0);
     gw_metrics.channels = hub->nchannels;
     gw_channel_drop_held(ch);
+    gw_presence_cache_free(ch->pcache);
     free(ch);
 }
 

@@ -47,6 +47,7 @@ typedef struct gw_channel {
     uint64_t checked_ms;   /* last position check */
     uint64_t presence_ms;  /* last presence refresh */
     uint8_t suspect;       /* pub/sub was lost: fill as soon as Redis confirms the SUBSCRIBE */
+    struct gw_presence_cache *pcache; /* presence.c: the last presence read, NULL before one */
     gw_held_t *held, **held_tail;
     size_t n;
     char name[]; /* NUL-terminated */
@@ -200,5 +201,7 @@ void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch);
 /* A join or leave relayed from any node: pushed to every live subscriber of ch but the connection
  * it is about. who is borrowed. */
 void gw_presence_fanout(gw_channel_t *ch, const gw_client_info_t *who, int leave);
+/* Frees ch's presence read cache (gw_channel_free; no read is in flight then). */
+void gw_presence_cache_free(struct gw_presence_cache *pc);
 
 #endif

@@ -20,10 +20,12 @@ static void gw_on_presence_write(void *priv, redisReply *r)
         gw_warn("presence", "update failed: %s", r->str);
 }
 
-void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
+static void gw_presence_invalidate(gw_channel_t *ch);
+
+/* Adds (with a new expiry) or removes s's connection in the channel's presence set. */
+static void gw_presence_write(gw_hub_t *hub, gw_sub_t *s, int join)
 {
     char key[GW_SCHEMA_KEY_MAX], member[GW_SCHEMA_PRESENCE_MAX], score[24];
-    char frame[GW_SCHEMA_PRESENCE_MAX + 16];
     gw_channel_t *ch = s->ch;
     gw_conn_t *c = s->conn;
     const gw_redis_t *r = gw_channel_redis(hub, ch);
@@ -40,10 +42,20 @@ void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
         size_t argvlen[] = {4, kn, mn};
         gw_redis_command(r, gw_on_presence_write, NULL, 3, argv, argvlen);
     }
+}
+
+void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
+{
+    char key[GW_SCHEMA_KEY_MAX], frame[GW_SCHEMA_PRESENCE_MAX + 16];
+    gw_channel_t *ch = s->ch;
+    gw_conn_t *c = s->conn;
+    const gw_redis_t *r = gw_channel_redis(hub, ch);
+    gw_presence_write(hub, s, join);
+    gw_presence_invalidate(ch); /* a read after this one is queued behind the write */
     if (!announce)
         return;
     size_t fn = gw_schema_presence_frame(frame, sizeof(frame), join, c->uid, c->cid, c->info);
-    kn = gw_schema_channel_key(key, sizeof(key), ch->name, ch->n, GW_KEY_PUBSUB);
+    size_t kn = gw_schema_channel_key(key, sizeof(key), ch->name, ch->n, GW_KEY_PUBSUB);
     const char *argv[] = {"PUBLISH", key, frame};
     size_t argvlen[] = {7, kn, fn};
     gw_redis_command(r, gw_on_presence_write, NULL, 3, argv, argvlen);
@@ -56,7 +68,7 @@ void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch)
     {
         gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
         if (s->state == GW_SUB_LIVE)
-            gw_presence_update(hub, s, 1, 0);
+            gw_presence_write(hub, s, 1);
     }
 }
 
@@ -65,6 +77,7 @@ void gw_presence_fanout(gw_channel_t *ch, const gw_client_info_t *who, int leave
     gw_frame_t *frames[2] = {NULL, NULL};
     gw_slice_t client = who->client;
     gw_list_t *it;
+    gw_presence_invalidate(ch);
     if (!ch->ns->presence || !ch->ns->join_leave)
         return;
     gw_list_foreach(it, &ch->subs)
@@ -87,6 +100,61 @@ void gw_presence_fanout(gw_channel_t *ch, const gw_client_info_t *who, int leave
 }
 
 /* ---- the presence commands ------------------------------------------------------------------ */
+
+/* The presence commands of one channel share one Redis read: while it is in flight later
+ * commands wait for it, and its result answers every command for GW_PRESENCE_CACHE_MS (a client
+ * asking presence of a 10,000-member group 100 times a second costs Redis one read per second,
+ * not 100; bench/RESULTS.md "presence"). A join or leave of the channel (relayed, or made here)
+ * invalidates it, so a reply never misses a change whose push the client already got. */
+#define GW_PRESENCE_CACHE_MS 1000
+
+typedef struct gw_presence_wait {
+    struct gw_presence_wait *next;
+    gw_cmd_op_t *op; /* op->arg: the command kind */
+    uint32_t gen;    /* the channel's presence generation when the command came */
+} gw_presence_wait_t;
+
+typedef struct gw_presence_cache {
+    uint64_t read_ms; /* when the cached members were read; 0: nothing valid cached */
+    uint32_t gen;     /* bumped by every join or leave seen for the channel */
+    uint32_t read_gen;
+    int reading;
+    gw_presence_wait_t *waiters, **tail;
+    gw_buf_t members; /* each member NUL-terminated, back to back */
+    size_t count;
+} gw_presence_cache_t;
+
+typedef struct {
+    gw_hub_t *hub;
+    gw_channel_t *ch;
+} gw_presence_read_t;
+
+static gw_presence_cache_t *gw_presence_cache(gw_channel_t *ch)
+{
+    if (!ch->pcache) {
+        ch->pcache = gw_calloc(1, sizeof(*ch->pcache));
+        ch->pcache->tail = &ch->pcache->waiters;
+        gw_buf_init(&ch->pcache->members, 0);
+    }
+    return ch->pcache;
+}
+
+void gw_presence_cache_free(gw_presence_cache_t *pc)
+{
+    if (!pc)
+        return;
+    gw_buf_free(&pc->members);
+    free(pc);
+}
+
+/* A join or leave of ch: what is cached may lack it. */
+static void gw_presence_invalidate(gw_channel_t *ch)
+{
+    if (ch->pcache) {
+        ch->pcache->gen++;
+        ch->pcache->read_ms = 0;
+    }
+}
 
 static int gw_cmp_uid(const void *a, const void *b)
 {
@@ -112,23 +180,20 @@ static size_t gw_presence_by_user(const gw_client_info_t *ci, size_t n, gw_user_
     return k;
 }
 
-static void gw_on_presence(void *priv, redisReply *r)
+/* Answers one presence command from the cached members. */
+static void gw_presence_answer(const gw_presence_cache_t *pc, gw_cmd_op_t *op)
 {
     uint32_t id;
-    int ok = r && r->type == REDIS_REPLY_ARRAY;
-    gw_cmd_op_t *op = priv;
     gw_cmd_kind_t kind = (gw_cmd_kind_t)op->arg;
-    gw_conn_t *c = gw_cmd_op_finish(priv, !ok, &id);
-    if (!c || !ok)
+    gw_conn_t *c = gw_cmd_op_finish(op, 0, &id);
+    if (!c)
         return;
-    gw_client_info_t *ci = gw_calloc(r->elements ? r->elements : 1, sizeof(*ci));
+    gw_client_info_t *ci = gw_calloc(pc->count ? pc->count : 1, sizeof(*ci));
     size_t k = 0;
-    for (size_t i = 0; i < r->elements; i++) {
-        redisReply *m = r->element[i];
-        if (m->type == REDIS_REPLY_STRING &&
-            gw_schema_parse_presence_member(m->str, m->len, &ci[k]) == 0)
+    const char *m = (const char *)gw_buf_data(&pc->members), *end = m + pc->members.len;
+    for (; m && m < end; m += strlen(m) + 1)
+        if (gw_schema_parse_presence_member(m, strlen(m), &ci[k]) == 0)
             k++;
-    }
     if (kind == GW_CMD_PRESENCE) {
         GW_CONN_SEND(c, gw_proto_enc_presence_ok, id, ci, k);
     } else {
@@ -144,19 +209,101 @@ static void gw_on_presence(void *priv, redisReply *r)
     free(ci);
 }
 
+static void gw_presence_read(gw_hub_t *hub, gw_channel_t *ch);
+
+static void gw_on_presence(void *priv, redisReply *r)
+{
+    gw_presence_read_t *rd = priv;
+    gw_hub_t *hub = rd->hub;
+    gw_channel_t *ch = rd->ch;
+    gw_presence_cache_t *pc = ch->pcache;
+    free(rd);
+    int ok = r && r->type == REDIS_REPLY_ARRAY;
+    pc->reading = 0;
+    if (ok) { /* copied: the reply is gone when this returns */
+        gw_buf_reset(&pc->members);
+        pc->count = 0;
+        for (size_t i = 0; i < r->elements; i++)
+            if (r->element[i]->type == REDIS_REPLY_STRING &&
+                !memchr(r->element[i]->str, '\0', r->element[i]->len)) {
+                gw_buf_append(&pc->members, r->element[i]->str, r->element[i]->len);
+                gw_buf_append(&pc->members, "", 1);
+                pc->count++;
+            }
+        pc->read_ms = pc->gen == pc->read_gen ? gw_now_ms() : 0;
+    }
+    /* answered: the commands that came before the last invalidation the read saw; the others
+     * wait for the next read */
+    gw_presence_wait_t *w = pc->waiters, *keep = NULL, **ktail = &keep;
+    pc->waiters = NULL;
+    pc->tail = &pc->waiters;
+    while (w) {
+        gw_presence_wait_t *next = w->next;
+        if (!ok) {
+            uint32_t id;
+            gw_cmd_op_finish(w->op, 1, &id); /* 111 */
+            free(w);
+        } else if (w->gen == pc->read_gen) {
+            gw_presence_answer(pc, w->op);
+            free(w);
+        } else {
+            w->next = NULL;
+            *ktail = w;
+            ktail = &w->next;
+        }
+        w = next;
+    }
+    if (keep) {
+        pc->waiters = keep;
+        pc->tail = ktail;
+        gw_presence_read(hub, ch);
+    }
+    ch->op_refs--;
+    gw_channel_maybe_release(hub, ch);
+}
+
+/* Starts the channel's presence read (its waiters are answered when it returns). */
+static void gw_presence_read(gw_hub_t *hub, gw_channel_t *ch)
+{
+    gw_presence_cache_t *pc = ch->pcache;
+    char kp[GW_SCHEMA_KEY_MAX], now[24];
+    size_t kpn = gw_schema_channel_key(kp, sizeof(kp), ch->name, ch->n, GW_KEY_PRESENCE);
+    int nn = snprintf(now, sizeof(now), "%" PRIu64, gw_wall_ms());
+    const char *argv[] = {"ZRANGEBYSCORE", kp, now, "+inf"};
+    size_t argvlen[] = {13, kpn, (size_t)nn, 4};
+    gw_presence_read_t *rd = gw_malloc(sizeof(*rd));
+    rd->hub = hub;
+    rd->ch = ch;
+    pc->reading = 1;
+    pc->read_gen = pc->gen;
+    ch->op_refs++;
+    if (gw_redis_command(gw_channel_redis(hub, ch), gw_on_presence, rd, 4, argv, argvlen) != 0)
+        gw_on_presence(rd, NULL);
+}
+
 void gw_hub_presence(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
 {
     if (!gw_hub_cmd_subscribed(hub, c, cmd, GW_NEED_PRESENCE))
         return;
-    char kp[GW_SCHEMA_KEY_MAX], now[24];
-    size_t kpn =
-        gw_schema_channel_key(kp, sizeof(kp), cmd->channel.p, cmd->channel.n, GW_KEY_PRESENCE);
-    int nn = snprintf(now, sizeof(now), "%" PRIu64, gw_wall_ms());
-    const char *argv[] = {"ZRANGEBYSCORE", kp, now, "+inf"};
-    size_t argvlen[] = {13, kpn, (size_t)nn, 4};
+    gw_channel_t *ch = gw_channel_find(hub, cmd->channel.p, cmd->channel.n);
     gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
     op->arg = (uint32_t)cmd->kind;
-    if (gw_redis_command(gw_hub_channel_redis(hub, cmd->channel.p, cmd->channel.n), gw_on_presence,
-                         op, 4, argv, argvlen) != 0)
-        gw_on_presence(op, NULL);
+    if (!ch) { /* cannot happen: the connection is subscribed */
+        uint32_t id;
+        gw_cmd_op_finish(op, 1, &id);
+        return;
+    }
+    gw_presence_cache_t *pc = gw_presence_cache(ch);
+    if (!pc->reading && pc->read_ms && gw_now_ms() - pc->read_ms < GW_PRESENCE_CACHE_MS) {
+        gw_presence_answer(pc, op);
+        return;
+    }
+    gw_presence_wait_t *w = gw_malloc(sizeof(*w));
+    w->next = NULL;
+    w->op = op;
+    w->gen = pc->gen;
+    *pc->tail = w;
+    pc->tail = &w->next;
+    if (!pc->reading)
+        gw_presence_read(hub, ch);
 }

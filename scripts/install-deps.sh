@@ -9,14 +9,35 @@ PKGS=(
   libjansson-dev libssl-dev
   redis-server redis-sentinel redis-tools curl haproxy nginx
   python3 python3-websockets python3-msgpack python3-pytest python3-pytest-xdist python3-redis
+  chromium chromium-driver
 )
+# Node.js for the JavaScript client (clients/js) and its tests: Debian's unless one is on PATH
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs npm)
+
+# the JavaScript client's packages from the npm registry (versions pinned by package-lock.json);
+# reinstalled when the lock file changes
+npm_deps() {
+  local dir lock stamp
+  dir="$(cd "$(dirname "$0")/.." && pwd)/clients/js"
+  lock="$dir/package-lock.json"
+  stamp="$dir/node_modules/.cardgw-lock"
+  [ -f "$lock" ] || return 0
+  if [ ! -f "$stamp" ] || ! cmp -s "$lock" "$stamp"; then
+    echo "install-deps: npm ci in clients/js"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$lock" "$stamp"
+  fi
+}
 
 missing=()
 for p in "${PKGS[@]}"; do
   st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
   [ "$st" = "installed" ] || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  npm_deps
+  exit 0
+fi
 
 echo "install-deps: installing ${missing[*]}"
 SUDO=""
@@ -33,4 +54,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts a system redis-server on 6379 when the package is installed with systemd
 # running; cardgw never uses it (tests and `make run` start their own on free ports).
+npm_deps
 echo "install-deps: done"

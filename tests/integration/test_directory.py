@@ -4,6 +4,7 @@ can be asked per user (presence_users: distinct uids with their connection count
 (presence_stats), and a killed node's connections leave presence within presence_ttl_ms. Bad or
 oversized info is refused at connect. Real Redis, real nodes, clients in both encodings."""
 import asyncio
+import json
 import signal
 import time
 
@@ -81,12 +82,14 @@ def test_presence_carries_cards_across_nodes_by_user_and_counts(make_node, redis
             res = (await b.call("presence_users", channel="group:g"))["result"]
             if {u["uid"] for u in res["users"]} == {"b"}:
                 break
-            assert time.time() - t0 < TTL_MS / 1000 + 2, res
+            assert time.time() - t0 < TTL_MS / 1000 + 3, res
             await asyncio.sleep(0.1)
         gone = time.time() - t0
         print("a killed node's connections left presence after %.1f s (presence_ttl_ms %d)"
               % (gone, TTL_MS))
-        assert gone <= TTL_MS / 1000 + 0.5
+        # the bound: presence_ttl_ms, plus up to 1 s of a shared presence read (no leave push
+        # invalidates it for a node that died)
+        assert gone <= TTL_MS / 1000 + 1.0 + 0.5
     run(go())
 
 
@@ -137,4 +140,55 @@ def test_join_leave_off_keeps_presence_readable(make_node, redis_server):
             assert False, m
         except asyncio.TimeoutError:
             pass
+    run(go())
+
+
+def test_presence_reads_are_shared_per_channel(make_node, redis_server):
+    """100 presence commands at once from one client cost Redis one read (bench/RESULTS.md
+    "presence": ~2.8 ms of Redis each on 10,000 members), and a reply after a leave push never
+    misses that leave."""
+    node = make_node({"namespace.big.presence": "true"})
+    r = redis_server.client()
+
+    def zrange_calls():
+        return r.info("commandstats").get("cmdstat_zrangebyscore", {}).get("calls", 0)
+
+    async def go():
+        a = await Client.open(node.ws_url)
+        await a.connect(jwt("a"))
+        await a.call("subscribe", channel="big:g")
+        bs = []
+        for k in range(5):
+            b = await Client.open(node.ws_url)
+            await b.connect(jwt("b%d" % k))
+            await b.call("subscribe", channel="big:g")
+            bs.append(b)
+        joins = 0
+        while joins < 5:  # every join has been relayed (and has invalidated the shared read)
+            joins += (await a.next_push()).get("push") == "join"
+        before = zrange_calls()
+        ids = []
+        for k in range(100):  # pipelined: all sent before the first reply
+            ids.append(a.next_id)
+            a.next_id += 1
+            await a.ws.send(json.dumps({"id": ids[-1], "cmd": ["presence", "presence_users",
+                                        "presence_stats"][k % 3], "channel": "big:g"}))
+        got = {}
+        while len(got) < 100:
+            m = await a.recv()
+            if "id" in m:
+                got[m["id"]] = m
+        assert all("result" in m for m in got.values())
+        assert got[ids[2]]["result"] == {"connections": 6, "users": 6}
+        reads = zrange_calls() - before
+        print("100 presence commands: %d Redis reads" % reads)
+        assert reads <= 2, reads
+        # a leave: the next reply has it, though the cached read is younger than a second
+        await bs[0].close()
+        while True:
+            m = await a.next_push()
+            if m.get("push") == "leave":
+                break
+        res = (await a.call("presence_stats", channel="big:g"))["result"]
+        assert res == {"connections": 5, "users": 5}
     run(go())

@@ -219,12 +219,13 @@ def test_directory_story(make_node, redis_server, backend_for):
             res = (await a.call("presence_users", channel="group:g"))["result"]["users"]
             return "c" not in {u["uid"] for u in res}
         while not await left():
-            assert time.time() - t0 < 5
+            assert time.time() - t0 < 6
             await asyncio.sleep(0.1)
         gone = time.time() - t0
         print("killed node: C offline after %.1f s (3 x 300 ms registry), out of presence after "
               "%.1f s (presence_ttl_ms 1500)" % (offline, gone))
-        assert offline < 0.9 + 0.6 and gone < 1.5 + 0.6
+        # presence: presence_ttl_ms plus up to 1 s of a shared presence read
+        assert offline < 0.9 + 0.6 and gone < 1.5 + 1.0 + 0.6
     run(go())
 
 
