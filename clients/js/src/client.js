@@ -110,7 +110,7 @@ export class Client {
     this.state = DISCONNECTED;
     /** The connect reply of the current connection: {client, uid, node, ping, expires_in}. */
     this.info = null;
-    this.stats = { connects: 0, disconnects: 0, duplicates: 0, gaps: 0, recoveredFalse: 0, refreshes: 0 };
+    this.stats = { commands: 0, connects: 0, disconnects: 0, duplicates: 0, gaps: 0, recoveredFalse: 0, refreshes: 0 };
   }
 
   // ---- events and plugins --------------------------------------------------------------------
@@ -436,6 +436,7 @@ export class Client {
     try {
       conn.ws.send(this._codec.encode(msg));
       conn.lastSent = Date.now();
+      this.stats.commands++;
     } catch (e) {
       this._pending.delete(id);
       this._emitError('send', e);
