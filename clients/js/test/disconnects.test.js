@@ -76,3 +76,46 @@ test('dead connection: nothing received for ping + margin closes and resumes', a
   assert.ok(await waitFor(() => (rec.get('public:deaf') || []).length === 2, 5000), 'resumed with since');
   assert.deepEqual(rec.get('public:deaf'), [0, 1]);
 });
+
+test('a transport that repeats and loses frames: duplicates dropped, gaps detected and filled', async (t) => {
+  const env = await setup(t);
+  const node = env.nodes[0];
+  const ch = 'public:lossy';
+  let pubs = 0;
+  let dropped = 0;
+  // wraps each socket: every pub push is delivered twice, and every 7th is lost instead
+  const lossy = (url, protocols) => {
+    const w = breakableTransport()(url, protocols);
+    const inner = w.ws;
+    inner.onmessage = (ev) => {
+      if (!w.onmessage) return;
+      if (typeof ev.data === 'string' && ev.data.startsWith('{"push":"pub"')) {
+        if (++pubs % 7 === 0) return void dropped++;
+        w.onmessage(ev);
+      }
+      w.onmessage(ev);
+    };
+    return w;
+  };
+  const c = new Client({ url: node.wsUrl, transport: lossy, token: jwt('lossy') });
+  t.after(() => c.disconnect());
+  const rec = recordPublications(c);
+  const gaps = [];
+  c.on('gap', (ev) => gaps.push(ev));
+  const sub = c.subscribe(ch);
+  c.connect();
+  await new Promise((r) => sub.once('subscribed', r));
+  const sent = [];
+  for (let k = 0; k < 60; k++) {
+    await node.publish(ch, { k });
+    sent.push(k);
+    if (k % 10 === 9) await sleep(20);
+  }
+  assert.ok(await waitFor(() => (rec.get(ch) || []).length >= sent.length, 10000));
+  await sleep(100);
+  assert.deepEqual(rec.get(ch), sent, 'exactly once, in order');
+  assert.ok(dropped >= 5, `dropped ${dropped}`);
+  assert.ok(gaps.length >= 1, 'gaps detected');
+  assert.ok(c.stats.duplicates >= 30, `duplicates dropped: ${c.stats.duplicates}`);
+  assert.equal(c.stats.connects, 1, 'gaps are filled on the same connection');
+});
