@@ -2,28 +2,29 @@
 # test.sh — runs the test stages and counts every test: one count line per stage, one closing
 # "total: N passed, N failed" line, exit non-zero on any failure.
 #
-#   scripts/test.sh [stage ...] [fuzz-seconds]     stages: lint unit fuzz vectors integration
+#   scripts/test.sh [stage ...] [fuzz-seconds]     stages: lint unit fuzz vectors integration js
 #                                                   (default: all of them)
 #
 # Stages run concurrently (the integration tests mostly wait on timers and sockets; the fuzzer
 # takes one core for a few seconds; lint, unit and vectors are cheap). Each stage writes its
 # output to build/test-logs/<stage>.log; they are printed in the order above, each as soon as it
-# and the ones before it are done.
+# and the ones before it are done. js (the JavaScript client's tests with Node's test runner,
+# against real nodes) runs after integration, not beside it: both start nodes and Redis.
 #   FUZZ_SECONDS         fuzzing time after the corpus replay (default 15; `make fuzz` runs long)
 #   CARDGW_TEST_WORKERS  pytest-xdist workers for the integration stage (default 3 per core,
 #                        at most 8; 1 runs it in one process)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3  # Debian's python3: it sees the python3-* packages the tests need
-ORDER=(lint unit fuzz vectors integration)
+ORDER=(lint unit fuzz vectors integration js)
 fuzz_seconds=${FUZZ_SECONDS:-15}
 stages=()
 for a in "$@"; do
   case "$a" in
     all) stages+=("${ORDER[@]}") ;;
-    lint | unit | fuzz | vectors | integration) stages+=("$a") ;;
+    lint | unit | fuzz | vectors | integration | js) stages+=("$a") ;;
     *[!0-9]* | '')
-      echo "usage: $0 [lint|unit|fuzz|vectors|integration|all ...] [fuzz-seconds]" >&2; exit 2 ;;
+      echo "usage: $0 [lint|unit|fuzz|vectors|integration|js|all ...] [fuzz-seconds]" >&2; exit 2 ;;
     *) fuzz_seconds=$a ;;
   esac
 done
@@ -133,6 +134,27 @@ stage_integration() {
     --ignore=tests/integration/test_vectors.py
 }
 
+stage_js() {
+  echo "== js (clients/js with Node's test runner: real redis-server and nodes; size budget)"
+  local out p f
+  if [ ! -d clients/js/node_modules ]; then
+    echo "clients/js/node_modules is missing: scripts/install-deps.sh runs npm ci there"
+    count js 0 1 "client tests"
+    return
+  fi
+  out=$(cd clients/js && CARDGW_TEST_BIN="$PWD/../../build/cardgw-asan" node --test \
+        --test-reporter=spec --test-reporter-destination=stdout \
+        --test-reporter=tap --test-reporter-destination="../../$LOGS/js.tap" test/ 2>&1)
+  local rc=$?
+  echo "$out"
+  p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$LOGS/js.tap" | tail -1)
+  f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$LOGS/js.tap" | tail -1)
+  [ -n "$p" ] || { p=0; f=1; }
+  [ -n "$f" ] || f=1
+  if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  count js "$p" "$f" "client tests"
+}
+
 # Start every wanted stage; the integration tests first (they take longest), then the fuzzer;
 # lint, unit and vectors one after another beside them.
 declare -A pid
@@ -153,7 +175,10 @@ cheap=$!
 passed=0; failed=0; summary=()
 for s in "${ORDER[@]}"; do
   want "$s" || continue
-  if [ -n "${pid[$s]:-}" ]; then wait "${pid[$s]}"; else wait "$cheap" 2>/dev/null; fi
+  if [ "$s" = js ]; then
+    rm -f "$LOGS/js.count"
+    stage_js >"$LOGS/js.log" 2>&1
+  elif [ -n "${pid[$s]:-}" ]; then wait "${pid[$s]}"; else wait "$cheap" 2>/dev/null; fi
   cat "$LOGS/$s.log"
   p=0; f=1; what=""
   [ -f "$LOGS/$s.count" ] && read -r p f what <"$LOGS/$s.count"
