@@ -76,9 +76,15 @@ build/fuzz_decode: tests/fuzz/fuzz_decode.c $(FUZZ_SRCS) $(STAMP) $(HDRS)
 run: deps build/cardgw
 	@scripts/run-local.sh
 
-# Redis, two nodes and the reference backend (examples/backend) for the card-exchange demo
-demo: deps build/cardgw
+# Redis, two nodes and the reference backend (examples/backend) for the card-exchange demo; the
+# nodes serve build/demo: the page (examples/demo) and the JavaScript client (clients/js/src)
+demo: deps build/cardgw build/demo
 	@scripts/demo.sh
+
+build/demo: $(wildcard examples/demo/* clients/js/src/*.js clients/js/src/plugins/*.js)
+	@rm -rf $@ && mkdir -p $@/sdk
+	cp examples/demo/* $@/
+	cp -r clients/js/src/* $@/sdk/
 
 # A deployment on loopback: HAProxy, CLUSTER_NODES nodes, CLUSTER_SHARDS Redis shards each with a
 # replica and three Sentinels (scripts/cluster; state in build/cluster).

@@ -39,6 +39,7 @@ redis_url = redis://127.0.0.1:$rport/0
 api_key = $api_key
 jwt_secret = $secret
 rpc_reply_methods = card.request,card.accept
+static_root = $PWD/build/demo
 CONF
   build/cardgw --config "$dir/node$n.conf" >"$dir/node$n.log" 2>&1 &
   pids+=($!)
@@ -55,11 +56,12 @@ done
 cat <<MSG
 
 demo: Redis 127.0.0.1:$rport, nodes ws://127.0.0.1:$((${CARDGW_DEMO_PORT_BASE:-8080} + 1))/ws and ws://127.0.0.1:$((${CARDGW_DEMO_PORT_BASE:-8080} + 2))/ws, backend http://127.0.0.1:$bport
-demo: open http://127.0.0.1:$bport/ in two browser windows, log in as two users (e.g. alice and
-      bob) in the same group: each sees the other in the directory; "send my card" is an rpc
-      the backend answers; the other accepts and both have each other's card. Close one window
-      and send it a card: the backend records the notification it would send
-      (curl 'http://127.0.0.1:$bport/notifications?uid=bob').
+demo: open http://127.0.0.1:$((${CARDGW_DEMO_PORT_BASE:-8080} + 1))/?backend=http://127.0.0.1:$bport in one browser window and
+      http://127.0.0.1:$((${CARDGW_DEMO_PORT_BASE:-8080} + 2))/?backend=http://127.0.0.1:$bport in another (each page is served by a
+      node), log in as two users (e.g. alice and bob) in the same group: each sees the other in
+      the directory with an online badge; "send my card" is an rpc the backend answers; the other
+      accepts and both have each other's card. Close one window and send it a card: the backend
+      records the notification it would send (curl 'http://127.0.0.1:$bport/notifications?uid=bob').
 demo: logs in $dir; Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true

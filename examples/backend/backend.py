@@ -29,7 +29,7 @@ HTTP (JSON; `Authorization: Bearer <session token>` where marked *):
                                              "exchanges": [{id, from, to, status}]}
   GET  /notifications?uid=U              -> {"notifications": [{uid, channel, offset, event, ...}]}
   GET  /config                           -> {"ws": [the gateway WebSocket URLs given by --ws]}
-  GET  /                                 -> the demo page (static/index.html)
+(The demo page, examples/demo, is served by the nodes: static_root; it calls this with CORS.)
   GET  /healthz                          -> ok
 """
 import argparse
@@ -224,7 +224,7 @@ class Backend:
             xid = self.db.execute("INSERT INTO exchanges (from_uid, to_uid, status, created) "
                                   "VALUES (?, ?, 'pending', ?)", (uid, to, time.time())).lastrowid
             self.publish("user:" + to, {"event": "card.received", "exchange": xid, "from": uid,
-                                        "card": self.card_of(uid)})
+                                        "status": "pending", "card": self.card_of(uid)})
         return {"exchange": xid, "status": "pending"}
 
     def card_accept(self, uid, data):
@@ -246,7 +246,7 @@ class Backend:
                                 "VALUES (?, ?, ?, ?)", (owner, other,
                                                         json.dumps(self.card_of(other)), xid))
             self.publish("user:" + frm, {"event": "card.received", "exchange": xid, "from": uid,
-                                         "card": self.card_of(uid)})
+                                         "status": "accepted", "card": self.card_of(uid)})
             self.publish("user:" + uid, {"event": "card.accepted", "exchange": xid, "with": frm})
         return {"exchange": xid, "status": "accepted", "card": self.card_of(frm)}
 
@@ -327,11 +327,6 @@ class Backend:
                                    "data": json.loads(b)} for u, c, e, o, ev, b in rows]}
 
 
-class Page:
-    def __init__(self, path):
-        self.path = path
-
-
 def make_handler(app):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"
@@ -365,9 +360,6 @@ def make_handler(app):
                 return {"ok": True}
             if method == "GET" and parts == ["config"]:
                 return {"ws": app.a.ws}
-            if method == "GET" and parts in ([], ["index.html"]):
-                return Page(os.path.join(os.path.dirname(os.path.abspath(__file__)), "static",
-                                         "index.html"))
             if method == "POST" and parts == ["login"]:
                 b = self.body()
                 return app.login(b.get("uid"), b.get("card", {}))
@@ -394,17 +386,7 @@ def make_handler(app):
 
         def handle_any(self, method):
             try:
-                res = self.route(method)
-                if isinstance(res, Page):
-                    with open(res.path, "rb") as f:
-                        body = f.read()
-                    self.send_response(200)
-                    self.send_header("Content-Type", "text/html; charset=utf-8")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
-                self.reply(200, res)
+                self.reply(200, self.route(method))
             except AppError as e:
                 self.reply(e.status, {"error": str(e)})
             except Exception as e:
@@ -418,6 +400,15 @@ def make_handler(app):
 
         def do_PUT(self):
             self.handle_any("PUT")
+
+        def do_OPTIONS(self):  # CORS preflight: the demo page is served by the nodes
+            self.send_response(204)
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Access-Control-Allow-Methods", "GET, POST, PUT")
+            self.send_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
+            self.send_header("Access-Control-Max-Age", "600")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
     return Handler
 
 
@@ -431,7 +422,7 @@ def main():
     ap.add_argument("--api-key", default=os.environ.get("CARDGW_API_KEY", ""))
     ap.add_argument("--jwt-secret", default=os.environ.get("CARDGW_JWT_SECRET", ""))
     ap.add_argument("--ws", action="append", default=[],
-                    help="a WebSocket URL of the gateway for the demo page (repeat for several)")
+                    help="a gateway WebSocket URL for the demo page's failover (repeat for several)")
     ap.add_argument("--db", default=":memory:")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()

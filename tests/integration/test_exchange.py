@@ -145,13 +145,15 @@ def test_exchange_story(make_node, redis_server, backend_for):
         res = res["result"]
         assert res["recovered"] is True
         got = [p["data"] for p in res["publications"]]
-        assert got == [{"event": "card.received", "exchange": 1, "from": "a", "card": card("a")}]
+        assert got == [{"event": "card.received", "exchange": 1, "from": "a", "status": "pending",
+                        "card": card("a")}]
         res = await b.call("rpc", method="card.accept", data={"exchange": 1})
         assert res["result"]["data"] == {"exchange": 1, "status": "accepted", "card": card("a")}
         m = await next_pub(b)
         assert m["data"] == {"event": "card.accepted", "exchange": 1, "with": "a"}
         m = await next_pub(a)
         assert m["data"] == {"event": "card.received", "exchange": 1, "from": "b",
+                             "status": "accepted",
                              "card": card("b")}
         # nothing else came, to either
         for cl in (a, b):
