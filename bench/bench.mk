@@ -8,7 +8,7 @@ BENCH_ARGS   ?=
 
 .PHONY: bench-build bench-connect bench-idle bench-fanout bench-cross-node bench-scale bench-floor \
         bench-peers bench-tsung bench-plot bench-all bench-profile bench-script \
-        bench-presence
+        bench-presence bench-sdk-storm
 
 build/bench/loadgen: bench/loadgen.c bench/hist.h
 	@mkdir -p $(dir $@)
@@ -39,6 +39,10 @@ bench-scale: bench-build
 # presence on one 10,000-member group: Redis memory, refresh cost, presence replies
 bench-presence: bench-build
 	$(BENCH_RUN) presence $(BENCH_ARGS)
+
+# a reconnect storm of JavaScript clients after a node restart (BENCH_ARGS="--clients N --mode kill|term")
+bench-sdk-storm: build/cardgw
+	node bench/sdk-storm.mjs $(BENCH_ARGS)
 
 # Redis CPU per publish of scripts/publish.lua vs the script at a revision (BENCH_ARGS="REV ROUNDS")
 bench-script:
