@@ -56,6 +56,34 @@ static int gw_rpc_listed(const char *list, const char *method, size_t n, int emp
     return 0;
 }
 
+/* Appends the call to the inbox; with req (NUL-terminated, borrowed) the entry also names the
+ * node's reply channel and the request id the answer must carry. cb(priv, reply) gets the XADD's
+ * reply (NULL when Redis is unreachable, also when the command could not be sent). */
+static void gw_rpc_xadd(gw_hub_t *hub, const gw_conn_t *c, const gw_cmd_t *cmd, const char *req,
+                        gw_redis_reply_cb cb, void *priv)
+{
+    const char *argv[20] = {
+        "XADD", GW_SCHEMA_INBOX, "MAXLEN", "~",    "1000000", "*",
+        "uid",  c->uid,          "client", c->cid, "node",    hub->node->node_id};
+    size_t argvlen[20];
+    int n = 12;
+    argv[n++] = "method";
+    argv[n++] = cmd->method.p;
+    if (req) {
+        argv[n++] = "reply";
+        argv[n++] = hub->reply_channel;
+        argv[n++] = "req";
+        argv[n++] = req;
+    }
+    argv[n++] = "data";
+    for (int i = 0; i < n; i++)
+        argvlen[i] = strlen(argv[i]);
+    argv[n] = (const char *)cmd->data.p;
+    argvlen[n++] = cmd->data.n;
+    if (gw_redis_command(hub->redis, cb, priv, n, argv, argvlen) != 0)
+        cb(priv, NULL);
+}
+
 /* ---- waiting for the backend's answer -------------------------------------------------------- */
 
 /* The XADD of a waiting call: only its sequence number, the call may be over by the reply. */
@@ -87,25 +115,9 @@ static void gw_rpc_wait(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
     }
     char req[GW_SCHEMA_REQ_MAX + 1];
     gw_schema_rpc_req(req, sizeof(req), hub->node->instance, seq);
-    const char *argv[] = {"XADD",    GW_SCHEMA_INBOX,
-                          "MAXLEN",  "~",
-                          "1000000", "*",
-                          "uid",     c->uid,
-                          "client",  c->cid,
-                          "node",    hub->node->node_id,
-                          "method",  cmd->method.p,
-                          "reply",   hub->reply_channel,
-                          "req",     req,
-                          "data",    (const char *)cmd->data.p};
-    size_t argvlen[GW_ARRAY_SIZE(argv)];
-    for (size_t i = 0; i < GW_ARRAY_SIZE(argv) - 1; i++)
-        argvlen[i] = strlen(argv[i]);
-    argvlen[GW_ARRAY_SIZE(argv) - 1] = cmd->data.n;
     gw_rpc_xadd_t *x = gw_malloc(sizeof(*x));
     *x = (gw_rpc_xadd_t){hub, seq};
-    if (gw_redis_command(hub->redis, gw_on_rpc_wait_xadd, x, (int)GW_ARRAY_SIZE(argv), argv,
-                         argvlen) != 0)
-        gw_on_rpc_wait_xadd(x, NULL);
+    gw_rpc_xadd(hub, c, cmd, req, gw_on_rpc_wait_xadd, x);
 }
 
 void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
@@ -119,21 +131,7 @@ void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
         return;
     }
     /* fire and forget: the reply is the entry id; answers, if any, come back as publications */
-    const char *argv[] = {"XADD",    GW_SCHEMA_INBOX,
-                          "MAXLEN",  "~",
-                          "1000000", "*",
-                          "uid",     c->uid,
-                          "client",  c->cid,
-                          "node",    hub->node->node_id,
-                          "method",  cmd->method.p,
-                          "data",    (const char *)cmd->data.p};
-    size_t argvlen[GW_ARRAY_SIZE(argv)];
-    for (size_t i = 0; i < GW_ARRAY_SIZE(argv) - 1; i++)
-        argvlen[i] = strlen(argv[i]);
-    argvlen[GW_ARRAY_SIZE(argv) - 1] = cmd->data.n;
-    gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
-    if (gw_redis_command(hub->redis, gw_on_rpc, op, (int)GW_ARRAY_SIZE(argv), argv, argvlen) != 0)
-        gw_on_rpc(op, NULL);
+    gw_rpc_xadd(hub, c, cmd, NULL, gw_on_rpc, gw_cmd_op_new(c, cmd->id));
 }
 
 /* ---- answers on the reply channel ------------------------------------------------------------ */
