@@ -232,8 +232,8 @@ static void gw_on_presence(void *priv, redisReply *r)
             }
         pc->read_ms = pc->gen == pc->read_gen ? gw_now_ms() : 0;
     }
-    /* answered: the commands that came before the last invalidation the read saw; the others
-     * wait for the next read */
+    /* answered: the commands whose generation the read started at or after (it saw every change
+     * they could know of); those that came after a later invalidation wait for the next read */
     gw_presence_wait_t *w = pc->waiters, *keep = NULL, **ktail = &keep;
     pc->waiters = NULL;
     pc->tail = &pc->waiters;
@@ -243,7 +243,7 @@ static void gw_on_presence(void *priv, redisReply *r)
             uint32_t id;
             gw_cmd_op_finish(w->op, 1, &id); /* 111 */
             free(w);
-        } else if (w->gen == pc->read_gen) {
+        } else if ((int32_t)(pc->read_gen - w->gen) >= 0) {
             gw_presence_answer(pc, w->op);
             free(w);
         } else {
