@@ -356,6 +356,7 @@ void gw_hub_free(gw_hub_t *hub)
         for (gw_channel_t *ch = hub->buckets[i], *next; ch; ch = next) {
             next = ch->next;
             gw_channel_drop_held(ch);
+            gw_presence_cache_free(ch->pcache);
             free(ch);
         }
     free(hub->buckets);

@@ -602,6 +602,95 @@ TEST(pubsub_loss_fills_from_history_after_resubscribe)
     env_free(&e);
 }
 
+/* Removes the oldest pending command named name (e.g. "ZRANGEBYSCORE"); 0, or -1 if none. */
+static int take_cmd(const char *name, fake_call_t *out)
+{
+    for (int i = 0; i < fake_ncalls; i++)
+        if (fake_calls[i].kind == 'c' && strcmp(fake_calls[i].argv[0], name) == 0) {
+            *out = fake_calls[i];
+            memmove(&fake_calls[i], &fake_calls[i + 1],
+                    (size_t)(fake_ncalls - i - 1) * sizeof(*fake_calls));
+            fake_ncalls--;
+            return 0;
+        }
+    return -1;
+}
+
+static int pending_cmd(const char *name)
+{
+    int n = 0;
+    for (int i = 0; i < fake_ncalls; i++)
+        n += fake_calls[i].kind == 'c' && strcmp(fake_calls[i].argv[0], name) == 0;
+    return n;
+}
+
+static void presence_cmd(env_t *e, gw_conn_t *c, uint32_t id)
+{
+    gw_cmd_t cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.kind = GW_CMD_PRESENCE_STATS;
+    cmd.id = id;
+    cmd.channel = (gw_slice_t){CH, strlen(CH)};
+    gw_hub_presence(e->node.hub, c, &cmd);
+}
+
+/* Answers the oldest presence read with n members u0..u<n-1>. */
+static void answer_presence(size_t n)
+{
+    fake_call_t k;
+    CHECK_EQ_INT(take_cmd("ZRANGEBYSCORE", &k), 0);
+    redisReply *r = r_arr(n);
+    for (size_t i = 0; i < n; i++) {
+        char m[64];
+        snprintf(m, sizeof(m), "u%zu c-%zu", i, i);
+        r->element[i] = r_str(m);
+    }
+    k.cb(k.priv, r);
+    r_free(r);
+    fake_call_free(&k);
+}
+
+TEST(presence_commands_share_a_read_and_never_miss_a_join_they_could_know_of)
+{
+    env_t e;
+    char sent[4096];
+    env_init(&e);
+    char err[128];
+    gw_config_set(&e.cfg, "namespace.room.presence", "true", "test", err, sizeof(err));
+    gw_conn_t *c = live_conn(&e, "E1", 0);
+    presence_cmd(&e, c, 10); /* read R1 starts */
+    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 1);
+    const char join[] = "1\n\n0\nJ\nu9\nc-9";
+    gw_hub_on_message(e.node.hub, 0, CHKEY, strlen(CHKEY), join, sizeof(join) - 1);
+    presence_cmd(&e, c, 11); /* after a join: R1 may lack it */
+    gw_hub_on_message(e.node.hub, 0, CHKEY, strlen(CHKEY), join, sizeof(join) - 1);
+    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 1); /* one read at a time */
+    answer_presence(1);                            /* R1: answers 10 only, R2 starts */
+    take_sent(c, sent, sizeof(sent));
+    CHECK(strstr(sent, "\"id\":10,\"result\":{\"connections\":1,") != NULL);
+    CHECK(strstr(sent, "\"id\":11,") == NULL);
+    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 1);
+    answer_presence(3); /* R2 started after both joins: answers 11, no third read */
+    take_sent(c, sent, sizeof(sent));
+    CHECK(strstr(sent, "\"id\":11,\"result\":{\"connections\":3,") != NULL);
+    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 0);
+    presence_cmd(&e, c, 12); /* R2 is fresh: answered without a read */
+    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 0);
+    take_sent(c, sent, sizeof(sent));
+    CHECK(strstr(sent, "\"id\":12,\"result\":{\"connections\":3,") != NULL);
+    presence_cmd(&e, c, 13); /* still fresh; then a join, and the next read fails: 111 */
+    gw_hub_on_message(e.node.hub, 0, CHKEY, strlen(CHKEY), join, sizeof(join) - 1);
+    presence_cmd(&e, c, 14);
+    fake_call_t k;
+    CHECK_EQ_INT(take_cmd("ZRANGEBYSCORE", &k), 0);
+    k.cb(k.priv, NULL);
+    fake_call_free(&k);
+    take_sent(c, sent, sizeof(sent));
+    CHECK(strstr(sent, "\"id\":13,\"result\":{\"connections\":3,") != NULL);
+    CHECK(strstr(sent, "\"id\":14,\"error\":{\"code\":111") != NULL);
+    env_free(&e);
+}
+
 TEST(relay_frame_and_control_parsers)
 {
     gw_relay_frame_t w;
@@ -665,6 +754,7 @@ int main(void)
     RUN(resubscribe_while_unsubscribe_is_in_flight_subscribes_again);
     RUN(redis_down_answers_subscribe_with_unavailable);
     RUN(pubsub_loss_fills_from_history_after_resubscribe);
+    RUN(presence_commands_share_a_read_and_never_miss_a_join_they_could_know_of);
     RUN(relay_frame_and_control_parsers);
     return TL_DONE();
 }
