@@ -83,19 +83,52 @@ static json_t *gw_jwt_part(const char *s, size_t n)
     return j;
 }
 
-/* The info of a token as compact JSON text in id->info: 0, or -E2BIG past GW_PROTO_MAX_INFO
- * (-EINVAL when jansson cannot write it). */
+/* Levels of v (a scalar is 1), counting no further than limit + 1. */
+static int gw_json_depth(const json_t *v, int limit)
+{
+    int d = 0, k;
+    if (limit < 0)
+        return 1;
+    if (json_is_array(v)) {
+        size_t i;
+        const json_t *x;
+        json_array_foreach(v, i, x)
+        {
+            k = gw_json_depth(x, limit - 1); /* once: GW_MAX evaluates twice */
+            d = GW_MAX(d, k);
+        }
+    } else if (json_is_object(v)) {
+        const char *key;
+        const json_t *x;
+        json_object_foreach((json_t *)v, key, x)
+        {
+            k = gw_json_depth(x, limit - 1);
+            d = GW_MAX(d, k);
+        }
+    }
+    return d + 1;
+}
+
+/* The info of a token as compact JSON text in id->info: 0, or -E2BIG past GW_PROTO_MAX_INFO or
+ * GW_AUTH_INFO_DEPTH (-EINVAL when jansson cannot write it); id->info_bad is set on failure. */
 static int gw_auth_info_set(gw_identity_t *id, const json_t *v)
 {
+    if (gw_json_depth(v, GW_AUTH_INFO_DEPTH) > GW_AUTH_INFO_DEPTH) {
+        id->info_bad = 1;
+        return -E2BIG;
+    }
     char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!s)
+    if (!s) {
+        id->info_bad = 1;
         return -EINVAL;
+    }
     size_t n = strlen(s);
     int rc = n > GW_PROTO_MAX_INFO ? -E2BIG : 0;
     if (rc == 0) {
         memcpy(id->info, s, n + 1);
         id->info_n = n;
     }
+    id->info_bad = rc != 0;
     free(s);
     return rc;
 }
@@ -105,6 +138,7 @@ int gw_auth_jwt_verify(const char *token, size_t n, const char *secret, uint64_t
 {
     id->info_n = 0;
     id->info[0] = '\0';
+    id->info_bad = 0;
     const char *d1 = memchr(token, '.', n);
     const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - token)) : NULL;
     json_t *hdr = NULL, *claims = NULL;
@@ -143,8 +177,8 @@ int gw_auth_jwt_verify(const char *token, size_t n, const char *secret, uint64_t
         id->expires_at_ms = (uint64_t)(e * 1000.0);
     }
     json_t *info = json_object_get(claims, "info");
-    if (info && gw_auth_info_set(id, info) != 0)
-        goto out;
+    if (info)
+        gw_auth_info_set(id, info); /* a bad one: info_bad, refused at connect, not at refresh */
     snprintf(id->uid, sizeof(id->uid), "%s", sub);
     rc = 0;
 out:
@@ -184,6 +218,11 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
         gw_conn_reply_ok(c, id);
         return;
     }
+    if (ident->info_bad) { /* checked at connect only: a refresh does not change the info */
+        gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED,
+                     "token info: not JSON, over 1024 bytes or too deep");
+        return;
+    }
     const char *uid = gw_admission_user_acquire(node->admission, ident->uid);
     if (!uid) {
         gw_metrics.refused[GW_REFUSE_USER]++;
@@ -219,6 +258,7 @@ static void gw_auth_on_session(void *priv, redisReply *r)
     const char *uid = NULL;
     size_t uidlen = 0;
     json_t *info = NULL;
+    int info_field = 0;
     double exp = 0;
     if (!c)
         return;
@@ -237,21 +277,17 @@ static void gw_auth_on_session(void *priv, redisReply *r)
             uidlen = v->len;
         } else if (strcmp(k->str, "expires_at") == 0) {
             exp = strtod(v->str, NULL);
-        } else if (strcmp(k->str, "info") == 0 && !info) {
+        } else if (strcmp(k->str, "info") == 0 && !info_field) {
+            info_field = 1;
             info = json_loadb(v->str, v->len, JSON_DECODE_ANY, NULL);
-            if (!info) {
-                gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, "session info is not JSON");
-                return;
-            }
         }
     }
     memset(&ident, 0, sizeof(ident));
-    int bad_info = info && gw_auth_info_set(&ident, info) != 0;
+    if (info)
+        gw_auth_info_set(&ident, info); /* a bad one: info_bad, refused at connect */
+    else if (info_field)
+        ident.info_bad = 1; /* not JSON */
     json_decref(info);
-    if (bad_info) {
-        gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, "session info too large");
-        return;
-    }
     if (!uid || !gw_auth_uid_valid(uid, uidlen)) {
         gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, NULL);
         return;

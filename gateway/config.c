@@ -431,6 +431,14 @@ const gw_namespace_t *gw_config_namespace(const gw_config_t *cfg, const char *na
     return gw_ns_get((gw_config_t *)cfg, name, n, 0);
 }
 
+int gw_config_offline_cap(const gw_config_t *cfg)
+{
+    int cap = 0;
+    for (int i = 0; i < cfg->nnamespaces; i++)
+        cap = GW_MAX(cap, cfg->namespaces[i].offline_size);
+    return cap;
+}
+
 /* host[:port] at p[0..n) into host (cap bytes) and *port (dflt when absent). 0 or -EINVAL. */
 static int gw_parse_hostport(const char *p, size_t n, char *host, size_t cap, int dflt, int *port)
 {

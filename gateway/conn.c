@@ -417,9 +417,10 @@ void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg)
     GW_CONN_SEND(c, gw_proto_enc_error, id, code, msg);
     /* the error budget is for what the client does wrong now: not for held commands answered
      * after their subscribe failed, nor for 115 (too many held or waiting), nor for what the
-     * backend answered or failed to answer in time (119, 118) */
+     * backend answered or failed to answer in time (119, 118), nor for Redis being unreachable
+     * (111: a hiccup would otherwise close every client with more rpcs waiting than the budget) */
     if (c->replaying || code == GW_ERR_TOO_MANY_REQUESTS || code == GW_ERR_RPC_TIMEOUT ||
-        code == GW_ERR_BACKEND)
+        code == GW_ERR_BACKEND || code == GW_ERR_UNAVAILABLE)
         return;
     uint64_t now = gw_now_ms();
     if (now - c->errors_window_ms > 60000) {

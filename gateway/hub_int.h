@@ -203,5 +203,8 @@ void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch);
 void gw_presence_fanout(gw_channel_t *ch, const gw_client_info_t *who, int leave);
 /* Frees ch's presence read cache (gw_channel_free; no read is in flight then). */
 void gw_presence_cache_free(struct gw_presence_cache *pc);
+/* From the tick: frees ch's presence read once it is too old to answer from (a big group's
+ * member list is not kept for the channel's lifetime). */
+void gw_presence_cache_trim(gw_channel_t *ch, uint64_t now_ms);
 
 #endif

@@ -89,7 +89,7 @@ static pid_t gw_spawn_worker(gw_config_t *cfg, int i, const char *base_id, uint6
     gw_metrics.worker_restarts = restarts;
     gw_metrics.worker_last_exit = last_exit;
     char id[128];
-    snprintf(id, sizeof(id), "%s%sw%d", base_id, base_id[0] ? "-" : "", i);
+    snprintf(id, sizeof(id), "%s-w%d", base_id, i);
     free(cfg->node_id);
     cfg->node_id = gw_strdup(id);
     int rc = gw_run_node(cfg);
@@ -119,7 +119,14 @@ static int gw_supervise(gw_config_t *cfg)
     gw_worker_slot_t *w = gw_calloc((size_t)n, sizeof(*w));
     char base[96];
     struct sigaction sa;
-    snprintf(base, sizeof(base), "%s", cfg->node_id);
+    if (cfg->node_id[0]) {
+        snprintf(base, sizeof(base), "%s", cfg->node_id);
+    } else { /* unique across hosts: workers' ids name their Redis keys (online, reply channel) */
+        char host[64] = "node", rnd[9];
+        gethostname(host, sizeof(host) - 1);
+        gw_random_hex(rnd, 4);
+        snprintf(base, sizeof(base), "%.63s-%d-%s", host, (int)getpid(), rnd);
+    }
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = gw_sup_on_signal;
     sigaction(SIGINT, &sa, NULL);

@@ -426,6 +426,12 @@ static int gw_online_hmget(gw_online_q_t *q, const char *key, gw_redis_reply_cb 
     return rc;
 }
 
+static int gw_online_same_id(const json_t *entry, const char *id)
+{
+    const char *other = json_string_value(json_object_get(entry, "id"));
+    return other && strcmp(other, id) == 0;
+}
+
 /* The live nodes are known: each one's hash and last_seen, pipelined. */
 static void gw_online_on_nodes(void *priv, int err, json_t *nodes)
 {
@@ -437,6 +443,11 @@ static void gw_online_on_nodes(void *priv, int err, json_t *nodes)
         const char *id = json_string_value(json_object_get(json_array_get(nodes, i), "id"));
         if (!id || strlen(id) >= sizeof(((gw_node_t *)0)->node_id))
             continue; /* not an entry a node wrote */
+        size_t j = 0; /* two entries naming one id (garbage in cardgw:nodes): counted once */
+        while (j < i && !gw_online_same_id(json_array_get(nodes, j), id))
+            j++;
+        if (j < i)
+            continue;
         gw_schema_online_key(key, sizeof(key), id);
         gw_online_hmget(q, key, gw_online_on_counts);
     }

@@ -147,6 +147,15 @@ void gw_presence_cache_free(gw_presence_cache_t *pc)
     free(pc);
 }
 
+void gw_presence_cache_trim(gw_channel_t *ch, uint64_t now_ms)
+{
+    gw_presence_cache_t *pc = ch->pcache;
+    if (pc && !pc->reading && (!pc->read_ms || now_ms - pc->read_ms >= GW_PRESENCE_CACHE_MS)) {
+        gw_presence_cache_free(pc);
+        ch->pcache = NULL;
+    }
+}
+
 /* A join or leave of ch: what is cached may lack it. */
 static void gw_presence_invalidate(gw_channel_t *ch)
 {

@@ -276,6 +276,7 @@ static void gw_hub_visit(gw_hub_t *hub, gw_channel_t *ch, uint64_t now)
 {
     int redis_up = gw_redis_connected(gw_channel_redis(hub, ch));
     const gw_config_t *cfg = hub->cfg;
+    gw_presence_cache_trim(ch, now);
     if (ch->ns->presence && now - ch->presence_ms >= (uint64_t)cfg->presence_ttl_ms / 3) {
         ch->presence_ms = now;
         gw_presence_refresh(hub, ch);

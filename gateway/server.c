@@ -73,7 +73,8 @@ int gw_http_respond(gw_http_req_t *r, unsigned status, const char *ctype)
     uint8_t hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
     if (!r->wsi || r->responded)
         return -1;
-    if (lws_add_http_common_headers(r->wsi, status, ctype, (lws_filepos_t)r->body.len, &p, end) ||
+    size_t len = r->ext ? r->ext_n : r->body.len;
+    if (lws_add_http_common_headers(r->wsi, status, ctype, (lws_filepos_t)len, &p, end) ||
         lws_add_http_header_by_token(r->wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
                                      (const unsigned char *)"no-store", 8, &p, end) ||
         lws_add_http_header_by_token(r->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close",
@@ -83,6 +84,15 @@ int gw_http_respond(gw_http_req_t *r, unsigned status, const char *ctype)
     r->responded = 1;
     lws_callback_on_writable(r->wsi);
     return 0;
+}
+
+int gw_http_respond_borrowed(gw_http_req_t *r, unsigned status, const char *ctype,
+                             const unsigned char *p, size_t n)
+{
+    r->ext = p;
+    r->ext_n = n;
+    r->ext_off = 0;
+    return gw_http_respond(r, status, ctype);
 }
 
 int gw_http_respond_text(gw_http_req_t *r, unsigned status, const char *text)
@@ -95,10 +105,25 @@ int gw_http_respond_text(gw_http_req_t *r, unsigned status, const char *text)
 /* Writes the response body, then closes once lws holds nothing more to send. Never keeps the
  * connection alive: lws 4.1.6 spins forever in lws_service_do_ripe_rxflow when a kept-alive
  * connection has a pipelined request with a body waiting (README, platform lessons). */
+#define GW_HTTP_CHUNK 16384
+
 static int gw_http_on_writable(gw_http_req_t *r)
 {
     if (!r->responded)
         return 0;
+    if (r->ext && r->ext_off < r->ext_n) { /* a borrowed body: one chunk per writable turn */
+        uint8_t buf[LWS_PRE + GW_HTTP_CHUNK];
+        size_t k = GW_MIN((size_t)GW_HTTP_CHUNK, r->ext_n - r->ext_off);
+        memcpy(buf + LWS_PRE, r->ext + r->ext_off, k);
+        r->ext_off += k;
+        int last = r->ext_off == r->ext_n;
+        if (lws_write(r->wsi, buf + LWS_PRE, k, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) !=
+            (int)k)
+            return -1;
+        r->written = last;
+        lws_callback_on_writable(r->wsi);
+        return 0;
+    }
     if (!r->written) {
         r->written = 1;
         if (r->body.len && lws_write(r->wsi, gw_buf_data(&r->body), r->body.len,
@@ -139,11 +164,8 @@ static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
     if (strncmp(path, "/api/", 5) == 0)
         return gw_api_begin(node, r, path);
     const gw_static_file_t *f = gw_static_find(node->statics, path);
-    if (f) {
-        gw_buf_reset(&r->body);
-        gw_buf_append(&r->body, f->p, f->n);
-        return gw_http_respond(r, 200, f->ctype);
-    }
+    if (f)
+        return gw_http_respond_borrowed(r, 200, f->ctype, f->p, f->n);
     return gw_http_respond_text(r, 404, "not found\n");
 }
 

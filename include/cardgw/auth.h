@@ -7,10 +7,15 @@
 
 #include "cardgw/conn.h"
 
+/* Nesting levels a token's info may have: a presence reply puts it 5 levels deep, and a frame may
+ * have GW_PROTO_MAX_DEPTH. */
+#define GW_AUTH_INFO_DEPTH (GW_PROTO_MAX_DEPTH - 5)
+
 typedef struct {
     char uid[128];
-    uint64_t expires_at_ms;           /* wall clock, 0 = no expiry */
-    size_t info_n;                    /* 0: the token carries no info */
+    uint64_t expires_at_ms; /* wall clock, 0 = no expiry */
+    size_t info_n;          /* 0: the token carries no info */
+    int info_bad; /* the token's info is too large, too deep or not JSON (refused at connect) */
     char info[GW_PROTO_MAX_INFO + 1]; /* compact JSON text: the JWT claim / session field */
 } gw_identity_t;
 
@@ -24,7 +29,7 @@ void gw_auth_tick(gw_conn_t *c, uint64_t wall_ms);
 
 /* Verifies an HS256 JWT. Returns 0 and fills id, or GW_ERR_UNAUTHORIZED / GW_ERR_TOKEN_EXPIRED.
  * now_ms is the wall clock. An `info` claim (any JSON value, at most GW_PROTO_MAX_INFO bytes as
- * compact JSON; longer: GW_ERR_UNAUTHORIZED) fills id->info. */
+ * compact JSON and GW_AUTH_INFO_DEPTH levels) fills id->info; otherwise id->info_bad is set. */
 int gw_auth_jwt_verify(const char *token, size_t n, const char *secret, uint64_t now_ms,
                        gw_identity_t *id);
 /* A uid usable in channel names and the wire format: [A-Za-z0-9_.@=+,;-]{1,127}. */

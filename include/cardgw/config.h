@@ -109,6 +109,9 @@ void gw_config_print(const gw_config_t *cfg, FILE *f);
 void gw_config_free(gw_config_t *cfg);
 /* Borrowed pointer to the namespace called name[0..n), or NULL. */
 const gw_namespace_t *gw_config_namespace(const gw_config_t *cfg, const char *name, size_t n);
+/* The cap of the offline stream cardgw:offline: the largest offline_size of any namespace (one
+ * stream per Redis is shared by every namespace: each XADD trims it to this, never to less). */
+int gw_config_offline_cap(const gw_config_t *cfg);
 
 #define GW_MAX_SENTINELS 8
 

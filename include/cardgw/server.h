@@ -15,10 +15,12 @@ typedef struct gw_http_req {
     gw_buf_t reqbody; /* request body, for POST */
     char path[128];
     int is_post;
-    int responded; /* status and headers are out (at most one response per connection) */
-    int refused;   /* answered 400 at the headers: the body is not read into reqbody */
-    int written;   /* the body is handed to lws; the connection closes once it is sent */
-    int pending;   /* an asynchronous operation still refers to this request */
+    int responded;            /* status and headers are out (at most one response per connection) */
+    int refused;              /* answered 400 at the headers: the body is not read into reqbody */
+    int written;              /* the body is handed to lws; the connection closes once it is sent */
+    int pending;              /* an asynchronous operation still refers to this request */
+    const unsigned char *ext; /* a body not owned (a static file): sent from there in chunks */
+    size_t ext_n, ext_off;
 } gw_http_req_t;
 
 /* Opens the listening socket (node->port gets the bound port), creates the lws context and
@@ -37,6 +39,11 @@ void gw_server_sweep(struct gw_node *node, uint64_t now_ms);
 gw_http_req_t *gw_http_req_new(struct lws *wsi);
 /* Frees r and its buffers (NULL is fine). */
 void gw_http_req_free(gw_http_req_t *r);
+/* Like gw_http_respond with p[0..n) as the body, borrowed until the request is freed (it must
+ * outlive it: static files do), written a chunk at a time: memory per request stays small
+ * however slowly the client reads. */
+int gw_http_respond_borrowed(gw_http_req_t *r, unsigned status, const char *ctype,
+                             const unsigned char *p, size_t n);
 /* Sends status, content type and r->body (at most one response per request; the connection
  * closes once it is out). Returns 0 or -1 (hang up). */
 int gw_http_respond(gw_http_req_t *r, unsigned status, const char *ctype);

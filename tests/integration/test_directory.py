@@ -100,7 +100,11 @@ def test_info_is_checked_at_connect(make_node, redis_server):
     r.hset("cardgw:session:big-info", mapping={"uid": "u1", "info": '"' + "x" * 1100 + '"'})
 
     async def go():
-        for token in (jwt("u1", info={"bio": "x" * 1100}), "bad-info", "big-info"):
+        deep = 0
+        for _ in range(28):  # 28 levels: a presence reply would nest past the frame limit
+            deep = [deep]
+        for token in (jwt("u1", info={"bio": "x" * 1100}), "bad-info", "big-info",
+                      jwt("u1", info=deep)):
             c = await Client.open(node.ws_url)
             res = await c.call("connect", token=token)
             assert res["error"]["code"] == 101, res
@@ -116,6 +120,21 @@ def test_info_is_checked_at_connect(make_node, redis_server):
         await c.call("subscribe", channel="public:p")
         res = (await c.call("presence", channel="public:p"))["result"]
         assert res["clients"][0]["conn_info"] == info
+        # the deepest accepted (27 levels) comes back whole, in both encodings
+        ok = 0
+        for _ in range(26):
+            ok = [ok]
+        for enc in ("json", "msgpack"):
+            d = await Client.open(node.ws_url, enc)
+            await d.connect(jwt("u2" + enc, info=ok))
+            await d.call("subscribe", channel="public:p")
+            res = (await d.call("presence", channel="public:p"))["result"]
+            got = [x.get("conn_info") for x in res["clients"] if x["uid"] == "u2" + enc]
+            assert got == [ok], (enc, str(got)[:200])
+        # info is fixed at connect: a refresh whose token's info is bad is still a refresh
+        r2 = await c.call("refresh", token=jwt("u1", info={"bio": "x" * 1100}))
+        assert r2 == {"id": r2["id"], "result": {}}, r2
+        assert "result" in await c.call("ping")
     run(go())
 
 

@@ -120,3 +120,18 @@ def test_offline_stream_lives_on_the_channels_shard(make_node, redis_server):
     finally:
         for s in shards:
             s.cleanup()
+
+
+def test_one_namespace_never_trims_another_ones_offline_entries(make_node, redis_server):
+    """One stream per Redis for every namespace: it is capped at the largest offline_size, so a
+    namespace with a small cap cannot trim away the notifications of another."""
+    node = make_node({"namespace.user.offline_size": 300, "namespace.public.offline_size": 2})
+    r = redis_server.client()
+    for k in range(400):
+        assert node.api("/api/v1/publish", {"channel": "user:away%d" % (k % 7), "data": k})[0] == 200
+    before = r.xlen("cardgw:offline")
+    assert before >= 300, before
+    for k in range(5):  # nobody listens to public:nobody either: appended, trimmed to 300 at most
+        assert node.api("/api/v1/publish", {"channel": "public:nobody", "data": k})[0] == 200
+    after = r.xlen("cardgw:offline")
+    assert after >= 300, (before, after)
