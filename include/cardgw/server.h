@@ -15,10 +15,12 @@ typedef struct gw_http_req {
     gw_buf_t reqbody; /* request body, for POST */
     char path[128];
     int is_post;
-    int responded; /* status and headers are out (at most one response per connection) */
-    int refused;   /* answered 400 at the headers: the body is not read into reqbody */
-    int written;   /* the body is handed to lws; the connection closes once it is sent */
-    int pending;   /* an asynchronous operation still refers to this request */
+    int responded;       /* status and headers are out (at most one response per connection) */
+    int refused;         /* answered 400 at the headers: the body is not read into reqbody */
+    int written;         /* the body is handed to lws; the connection closes once it is sent */
+    int pending;         /* an asynchronous operation still refers to this request */
+    int endpoint;        /* server API: its gw_api_endpoint_t (metrics.h) */
+    uint64_t started_us; /* server API: when its headers arrived (gw_now_us), 0 once timed */
 } gw_http_req_t;
 
 /* Opens the listening socket (node->port gets the bound port), creates the lws context and
