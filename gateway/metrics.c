@@ -141,6 +141,14 @@ static void gw_hist_series(gw_buf_t *out, const char *name, const char *labels, 
 static void gw_render_histograms(gw_buf_t *out, const gw_metrics_t *m)
 {
     char labels[96];
+    if (m->nshards) {
+        gw_buf_append_str(out, "# HELP cardgw_redis_shard_ready 1 while the pub/sub round trip "
+                               "through a redis_shards Redis works.\n"
+                               "# TYPE cardgw_redis_shard_ready gauge\n");
+        for (uint32_t i = 0; i < m->nshards && i < GW_MAX_SHARDS; i++)
+            gw_buf_appendf(out, "cardgw_redis_shard_ready{shard=\"shard%u\"} %" PRIu64 "\n", i,
+                           m->redis_slot_ready[i + 1]);
+    }
     gw_hist_header(out, "cardgw_redis_command_duration_seconds",
                    "Redis command round trips (sent to reply), by connection: conn=\"main\" the "
                    "main Redis, conn=\"shard\" with shard=\"shard<i>\" each of redis_shards.");

@@ -140,14 +140,14 @@ static int gw_node_brokers(gw_node_t *node, uv_loop_t *loop, const gw_config_t *
     node->slots[0] = (struct gw_broker_slot){node, n > 0 ? -1 : 0};
     gw_broker_handlers_t h = {gw_node_on_message, gw_node_on_subscription, gw_node_on_event,
                               &node->slots[0]};
-    node->broker = gw_broker_new(loop, cfg, cfg->redis_url, NULL, node->node_id, &h,
-                                 &gw_metrics.redis_rtt[0], err, sizeof(err));
+    node->broker =
+        gw_broker_new(loop, cfg, cfg->redis_url, NULL, node->node_id, &h, 0, err, sizeof(err));
     for (uint32_t i = 0; node->broker && i < node->nshards; i++) {
         node->slots[i + 1] = (struct gw_broker_slot){node, (int)i};
         h.ud = &node->slots[i + 1];
         snprintf(name, sizeof(name), "shard%u", i);
-        node->shard_brokers[i] = gw_broker_new(loop, cfg, urls[i], name, node->node_id, &h,
-                                               &gw_metrics.redis_rtt[i + 1], err, sizeof(err));
+        node->shard_brokers[i] =
+            gw_broker_new(loop, cfg, urls[i], name, node->node_id, &h, i + 1, err, sizeof(err));
         if (!node->shard_brokers[i])
             break;
         shards[i] = gw_broker_redis(node->shard_brokers[i]);

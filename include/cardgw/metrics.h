@@ -136,9 +136,10 @@ typedef struct {
     uint64_t rpc_dropped[GW_RPC_DROP__COUNT]; /* reply-channel messages dropped, by reason */
     /* histograms (bounds set by the static initialiser in metrics.c) */
     gw_hist_t redis_rtt[GW_MAX_SHARDS + 1]; /* command round trips: [0] main, [1 + i] shard i */
-    uint32_t nshards;                       /* shards whose round trips are rendered */
-    gw_hist_t connect_time;                 /* connect received .. its reply queued */
-    gw_hist_t subscribe_time;               /* subscribe received .. its reply queued */
+    uint64_t redis_slot_ready[GW_MAX_SHARDS + 1]; /* relay ready, same index */
+    uint32_t nshards;                             /* shards whose series are rendered */
+    gw_hist_t connect_time;                       /* connect received .. its reply queued */
+    gw_hist_t subscribe_time;                     /* subscribe received .. its reply queued */
     gw_hist_t api_time[GW_API_EP__COUNT][GW_API_ST__COUNT]; /* request .. response */
     gw_hist_t loop_lag;                                     /* how late the 100 ms timer fires */
     gw_ns_metrics_t ns[GW_MAX_NAMESPACES];
