@@ -39,6 +39,9 @@ $(STAMP): scripts/install-deps.sh
 # gw_<name>_lua from build/gen/<name>_lua.h.
 LUA := $(wildcard scripts/*.lua)
 GEN := $(LUA:scripts/%.lua=build/gen/%_lua.h)
+# kept once made: as intermediate files make deleted them after each build, and the next change
+# to any source (or a new commit, build/gen/commit) regenerated them and rebuilt every object
+.SECONDARY: $(GEN)
 build/gen/%_lua.h: scripts/%.lua
 	@mkdir -p $(dir $@)
 	@{ echo '/* generated from $< by the Makefile: do not edit */'; \
