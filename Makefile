@@ -19,7 +19,7 @@ LIB_OBJS  := $(LIB_SRCS:%.c=build/obj/%.o)
 ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%)
-FUZZ_SRCS := $(filter-out gateway/%,$(LIB_SRCS)) gateway/common.c gateway/schema.c
+FUZZ_SRCS := $(filter-out gateway/%,$(LIB_SRCS)) gateway/common.c gateway/log.c gateway/schema.c
 
 # make test fuzzes this long after replaying the corpus; make fuzz runs long (300 s)
 FUZZ_SECONDS ?= 15
@@ -39,6 +39,9 @@ $(STAMP): scripts/install-deps.sh
 # gw_<name>_lua from build/gen/<name>_lua.h.
 LUA := $(wildcard scripts/*.lua)
 GEN := $(LUA:scripts/%.lua=build/gen/%_lua.h)
+# kept once made: as intermediate files make deleted them after each build, and the next change
+# to any source (or a new commit, build/gen/commit) regenerated them and rebuilt every object
+.SECONDARY: $(GEN)
 build/gen/%_lua.h: scripts/%.lua
 	@mkdir -p $(dir $@)
 	@{ echo '/* generated from $< by the Makefile: do not edit */'; \
@@ -48,13 +51,24 @@ build/gen/%_lua.h: scripts/%.lua
 
 HDRS := $(wildcard include/cardgw/*.h) $(wildcard protocol/*.h) $(wildcard gateway/*.h)
 
+# cardgw_build_info{commit} (gateway/metrics.c): the checkout's commit, "unknown" outside git.
+# build/gen/commit changes only when the commit does, so metrics.o is rebuilt only then.
+GW_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+build/gen/commit: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(GW_COMMIT)' | cmp -s - $@ 2>/dev/null || echo '$(GW_COMMIT)' > $@
+.PHONY: FORCE
+METRICS_OBJS := build/obj/gateway/metrics.o build/asan/gateway/metrics.o
+$(METRICS_OBJS): build/gen/commit
+$(METRICS_OBJS): DEFS := -DGW_COMMIT='"$(GW_COMMIT)"'
+
 build/obj/%.o: %.c $(STAMP) $(GEN) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(INC) $(PKG_CFLAGS) -c $< -o $@
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(DEFS) $(INC) $(PKG_CFLAGS) -c $< -o $@
 
 build/asan/%.o: %.c $(STAMP) $(GEN) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(INC) $(PKG_CFLAGS) -c $< -o $@
+	$(CC) $(CSTD) $(WARN) -O1 -g $(SAN) $(DEFS) $(INC) $(PKG_CFLAGS) -c $< -o $@
 
 build/cardgw: $(OBJS)
 	$(CC) $(CFLAGS) -o $@ $(OBJS) $(PKG_LIBS) -lm

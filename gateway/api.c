@@ -41,6 +41,13 @@ static void gw_api_reply(gw_http_req_t *r, unsigned status, json_t *body)
     r->pending = 0;
     if (status >= 400)
         gw_metrics.api_errors++;
+    if (r->started_us) { /* one response per request: timed once */
+        gw_api_status_t st = status >= 500   ? GW_API_ST_5XX
+                             : status >= 400 ? GW_API_ST_4XX
+                                             : GW_API_ST_2XX;
+        gw_hist_since(&gw_metrics.api_time[r->endpoint][st], r->started_us);
+        r->started_us = 0;
+    }
     if (!r->wsi) {
         json_decref(body);
         gw_http_req_free(r);
@@ -363,6 +370,8 @@ static void gw_api_online_get(gw_node_t *node, gw_http_req_t *r)
 int gw_api_begin(gw_node_t *node, gw_http_req_t *r, const char *path)
 {
     gw_metrics.api_requests++;
+    r->started_us = gw_now_us();
+    r->endpoint = (int)gw_api_endpoint_of(path);
     snprintf(r->path, sizeof(r->path), "%s", path);
     if (!node->cfg->api_key[0]) {
         gw_api_error(r, 404, "server API disabled (set api_key)");

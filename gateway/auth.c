@@ -244,24 +244,19 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
                  (gw_slice_t){c->uid, strlen(c->uid)},
                  (gw_slice_t){node->node_id, strlen(node->node_id)},
                  (uint32_t)node->cfg->ping_interval_s, expires_in);
-    gw_debug("auth", "%s connected as %s", c->cid, c->uid);
+    gw_conn_log(GW_LOG_DEBUG, "auth", c, 0, "connected");
 }
 
-/* HGETALL of the session key (schema.h) answered: uid (required), expires_at (unix seconds). */
-static void gw_auth_on_session(void *priv, redisReply *r)
+/* HGETALL of the session key (schema.h) answered (r NULL: failed): uid (required), expires_at
+ * (unix seconds), info. Answers command id on c (open). */
+static void gw_auth_session_answer(gw_conn_t *c, uint32_t id, int refresh, const redisReply *r)
 {
-    gw_cmd_op_t *op = priv;
-    uint32_t id = op->id;
-    int refresh = (int)op->arg;
-    gw_conn_t *c = gw_cmd_op_done(op);
     gw_identity_t ident;
     const char *uid = NULL;
     size_t uidlen = 0;
     json_t *info = NULL;
     int info_field = 0;
     double exp = 0;
-    if (!c)
-        return;
     if (c->state == GW_CONN_AUTHING)
         c->state = GW_CONN_NEW;
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
@@ -301,7 +296,23 @@ static void gw_auth_on_session(void *priv, redisReply *r)
     gw_auth_succeed(c, id, &ident, refresh);
 }
 
-static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh)
+static void gw_auth_on_session(void *priv, redisReply *r)
+{
+    gw_cmd_op_t *op = priv;
+    uint32_t id = op->id;
+    int refresh = (int)op->arg;
+    uint64_t started = op->started_us;
+    gw_conn_t *c = gw_cmd_op_done(op);
+    if (!c)
+        return;
+    gw_auth_session_answer(c, id, refresh, r);
+    if (!refresh)
+        gw_hist_since(&gw_metrics.connect_time, started);
+}
+
+/* Checks the token of a connect (refresh 0; started_us: when it arrived) or refresh. A connect
+ * answered now is timed here, one answered by Redis in gw_auth_on_session. */
+static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh, uint64_t started_us)
 {
     gw_node_t *node = c->node;
     if (gw_token_is_jwt(&cmd->token)) {
@@ -312,6 +323,8 @@ static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh)
             gw_auth_fail(c, cmd->id, rc, NULL);
         else
             gw_auth_succeed(c, cmd->id, &ident, refresh);
+        if (!refresh)
+            gw_hist_since(&gw_metrics.connect_time, started_us);
         return;
     }
     char key[GW_SCHEMA_SESSION_KEY_MAX];
@@ -319,9 +332,12 @@ static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh)
     size_t argvlen[] = {7, gw_schema_session_key(key, sizeof(key), cmd->token.p, cmd->token.n)};
     gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
     op->arg = (uint32_t)refresh;
+    op->started_us = started_us;
     if (gw_redis_command(node->redis, gw_auth_on_session, op, 2, argv, argvlen) != 0) {
         gw_cmd_op_done(op);
         gw_conn_reply_error(c, cmd->id, GW_ERR_UNAVAILABLE, "session store unavailable, retry");
+        if (!refresh)
+            gw_hist_since(&gw_metrics.connect_time, started_us);
         return;
     }
     if (!refresh)
@@ -330,16 +346,18 @@ static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh)
 
 void gw_auth_connect(gw_conn_t *c, const gw_cmd_t *cmd)
 {
+    uint64_t started = gw_now_us();
     if (c->state == GW_CONN_AUTHING) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_ALREADY_CONNECTED, "connect already in progress");
+        gw_hist_since(&gw_metrics.connect_time, started);
         return;
     }
-    gw_auth_check(c, cmd, 0);
+    gw_auth_check(c, cmd, 0, started);
 }
 
 void gw_auth_refresh(gw_conn_t *c, const gw_cmd_t *cmd)
 {
-    gw_auth_check(c, cmd, 1);
+    gw_auth_check(c, cmd, 1, 0);
 }
 
 void gw_auth_tick(gw_conn_t *c, uint64_t wall_ms)

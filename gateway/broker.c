@@ -55,10 +55,12 @@ struct gw_broker {
     uint64_t canary_seq;
     uint64_t canary_rx_ms; /* when the last canary came back; 0 = not since (re)connect */
     int ready;
-    gw_redis_t redis; /* what the other modules use (redis.h) */
-    char name[16];    /* "" for the main Redis, "shard<i>" for a shard */
-    char tag[20];     /* "" or "shard<i> ": in front of log lines */
-    int main;         /* the main Redis: its state is what the global gauges show */
+    gw_redis_t redis;      /* what the other modules use (redis.h) */
+    char name[16];         /* "" for the main Redis, "shard<i>" for a shard */
+    char tag[20];          /* "" or "shard<i> ": in front of log lines */
+    gw_hist_t *rtt;        /* command round trips (in gw_metrics) */
+    uint64_t *ready_gauge; /* its readiness (in gw_metrics) */
+    int main;              /* the main Redis: its state is what the global gauges show */
 
     /* redis-sentinel://: the master's address is asked of the sentinels, in the order given,
      * before the connections connect, and asked again whenever one of them goes down or the
@@ -545,6 +547,7 @@ static void gw_broker_set_ready(gw_broker_t *b, int ready)
     if (b->ready == ready)
         return;
     b->ready = ready;
+    *b->ready_gauge = (uint64_t)ready;
     if (b->main)
         gw_metrics.redis_ready = (uint64_t)ready;
     gw_log(ready ? GW_LOG_INFO : GW_LOG_WARN, "redis", "%srelay %s", b->tag,
@@ -596,14 +599,17 @@ static void gw_canary_tick(uv_timer_t *t)
 typedef struct {
     gw_redis_reply_cb cb;
     void *priv;
+    uint64_t sent_us; /* for the round-trip histogram */
 } gw_cmd_ctx_t;
 
 static void gw_on_cmd_reply(redisAsyncContext *ac, void *r, void *priv)
 {
     gw_cmd_ctx_t *x = priv;
     gw_redis_conn_t *c = ac->data;
-    if (r && c)
+    if (r && c) {
         c->rx_ms = gw_now_ms();
+        gw_hist_since(c->b->rtt, x->sent_us);
+    }
     x->cb(x->priv, r);
     free(x);
 }
@@ -617,6 +623,7 @@ static int gw_broker_command(void *ctx, gw_redis_reply_cb cb, void *priv, int ar
     gw_cmd_ctx_t *x = gw_malloc(sizeof(*x));
     x->cb = cb;
     x->priv = priv;
+    x->sent_us = gw_now_us();
     if (redisAsyncCommandArgv(b->cmd.ac, gw_on_cmd_reply, x, argc, argv, argvlen) != REDIS_OK) {
         free(x);
         return -ENOTCONN;
@@ -716,7 +723,7 @@ static void gw_rconn_init(gw_broker_t *b, gw_redis_conn_t *c, int is_sub)
 
 gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *url,
                            const char *name, const char *node_id, const gw_broker_handlers_t *h,
-                           char *err, size_t errlen)
+                           uint32_t slot, char *err, size_t errlen)
 {
     gw_broker_t *b = gw_calloc(1, sizeof(*b));
     if (gw_config_parse_redis_url(url, &b->addr) != 0) {
@@ -726,6 +733,9 @@ gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *
     snprintf(b->name, sizeof(b->name), "%s", name ? name : "");
     snprintf(b->tag, sizeof(b->tag), "%s%s", b->name, name ? " " : "");
     b->main = name == NULL;
+    slot = GW_MIN(slot, GW_MAX_SHARDS);
+    b->rtt = &gw_metrics.redis_rtt[slot];
+    b->ready_gauge = &gw_metrics.redis_slot_ready[slot];
     b->loop = loop;
     b->cfg = cfg;
     b->h = *h;

@@ -1,10 +1,7 @@
-/* common.c — fatal allocation wrappers, the byte buffer, clocks and randomness, and the
- * logger: the few helpers every other module leans on. */
+/* common.c — fatal allocation wrappers, the byte buffer, clocks and randomness: the few helpers
+ * every other module leans on (the logger is in log.c). */
 #include "cardgw/common.h"
-#include "cardgw/log.h"
 
-#include <errno.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,6 +124,13 @@ uint64_t gw_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+uint64_t gw_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 uint64_t gw_wall_ms(void)
 {
     struct timespec ts;
@@ -164,77 +168,4 @@ void gw_random_hex(char *out, size_t nbytes)
         out[2 * i + 1] = hex[raw[i] & 15];
     }
     out[2 * nbytes] = '\0';
-}
-
-/* ---- logging --------------------------------------------------------------------------------- */
-
-gw_log_level_t gw_log_level = GW_LOG_INFO;
-
-static const char *const gw_level_names[] = {"error", "warn", "info", "debug"};
-
-int gw_log_parse_level(const char *s, gw_log_level_t *out)
-{
-    for (size_t i = 0; i < GW_ARRAY_SIZE(gw_level_names); i++)
-        if (strcmp(s, gw_level_names[i]) == 0) {
-            *out = (gw_log_level_t)i;
-            return 0;
-        }
-    return -EINVAL;
-}
-
-const char *gw_log_level_name(gw_log_level_t l)
-{
-    return (unsigned)l < GW_ARRAY_SIZE(gw_level_names) ? gw_level_names[l] : "?";
-}
-
-static void gw_log_vwrite(gw_log_level_t l, const char *mod, const char *suffix, const char *fmt,
-                          va_list ap)
-{
-    char line[1024];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s %-7s ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, gw_log_level_name(l), mod);
-    if (n > 0 && (size_t)n < sizeof(line))
-        vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    /* one event, one line: fold any newline the message carried */
-    for (char *p = line; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
-    fprintf(stderr, "%s%s\n", line, suffix);
-}
-
-void gw_log_write(gw_log_level_t l, const char *mod, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    gw_log_vwrite(l, mod, "", fmt, ap);
-    va_end(ap);
-}
-
-void gw_log_every(gw_log_limit_t *lim, uint64_t every_ms, gw_log_level_t l, const char *mod,
-                  const char *fmt, ...)
-{
-    uint64_t now = gw_now_ms();
-    if (l > gw_log_level)
-        return;
-    if (lim->logged && now - lim->last_ms < every_ms) {
-        lim->suppressed++;
-        return;
-    }
-    char suffix[96] = "";
-    if (lim->suppressed)
-        snprintf(suffix, sizeof(suffix),
-                 " (and %" PRIu64 " more like it in the last %" PRIu64 " s)", lim->suppressed,
-                 (now - lim->last_ms) / 1000);
-    lim->logged = 1;
-    lim->last_ms = now;
-    lim->suppressed = 0;
-    va_list ap;
-    va_start(ap, fmt);
-    gw_log_vwrite(l, mod, suffix, fmt, ap);
-    va_end(ap);
 }

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { K_INT, K_STR, K_LOGLEVEL } gw_key_type_t;
+typedef enum { K_INT, K_STR, K_LOGLEVEL, K_LOGFORMAT } gw_key_type_t;
 
 typedef struct {
     const char *name;
@@ -44,6 +44,7 @@ static const gw_key_t gw_keys[] = {
     KS(static_root, ""),
     KS(node_id, ""),
     {"log_level", K_LOGLEVEL, offsetof(gw_config_t, log_level), "info", 0, 0, 0},
+    {"log_format", K_LOGFORMAT, offsetof(gw_config_t, log_format), "text", 0, 0, 0},
     KSECRET(redis_url, "redis://127.0.0.1:6379/0"),
     KSECRET(redis_shards, ""),
     KI(redis_connect_timeout_ms, "2000", 10, 600000),
@@ -226,6 +227,11 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *val, const char
             return gw_fail(err, errlen, "%s: key '%s': '%s' is not one of error, warn, info, debug",
                            where, key, val);
         break;
+    case K_LOGFORMAT:
+        if (gw_log_parse_format(val, (gw_log_format_t *)field))
+            return gw_fail(err, errlen, "%s: key '%s': '%s' is not one of text, json", where, key,
+                           val);
+        break;
     }
     return 0;
 }
@@ -398,6 +404,9 @@ void gw_config_print(const gw_config_t *cfg, FILE *f)
         }
         case K_LOGLEVEL:
             fprintf(f, "%s = %s\n", k->name, gw_log_level_name(*(const gw_log_level_t *)field));
+            break;
+        case K_LOGFORMAT:
+            fprintf(f, "%s = %s\n", k->name, gw_log_format_name(*(const gw_log_format_t *)field));
             break;
         }
     }

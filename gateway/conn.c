@@ -123,7 +123,7 @@ gw_conn_t *gw_conn_new(gw_node_t *node, struct lws *wsi, gw_enc_t enc)
     gw_metrics.connections_open++;
     gw_metrics.connections_accepted++;
     c->created_ms = c->last_rx_ms = gw_now_ms();
-    gw_debug("conn", "%s open (%s)", c->cid, enc == GW_ENC_JSON ? "json" : "msgpack");
+    gw_conn_log(GW_LOG_DEBUG, "conn", c, 0, "open (%s)", enc == GW_ENC_JSON ? "json" : "msgpack");
     return c;
 }
 
@@ -144,7 +144,7 @@ void gw_conn_on_closed(gw_conn_t *c)
 {
     gw_metrics.connections_open--;
     gw_metrics.connections_closed[gw_close_lookup(c->close_code)->reason]++;
-    gw_debug("conn", "%s closed (code %d)", c->cid, c->close_code);
+    gw_conn_log(GW_LOG_DEBUG, "conn", c, c->close_code, "closed");
     c->wsi = NULL;
     gw_hub_conn_closed(c->node->hub, c);
     if (c->uid) /* authenticated: gw_auth_succeed counted it up */
@@ -211,7 +211,9 @@ int gw_conn_send(gw_conn_t *c, gw_frame_t *f)
     if (!c->wsi || c->close_code || c->peer_closed)
         return -EPIPE;
     if (!gw_conn_fits(c, f->len)) {
-        gw_info("conn", "%s slow consumer: %zu bytes queued, closing", c->cid, c->qbytes);
+        gw_log_everyf(&c->node->conn_log, GW_LOG_EVERY_MS, GW_LOG_INFO, "conn",
+                      &(gw_log_fields_t){.client = c->cid, .uid = c->uid, .code = GW_CLOSE_SLOW},
+                      "slow consumer: %zu bytes queued, closing", c->qbytes);
         gw_conn_close(c, GW_CLOSE_SLOW, 1);
         return -ENOBUFS;
     }
@@ -247,7 +249,7 @@ void gw_conn_close(gw_conn_t *c, int code, int now)
     if (!c->wsi || c->close_code || c->peer_closed)
         return; /* the first reason wins; a client's Close is answered by lws */
     const char *why = gw_close_lookup(code)->text;
-    gw_debug("conn", "%s closing with %d: %s", c->cid, code, why);
+    gw_conn_log(GW_LOG_DEBUG, "conn", c, code, "closing: %s", why);
     if (now) {
         gw_conn_drop_queue(c);
         /* a stalled reader may never take the Close frame: don't wait for it long */
@@ -375,6 +377,7 @@ gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id)
     op->c = c;
     op->id = id;
     op->arg = 0;
+    op->started_us = 0;
     return op;
 }
 
@@ -428,8 +431,10 @@ void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg)
         c->errors = 0;
     }
     if (++c->errors > (uint32_t)c->node->cfg->max_errors_per_minute) {
-        gw_info("conn", "%s: more than %d errors in a minute, closing", c->cid,
-                c->node->cfg->max_errors_per_minute);
+        gw_log_everyf(&c->node->conn_log, GW_LOG_EVERY_MS, GW_LOG_INFO, "conn",
+                      &(gw_log_fields_t){.client = c->cid, .uid = c->uid, .code = GW_CLOSE_FLOOD},
+                      "more than %d errors in a minute, closing",
+                      c->node->cfg->max_errors_per_minute);
         gw_conn_close(c, GW_CLOSE_FLOOD, 0);
     }
 }
@@ -526,7 +531,7 @@ static int gw_conn_process(gw_conn_t *c, const uint8_t *p, size_t n)
         gw_cmd_free(&cmd);
         return 0;
     case GW_DEC_MALFORMED:
-        gw_debug("conn", "%s malformed frame: %s", c->cid, e.msg);
+        gw_conn_log(GW_LOG_DEBUG, "conn", c, GW_CLOSE_MALFORMED, "malformed frame: %s", e.msg);
         gw_conn_close(c, GW_CLOSE_MALFORMED, 1);
         return 0;
     default:

@@ -58,6 +58,7 @@ gw_channel_t *gw_channel_get(gw_hub_t *hub, const char *name, size_t n, const gw
     memcpy(ch->name, name, n);
     ch->n = n;
     ch->ns = ns;
+    ch->nsi = (uint8_t)(ns - hub->cfg->namespaces);
     ch->shard = (uint16_t)gw_schema_shard(name, n, hub->nshards);
     ch->held_tail = &ch->held;
     ch->checked_ms = ch->presence_ms = gw_now_ms();

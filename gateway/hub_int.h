@@ -38,6 +38,7 @@ typedef struct gw_channel {
     gw_rs_t rs;
     const gw_namespace_t *ns;
     uint16_t shard; /* index in hub->shards (gw_schema_shard of the name) */
+    uint8_t nsi;    /* index of ns in cfg->namespaces (gw_metrics.ns) */
     char epoch[GW_PROTO_MAX_EPOCH + 1];
     uint64_t last;         /* highest offset relayed in order (valid when synced) */
     uint8_t synced;        /* epoch and last are known */
@@ -88,8 +89,10 @@ typedef struct gw_sub {
     uint8_t op_pending;
     uint8_t dead; /* unsubscribed or closed while op_pending: freed when the op completes */
     uint8_t has_since;
-    uint8_t nheld;     /* commands in held */
-    char *since_epoch; /* owned, only while a subscribe with since is positioned */
+    uint8_t nheld;       /* commands in held */
+    uint8_t nsi;         /* its namespace's index in cfg->namespaces (gw_metrics.ns) */
+    uint64_t started_us; /* the subscribe's arrival while its reply is due (0 once timed) */
+    char *since_epoch;   /* owned, only while a subscribe with since is positioned */
     uint64_t since_offset;
     gw_held_cmd_t *held; /* commands on this channel sent behind the pending subscribe */
     gw_pending_pub_t *pend;

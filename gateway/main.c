@@ -289,6 +289,7 @@ int main(int argc, char **argv)
         return 0;
     }
     gw_log_level = cfg.log_level;
+    gw_log_format = cfg.log_format;
     gw_raise_fd_limit();
     int exit_code = cfg.workers > 1 ? gw_supervise(&cfg) : gw_run_node(&cfg);
     gw_config_free(&cfg);

@@ -21,7 +21,26 @@
 #include <unistd.h>
 
 #define GW_SWEEP_MS 500
+#define GW_LAG_MS   100
 static void gw_node_sweep(uv_timer_t *t);
+
+/* Event-loop lag: a one-shot timer armed for GW_LAG_MS after the loop's time; how much later
+ * than that it runs (uv_hrtime, the clock libuv's loop time is read from) is what every callback
+ * waiting behind the loop's current work waits too (cardgw_loop_lag_seconds). */
+static void gw_node_lag_arm(gw_node_t *node);
+static void gw_node_lag_tick(uv_timer_t *t)
+{
+    gw_node_t *node = t->data;
+    uint64_t now = uv_hrtime() / 1000;
+    gw_hist_observe(&gw_metrics.loop_lag, now > node->lag_due_us ? now - node->lag_due_us : 0);
+    gw_node_lag_arm(node);
+}
+
+static void gw_node_lag_arm(gw_node_t *node)
+{
+    node->lag_due_us = (uv_now(node->loop) + GW_LAG_MS) * 1000;
+    uv_timer_start(&node->lag_timer, gw_node_lag_tick, GW_LAG_MS, 0);
+}
 
 static void gw_node_on_signal(uv_signal_t *h, int signum)
 {
@@ -117,17 +136,18 @@ static int gw_node_brokers(gw_node_t *node, uv_loop_t *loop, const gw_config_t *
     const gw_redis_t *shards[GW_MAX_SHARDS];
     int n = gw_config_shard_urls(cfg, urls);
     node->nshards = n > 0 ? (uint32_t)n : 0;
+    gw_metrics.nshards = node->nshards;
     node->slots[0] = (struct gw_broker_slot){node, n > 0 ? -1 : 0};
     gw_broker_handlers_t h = {gw_node_on_message, gw_node_on_subscription, gw_node_on_event,
                               &node->slots[0]};
     node->broker =
-        gw_broker_new(loop, cfg, cfg->redis_url, NULL, node->node_id, &h, err, sizeof(err));
+        gw_broker_new(loop, cfg, cfg->redis_url, NULL, node->node_id, &h, 0, err, sizeof(err));
     for (uint32_t i = 0; node->broker && i < node->nshards; i++) {
         node->slots[i + 1] = (struct gw_broker_slot){node, (int)i};
         h.ud = &node->slots[i + 1];
         snprintf(name, sizeof(name), "shard%u", i);
         node->shard_brokers[i] =
-            gw_broker_new(loop, cfg, urls[i], name, node->node_id, &h, err, sizeof(err));
+            gw_broker_new(loop, cfg, urls[i], name, node->node_id, &h, i + 1, err, sizeof(err));
         if (!node->shard_brokers[i])
             break;
         shards[i] = gw_broker_redis(node->shard_brokers[i]);
@@ -180,6 +200,8 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
     uv_timer_init(loop, &node->sweep_timer);
     node->sweep_timer.data = node;
     uv_timer_start(&node->sweep_timer, gw_node_sweep, GW_SWEEP_MS, GW_SWEEP_MS);
+    uv_timer_init(loop, &node->lag_timer);
+    node->lag_timer.data = node;
     node->sigint.data = node->sigterm.data = node->stop_timer.data = node->drain_timer.data = node;
     uv_signal_start(&node->sigint, gw_node_on_signal, SIGINT);
     uv_signal_start(&node->sigterm, gw_node_on_signal, SIGTERM);
@@ -214,6 +236,8 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
         gw_broker_start(node->shard_brokers[i]);
     /* armed last: the loop runs right after this returns */
     node->watchdog = gw_watchdog_start(loop, (uint32_t)cfg->loop_stall_timeout_ms);
+    uv_update_time(loop); /* what start took is not the loop's lag */
+    gw_node_lag_arm(node);
     return 0;
 }
 
@@ -405,6 +429,7 @@ int gw_node_destroy(gw_node_t *node)
     uv_close((uv_handle_t *)&node->drain_timer, NULL);
     uv_close((uv_handle_t *)&node->unready_timer, NULL);
     uv_close((uv_handle_t *)&node->sweep_timer, NULL);
+    uv_close((uv_handle_t *)&node->lag_timer, NULL);
     uv_close((uv_handle_t *)&node->flush_prepare, NULL);
     uv_close((uv_handle_t *)&node->flush_timer, NULL);
     uv_close((uv_handle_t *)&node->accept_timer, NULL);

@@ -46,8 +46,10 @@ int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
     if (offset != s->pos + 1)
         return -1;
     s->pos = offset;
-    if (gw_conn_send(s->conn, f) == 0)
+    if (gw_conn_send(s->conn, f) == 0) {
         gw_metrics.deliveries++;
+        gw_metrics.ns[s->ch->nsi].deliveries++;
+    }
     return 0;
 }
 
@@ -57,6 +59,7 @@ static void gw_channel_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_pub_t *p
 {
     gw_frame_t *frames[2] = {NULL, NULL};
     gw_list_t *it, *tmp;
+    gw_metrics.ns[ch->nsi].publications++;
     gw_list_foreach_safe(it, tmp, &ch->subs)
     {
         gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
@@ -92,7 +95,8 @@ void gw_channel_relay(gw_hub_t *hub, gw_channel_t *ch, const char *payload, size
 {
     gw_relay_frame_t w;
     if (gw_schema_parse_relay(payload, n, &w) != 0) {
-        gw_warn("hub", "%s: dropped a malformed relay frame (%zu bytes)", ch->name, n);
+        gw_logf(GW_LOG_WARN, "hub", (&(gw_log_fields_t){.channel = ch->name}),
+                "dropped a malformed relay frame (%zu bytes)", n);
         return;
     }
     if (w.kind == 'J' || w.kind == 'L') {

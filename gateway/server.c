@@ -158,7 +158,7 @@ static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
     }
     if (strcmp(path, "/metrics") == 0) {
         gw_buf_reset(&r->body);
-        gw_metrics_render(&r->body);
+        gw_metrics_render(&r->body, node->cfg);
         return gw_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8");
     }
     if (strncmp(path, "/api/", 5) == 0)

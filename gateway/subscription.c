@@ -37,6 +37,7 @@ static void gw_sub_remove(gw_hub_t *hub, gw_sub_t *s)
     gw_list_remove(&s->conn_link);
     s->conn->nsubs--;
     gw_metrics.subscriptions--;
+    gw_metrics.ns[s->nsi].subscriptions--;
     gw_channel_t *ch = s->ch;
     if (ch && s->state == GW_SUB_LIVE && ch->ns->presence)
         gw_presence_update(hub, s, 0, ch->ns->join_leave);
@@ -64,9 +65,19 @@ gw_sub_t *gw_hub_find_sub(gw_conn_t *c, const char *name, size_t n)
     return NULL;
 }
 
+/* The subscribe's reply is queued: its time goes to cardgw_subscribe_duration_seconds (once). */
+static void gw_sub_answered(gw_sub_t *s)
+{
+    if (s->started_us) {
+        gw_hist_since(&gw_metrics.subscribe_time, s->started_us);
+        s->started_us = 0;
+    }
+}
+
 static void gw_sub_fail(gw_hub_t *hub, gw_sub_t *s, int code, const char *msg)
 {
     gw_conn_reply_error(s->conn, s->cmd_id, code, msg);
+    gw_sub_answered(s);
     gw_sub_release_held(hub, s);
     gw_sub_remove(hub, s);
 }
@@ -90,8 +101,8 @@ void gw_sub_kick(gw_hub_t *hub, gw_sub_t *s, int code, const char *reason)
 void gw_channel_insufficient(gw_hub_t *hub, gw_channel_t *ch, const char *why)
 {
     gw_list_t *it, *tmp;
-    gw_warn("hub", "%s: insufficient state (%s): %u subscriptions told to resubscribe", ch->name,
-            why, ch->nsubs);
+    gw_logf(GW_LOG_WARN, "hub", (&(gw_log_fields_t){.channel = ch->name}),
+            "insufficient state (%s): %u subscriptions told to resubscribe", why, ch->nsubs);
     ch->op_refs++; /* keep the channel while its subscribers go */
     gw_list_foreach_safe(it, tmp, &ch->subs)
     {
@@ -168,6 +179,7 @@ static void gw_on_position(void *priv, const gw_history_t *h)
                                  h->top, 1, 0, NULL, 0);
     }
     gw_conn_send_buf(c, &b);
+    gw_sub_answered(s);
     s->pos = h->top;
     s->state = GW_SUB_LIVE;
     int gap = 0;
@@ -238,37 +250,41 @@ static void gw_on_membership(void *priv, redisReply *r)
     }
 }
 
-void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
+/* Starts a subscribe that arrived at started_us. Returns 1 when a subscription now answers it (and
+ * times it), 0 when it was answered here. */
+static int gw_sub_begin(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd, uint64_t started_us)
 {
     const gw_config_t *cfg = hub->cfg;
     const gw_namespace_t *ns = gw_hub_cmd_namespace(hub, c, cmd);
     if (!ns)
-        return;
+        return 0;
     size_t nslen = strlen(ns->name);
     const char *id = cmd->channel.p + nslen + 1;
     size_t idlen = cmd->channel.n - nslen - 1;
     if (gw_hub_find_sub(c, cmd->channel.p, cmd->channel.n)) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_ALREADY_SUBSCRIBED, "already subscribed");
-        return;
+        return 0;
     }
     if (c->nsubs >= (uint32_t)cfg->max_subscriptions) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_LIMIT, "too many subscriptions");
-        return;
+        return 0;
     }
     if (ns->subscribe == GW_NS_SUB_OWNER &&
         (strlen(c->uid) != idlen || memcmp(c->uid, id, idlen))) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_PERMISSION, "permission denied");
-        return;
+        return 0;
     }
     if (!gw_redis_connected(hub->redis) ||
         !gw_redis_connected(gw_hub_channel_redis(hub, cmd->channel.p, cmd->channel.n))) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_UNAVAILABLE, "redis unavailable, retry");
-        return;
+        return 0;
     }
     gw_sub_t *s = gw_calloc(1, sizeof(*s));
     s->conn = c;
     s->name = gw_strndup(cmd->channel.p, cmd->channel.n);
     s->cmd_id = cmd->id;
+    s->nsi = (uint8_t)(ns - cfg->namespaces);
+    s->started_us = started_us ? started_us : 1;
     if (cmd->has_since) {
         s->has_since = 1;
         s->since_epoch = gw_strndup(cmd->since_epoch.p, cmd->since_epoch.n);
@@ -278,9 +294,10 @@ void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
     gw_list_insert_tail(&c->subs, &s->conn_link);
     c->nsubs++;
     gw_metrics.subscriptions++;
+    gw_metrics.ns[s->nsi].subscriptions++;
     if (ns->subscribe != GW_NS_SUB_MEMBERS) {
         gw_sub_attach(hub, s, ns);
-        return;
+        return 1;
     }
     char key[GW_SCHEMA_KEY_MAX];
     size_t kn = gw_schema_members_key(key, sizeof(key), cmd->channel.p, nslen, id, idlen);
@@ -289,6 +306,14 @@ void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
     s->op_pending = 1;
     if (gw_redis_command(hub->redis, gw_on_membership, s, 3, argv, argvlen) != 0)
         gw_on_membership(s, NULL);
+    return 1;
+}
+
+void gw_hub_subscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
+{
+    uint64_t started = gw_now_us();
+    if (!gw_sub_begin(hub, c, cmd, started))
+        gw_hist_since(&gw_metrics.subscribe_time, started);
 }
 
 void gw_hub_unsubscribe(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)

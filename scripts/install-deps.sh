@@ -8,6 +8,7 @@ PKGS=(
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libhiredis-dev libmsgpack-dev
   libjansson-dev libssl-dev
   redis-server redis-sentinel redis-tools curl haproxy nginx
+  prometheus
   python3 python3-websockets python3-msgpack python3-pytest python3-pytest-xdist python3-redis
   chromium chromium-driver
 )
@@ -43,8 +44,9 @@ echo "install-deps: installing ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
-# haproxy and nginx would start as system services on install (nginx on port 80, which fails the
-# install when the port is taken); cardgw's tests and configs start their own: no service starts.
+# haproxy, nginx and prometheus would start as system services on install (nginx on port 80, which
+# fails the install when the port is taken); cardgw's tests and configs start their own, and only
+# promtool is used from prometheus (tests/integration/test_ops.py): no service starts.
 POLICY=/usr/sbin/policy-rc.d
 if [ ! -e "$POLICY" ]; then
   $SUDO sh -c "printf '#!/bin/sh\nexit 101\n' > $POLICY && chmod +x $POLICY"

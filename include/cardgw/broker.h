@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "cardgw/config.h"
+#include "cardgw/metrics.h"
 #include "cardgw/redis.h"
 
 typedef struct gw_broker gw_broker_t;
@@ -33,10 +34,12 @@ typedef struct {
  * gw_broker_start is called. name is NULL for the main Redis (it drives the global
  * cardgw_redis_* gauges) or "shard<i>" (copied; prefixes its log lines). cfg and node_id are
  * borrowed and must outlive the broker; h is copied (its handlers fire from the loop, never from
- * inside a call into the broker). Returns NULL with a message in err for a bad URL. */
+ * inside a call into the broker). slot is its series in gw_metrics (0: the main Redis, 1 + i:
+ * shard i): the round trip of every command answered on its command connection, its readiness.
+ * Returns NULL with a message in err for a bad URL. */
 gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *url,
                            const char *name, const char *node_id, const gw_broker_handlers_t *h,
-                           char *err, size_t errlen);
+                           uint32_t slot, char *err, size_t errlen);
 /* "" for the main Redis, else the name it was created with. */
 const char *gw_broker_name(const gw_broker_t *b);
 /* Connects both connections (and reconnects them with backoff from then on). */

@@ -34,6 +34,7 @@ typedef struct {
     char *static_root; /* directory of static files served over HTTP; "" = none */
     char *node_id;
     gw_log_level_t log_level;
+    gw_log_format_t log_format; /* text lines or one JSON object per line */
 
     char *redis_url;
     char *redis_shards; /* space-separated Redis URLs channels are spread over; "": redis_url */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "cardgw/common.h"
+#include "cardgw/log.h"
 #include "cardgw/proto.h"
 
 struct lws;
@@ -125,6 +126,13 @@ void gw_conn_close(gw_conn_t *c, int code, int now);
         gw_conn_send_buf(gw_c_, &gw_b_);                                                           \
     })
 
+/* Logs a line about connection c (borrowed): its client id and, once connected, its uid go in the
+ * line's fields (log.h); code (0: none) is a close code. */
+#define gw_conn_log(l, mod, c, code_, ...)                                                         \
+    gw_logf((l), (mod),                                                                            \
+            (&(gw_log_fields_t){.client = (c)->cid, .uid = (c)->uid, .code = (code_)}),            \
+            __VA_ARGS__)
+
 /* Sends a `disconnect` push (code, reason; no reconnect advice) and closes with code behind it. */
 void gw_conn_disconnect(gw_conn_t *c, int code, const char *reason);
 
@@ -136,9 +144,10 @@ void gw_conn_reply_error(gw_conn_t *c, uint32_t id, int code, const char *msg);
 /* A command answered after an asynchronous operation (a Redis round trip): holds a reference to
  * the connection until gw_cmd_op_done. The one way a command's callback finds its connection. */
 typedef struct {
-    gw_conn_t *c; /* held */
-    uint32_t id;  /* the command to answer */
-    uint32_t arg; /* the command's own use (history: with since; auth: a refresh) */
+    gw_conn_t *c;        /* held */
+    uint32_t id;         /* the command to answer */
+    uint32_t arg;        /* the command's own use (history: with since; auth: a refresh) */
+    uint64_t started_us; /* the command's own use (auth: when connect arrived, gw_now_us) */
 } gw_cmd_op_t;
 /* Holds c; never NULL. */
 gw_cmd_op_t *gw_cmd_op_new(gw_conn_t *c, uint32_t id);

@@ -1,5 +1,5 @@
-/* metrics.h — the node's counters and gauges, rendered as Prometheus text at /metrics.
- * One process, one thread: plain integers, no atomics. */
+/* metrics.h — the node's counters, gauges and histograms, rendered as Prometheus text at /metrics
+ * with the process's own metrics. One process, one thread: plain integers, no atomics. */
 #ifndef CARDGW_METRICS_H
 #define CARDGW_METRICS_H
 
@@ -7,6 +7,7 @@
 
 #include "cardgw/admission.h"
 #include "cardgw/common.h"
+#include "cardgw/config.h"
 
 /* Why a connection closed (a label of cardgw_connections_closed_total). */
 typedef enum {
@@ -47,6 +48,69 @@ typedef enum {
     GW_RPC_DROP__COUNT
 } gw_rpc_drop_t;
 
+/* ---- histograms ------------------------------------------------------------------------------ */
+
+/* Fixed, ascending bucket bounds in microseconds (rendered as seconds: le="0.001"). */
+#define GW_HIST_MAX_BOUNDS 16
+typedef struct {
+    uint32_t n;
+    uint64_t le_us[GW_HIST_MAX_BOUNDS];
+} gw_hist_bounds_t;
+
+/* The documented bucket sets (README, metrics): Redis round trips 100 us .. 2.5 s; requests
+ * (connect, subscribe, API) 250 us .. 10 s; event-loop lag 1 ms .. 5 s. Static, never freed. */
+extern const gw_hist_bounds_t gw_hist_redis, gw_hist_request, gw_hist_lag;
+
+/* A Prometheus histogram: a count per bucket (the last one: above every bound), the sum and the
+ * number of observations. bounds is borrowed (one of the static sets above). Observing is a scan
+ * of at most 16 bounds and three adds: no allocation, no clock read. */
+typedef struct {
+    const gw_hist_bounds_t *bounds;
+    uint64_t counts[GW_HIST_MAX_BOUNDS + 1];
+    uint64_t count;
+    uint64_t sum_us;
+} gw_hist_t;
+
+/* Adds one observation of us microseconds to h. */
+static inline void gw_hist_observe(gw_hist_t *h, uint64_t us)
+{
+    uint32_t i = 0;
+    while (i < h->bounds->n && us > h->bounds->le_us[i])
+        i++;
+    h->counts[i]++;
+    h->count++;
+    h->sum_us += us;
+}
+/* Adds the time since start_us (gw_now_us) to h. */
+static inline void gw_hist_since(gw_hist_t *h, uint64_t start_us)
+{
+    uint64_t now = gw_now_us();
+    gw_hist_observe(h, now > start_us ? now - start_us : 0);
+}
+
+/* Server API endpoints and status classes (labels of cardgw_api_request_duration_seconds). */
+typedef enum {
+    GW_API_EP_PUBLISH = 0,
+    GW_API_EP_BROADCAST,
+    GW_API_EP_DISCONNECT,
+    GW_API_EP_UNSUBSCRIBE,
+    GW_API_EP_POSITION,
+    GW_API_EP_INFO,
+    GW_API_EP_ONLINE,
+    GW_API_EP_OTHER, /* unknown paths, the API disabled */
+    GW_API_EP__COUNT
+} gw_api_endpoint_t;
+typedef enum { GW_API_ST_2XX = 0, GW_API_ST_4XX, GW_API_ST_5XX, GW_API_ST__COUNT } gw_api_status_t;
+/* The endpoint named by a request path (borrowed; /api/v1/<name>). */
+gw_api_endpoint_t gw_api_endpoint_of(const char *path);
+
+/* Per configured namespace (index in cfg->namespaces): labels come from the configuration only. */
+typedef struct {
+    uint64_t publications;  /* publications relayed to the node's subscribers (once each) */
+    uint64_t deliveries;    /* publication frames queued to connections */
+    uint64_t subscriptions; /* gauge: subscriptions (being set up or live) */
+} gw_ns_metrics_t;
+
 typedef struct {
     uint64_t connections_open;
     uint64_t connections_accepted;
@@ -70,11 +134,22 @@ typedef struct {
     uint64_t rpc_pending;                     /* rpcs waiting for the backend's answer */
     uint64_t rpc_waits[GW_RPC_OUT__COUNT];    /* waiting rpcs ended, by outcome */
     uint64_t rpc_dropped[GW_RPC_DROP__COUNT]; /* reply-channel messages dropped, by reason */
+    /* histograms (bounds set by the static initialiser in metrics.c) */
+    gw_hist_t redis_rtt[GW_MAX_SHARDS + 1]; /* command round trips: [0] main, [1 + i] shard i */
+    uint64_t redis_slot_ready[GW_MAX_SHARDS + 1]; /* relay ready, same index */
+    uint32_t nshards;                             /* shards whose series are rendered */
+    gw_hist_t connect_time;                       /* connect received .. its reply queued */
+    gw_hist_t subscribe_time;                     /* subscribe received .. its reply queued */
+    gw_hist_t api_time[GW_API_EP__COUNT][GW_API_ST__COUNT]; /* request .. response */
+    gw_hist_t loop_lag;                                     /* how late the 100 ms timer fires */
+    gw_ns_metrics_t ns[GW_MAX_NAMESPACES];
 } gw_metrics_t;
 
 extern gw_metrics_t gw_metrics;
 
-/* Appends the Prometheus text exposition of every metric to out. */
-void gw_metrics_render(gw_buf_t *out);
+/* Appends the Prometheus text exposition of every metric to out: the node's, the process's
+ * (process_*, read from /proc/self now) and cardgw_build_info. cfg (borrowed) names the
+ * namespaces of the per-namespace series. */
+void gw_metrics_render(gw_buf_t *out, const gw_config_t *cfg);
 
 #endif

@@ -37,6 +37,7 @@ typedef struct gw_node {
     uint32_t max_connections;       /* effective caps (config "auto" resolved; 0 = none) */
     uint32_t max_per_ip;
     gw_log_limit_t accept_log, refuse_log; /* lines an attacker could make repeat */
+    gw_log_limit_t conn_log;               /* slow-consumer and flood closes (conn.c) */
     struct gw_watchdog *watchdog;
     struct gw_registry *registry; /* this node's entry in the cluster view */
     struct gw_online *online;     /* its users' connection counts, mirrored into Redis */
@@ -63,6 +64,8 @@ typedef struct gw_node {
     uv_timer_t unready_timer;    /* drain_unready_ms: /readyz 503 before the drain starts */
     uv_timer_t drain_timer;      /* closes connections in batches over drain_window_ms */
     uv_timer_t sweep_timer;      /* auth deadlines, token expiry, pings (gw_conn_sweep) */
+    uv_timer_t lag_timer;        /* every 100 ms: how late it fires is the loop's lag */
+    uint64_t lag_due_us;         /* when it should fire next (uv_hrtime, microseconds) */
     struct gw_frame *ping_frame; /* the WebSocket ping every connection gets, built once */
     uint64_t drain_per_tick;
     int stopping;  /* a stop was asked for: /readyz answers 503 from here */

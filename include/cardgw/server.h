@@ -21,6 +21,8 @@ typedef struct gw_http_req {
     int pending;              /* an asynchronous operation still refers to this request */
     const unsigned char *ext; /* a body not owned (a static file): sent from there in chunks */
     size_t ext_n, ext_off;
+    int endpoint;        /* server API: its gw_api_endpoint_t (metrics.h) */
+    uint64_t started_us; /* server API: when its headers arrived (gw_now_us), 0 once timed */
 } gw_http_req_t;
 
 /* Opens the listening socket (node->port gets the bound port), creates the lws context and
