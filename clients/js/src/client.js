@@ -12,6 +12,7 @@ export const CONNECTED = 'connected';
 export const CLOSE_CONNECT_TIMEOUT = 3000; // no connect reply within `timeout`
 export const CLOSE_DEAD = 3001; // nothing received for ping + pingMargin
 export const CLOSE_BAD_FRAME = 3002; // a frame the codec could not decode
+export const CLOSE_SUSPENDED = 3003; // suspend() called (network gone, app in the background)
 export const CLOSE_CLIENT = 1000; // disconnect() called
 
 const MAX_ID = 4294967295;
@@ -69,6 +70,11 @@ export function closePolicy(code, advice) {
       return { reconnect: true, delay: 'jitter', newToken: true };
     case 4008: // too many connections of this user
       return { reconnect: true, floor: 5000 };
+    // 1000 never comes from the node; from a platform it is not our close (we drop a socket's
+    // handlers before closing it): WeChat reports 1000 "interrupted" when it cuts the sockets of
+    // an app sent to the background. Reconnect (backoff, first retry within minReconnectDelay)
+    // and resume with since.
+    case 1000:
     default: // 1006 (network), 4006 (internal), refused, timeouts: backoff with jitter
       return { reconnect: true };
   }
@@ -102,6 +108,7 @@ export class Client {
     this._nextId = 1;
     this._attempt = 0; // failed connection attempts since the last successful connect
     this._reconnectTimer = null;
+    this._suspended = false;
     this._openGen = 0;
     this._beat = null;
     this._needToken = false;
@@ -167,6 +174,7 @@ export class Client {
     if (this.state !== DISCONNECTED) return this;
     this._attempt = 0;
     this._badTokens = 0;
+    this._suspended = false;
     this._setState(CONNECTING, { reason: 'connect called', attempt: 0 });
     this._open();
     return this;
@@ -176,6 +184,43 @@ export class Client {
    * by a later connect()); waiting commands fail with code 'closed'. */
   disconnect() {
     this._stop(CLOSE_CLIENT, 'disconnect called');
+    return this;
+  }
+
+  /**
+   * The network went away or the app went to the background: closes the current connection now
+   * (close 3003, `disconnected` with `reconnect: true`) and holds reconnecting until resume()
+   * (at most `maxReconnectDelay`, in case resume() is never called). Subscriptions resume with
+   * `since`; commands wait for the connection within their timeout. No effect when stopped.
+   * Called while a reconnect is pending, it only holds it.
+   */
+  suspend(reason) {
+    if (this.state === DISCONNECTED) return this;
+    this._suspended = true;
+    if (this._conn) this._lost(this._conn, CLOSE_SUSPENDED, reason || 'suspended');
+    else if (this._reconnectTimer) this._arm(0);
+    return this;
+  }
+
+  /**
+   * The network or the app is back: ends a suspend() and reconnects at once, skipping the wait
+   * of a pending reconnect (the backoff still grows if attempts keep failing). A connected
+   * client checks its connection with a ping and, with no answer within `pingMargin`, closes
+   * it as dead (3001) and reconnects. No effect when stopped (after disconnect() or a final close).
+   */
+  resume(reason) {
+    this._suspended = false;
+    if (this.state === CONNECTING && this._reconnectTimer) {
+      clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = null;
+      this._emit(CONNECTING, { reason: reason || 'resume', attempt: this._attempt, delay: 0 });
+      this._open();
+    } else if (this.state === CONNECTED && this._conn) {
+      const conn = this._conn;
+      this.ping({ timeout: this._pingMargin }).catch((e) => {
+        if (e.code === 'timeout' && conn === this._conn) this._lost(conn, CLOSE_DEAD, 'no answer to a ping after resume');
+      });
+    }
     return this;
   }
 
@@ -386,6 +431,7 @@ export class Client {
 
   _schedule(pol, code, reason, delay) {
     if (delay == null) delay = (pol.floor || 0) + this._backoff(this._attempt, pol.floor || this._minDelay);
+    if (this._suspended) delay = this._maxDelay;
     this._attempt++;
     if (Array.isArray(this._urls)) this._urlIndex++;
     this._conn = null;
@@ -393,6 +439,14 @@ export class Client {
     this._emit(DISCONNECTED, { code, reason, reconnect: true, delay });
     if (this.state !== CONNECTING) return; // a handler called disconnect()
     this._emit(CONNECTING, { reason, attempt: this._attempt, delay });
+    if (this.state !== CONNECTING || this._conn || this._reconnectTimer) return; // a handler reconnected
+    this._arm(delay);
+  }
+
+  /** (Re)arms the reconnect timer; while suspended it waits maxReconnectDelay (or resume()). */
+  _arm(delay) {
+    if (this._reconnectTimer) clearTimeout(this._reconnectTimer);
+    if (this._suspended) delay = this._maxDelay;
     this._reconnectTimer = setTimeout(() => this._open(), delay);
   }
 

@@ -89,7 +89,8 @@ export interface ConnectedEvent extends BaseEvent {
   url: string;
 }
 export interface DisconnectedEvent extends BaseEvent {
-  /** The WebSocket close code (server codes 4000–4999, 1001, 1006…; client 1000/3000/3001/3002). */
+  /** The WebSocket close code (server codes 4000–4999, 1001, 1006…; client 1000/3000–3003;
+   * WeChat's 1000 "interrupted"). */
   code: number;
   reason: string;
   /** false: the client stopped (state 'disconnected'); true: it reconnects after `delay` ms. */
@@ -214,6 +215,7 @@ export const SUBSCRIBED: 'subscribed';
 export const CLOSE_CONNECT_TIMEOUT: 3000;
 export const CLOSE_DEAD: 3001;
 export const CLOSE_BAD_FRAME: 3002;
+export const CLOSE_SUSPENDED: 3003;
 
 export interface ClosePolicy {
   reconnect: boolean;
@@ -285,6 +287,13 @@ export class Client {
   connect(): this;
   /** Closes and stops reconnecting; subscriptions are kept and resume with since on connect(). */
   disconnect(): this;
+  /** The network went away / the app went to the background: closes the connection now (3003)
+   * and holds reconnecting until resume() (at most maxReconnectDelay). No effect when stopped. */
+  suspend(reason?: string): this;
+  /** The network / the app is back: reconnects at once (skipping a pending backoff wait); a
+   * connected client checks its connection with a ping (dead without an answer within
+   * pingMargin). No effect when stopped. */
+  resume(reason?: string): this;
   on<K extends keyof ClientEvents>(event: K, fn: (ev: ClientEvents[K]) => void): () => void;
   once<K extends keyof ClientEvents>(event: K, fn: (ev: ClientEvents[K]) => void): () => void;
   off<K extends keyof ClientEvents>(event: K, fn: (ev: ClientEvents[K]) => void): void;

@@ -11,6 +11,7 @@ export {
   CLOSE_CONNECT_TIMEOUT,
   CLOSE_DEAD,
   CLOSE_BAD_FRAME,
+  CLOSE_SUSPENDED,
 } from './client.js';
 export { Subscription, UNSUBSCRIBED, SUBSCRIBING, SUBSCRIBED } from './subscription.js';
 export { jsonCodec } from './json.js';

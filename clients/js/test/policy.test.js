@@ -2,11 +2,11 @@
 // hook ordering rules.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client, closePolicy, CLOSE_DEAD } from '../src/index.js';
+import { Client, closePolicy, CLOSE_DEAD, CLOSE_SUSPENDED } from '../src/index.js';
 import { Hooks, makeEvent } from '../src/hooks.js';
 
 test('close codes: 4000–4499 reconnect, 4500–4999 stop, kick stops, advice wins', () => {
-  for (const code of [4000, 4001, 4002, 4003, 4004, 4005, 4006, 4007, 4008, 4499, 1001, 1006, CLOSE_DEAD]) {
+  for (const code of [1000, 4000, 4001, 4002, 4003, 4004, 4005, 4006, 4007, 4008, 4499, 1001, 1006, CLOSE_DEAD, CLOSE_SUSPENDED]) {
     assert.equal(closePolicy(code).reconnect, true, String(code));
   }
   for (const code of [4500, 4502, 4503, 4504, 4999]) assert.equal(closePolicy(code).reconnect, false, String(code));
@@ -54,4 +54,50 @@ test('hooks: priority beats registration order; ties keep registration order; st
   h.add('other', () => seen.push('never'), 1);
   assert.equal(h.run(makeEvent('other', {})), false);
   assert.deepEqual(seen, []);
+});
+
+test('suspend holds reconnecting, resume reconnects at once; 1000 "interrupted" reconnects', async () => {
+  // a transport that records its sockets; a test opens/closes them by hand
+  const socks = [];
+  const transport = () => {
+    const s = { sent: [], closed: null, send: (d) => s.sent.push(d), close: (code, reason) => (s.closed = { code, reason }) };
+    socks.push(s);
+    return s;
+  };
+  const c = new Client({ url: 'ws://x', token: 't', transport, minReconnectDelay: 10000, maxReconnectDelay: 60000 });
+  const evs = [];
+  c.on('disconnected', (ev) => evs.push(ev));
+  c.connect();
+  assert.equal(socks.length, 1);
+  socks[0].onopen();
+  socks[0].onmessage({ data: JSON.stringify({ id: 1, result: { client: 'c1', uid: 'u', node: 'n', ping: 25 } }) });
+  assert.equal(c.state, 'connected');
+  // a platform close (WeChat cuts a background app's sockets): reconnect, not a final close
+  socks[0].onclose({ code: 1000, reason: 'interrupted' });
+  assert.equal(c.state, 'connecting');
+  assert.deepEqual([evs[0].code, evs[0].reason, evs[0].reconnect], [1000, 'interrupted', true]);
+  // suspended: the pending reconnect waits maxReconnectDelay; resume skips the wait
+  c.suspend('app hidden');
+  assert.equal(socks.length, 1);
+  c.resume('app shown');
+  assert.equal(socks.length, 2, 'resume reconnects at once');
+  socks[1].onopen();
+  socks[1].onmessage({ data: JSON.stringify({ id: 2, result: { client: 'c2', uid: 'u', node: 'n', ping: 25 } }) });
+  assert.equal(c.state, 'connected');
+  // suspend while connected closes the socket (3003) and does not reconnect until resume
+  c.suspend('network lost');
+  assert.equal(socks[1].closed.code, CLOSE_SUSPENDED);
+  assert.equal(evs[1].code, CLOSE_SUSPENDED);
+  assert.equal(evs[1].reconnect, true);
+  assert.equal(evs[1].delay, 60000, 'held for maxReconnectDelay at most');
+  assert.equal(c.state, 'connecting');
+  assert.equal(socks.length, 2);
+  c.resume('network back');
+  assert.equal(socks.length, 3);
+  // stopped clients stay stopped
+  c.disconnect();
+  c.resume();
+  c.suspend();
+  assert.equal(c.state, 'disconnected');
+  assert.equal(socks.length, 3);
 });

@@ -31,11 +31,15 @@ async function bundle(contents) {
 test('bundle size within budget', async (t) => {
   const json = await bundle("export * from './src/index.js';");
   const mp = await bundle("export * from './src/index.js'; export * from './src/msgpack.js';");
+  const wx = await bundle("export * from './src/index.js'; export * from './src/wx.js';");
   const kb = (n) => (n / 1024).toFixed(1) + ' KB';
   t.diagnostic(`JSON-only: ${kb(json.bytes)} minified (${kb(json.gzip)} gzip), budget ${kb(BUDGET.json)}`);
   t.diagnostic(`with msgpack: ${kb(mp.bytes)} minified (${kb(mp.gzip)} gzip), budget ${kb(BUDGET.msgpack)}`);
+  t.diagnostic(`JSON + cardgw/wx: ${kb(wx.bytes)} minified (${kb(wx.gzip)} gzip), budget ${kb(BUDGET.json)}`);
   assert.ok(!json.inputs.some((i) => i.includes('@msgpack')), 'the JSON-only build does not pull @msgpack/msgpack');
   assert.ok(mp.inputs.some((i) => i.includes('@msgpack')));
   assert.ok(json.bytes <= BUDGET.json, `JSON-only ${json.bytes} B > ${BUDGET.json} B`);
+  assert.ok(wx.bytes <= BUDGET.json, `JSON + wx ${wx.bytes} B > ${BUDGET.json} B (the WeChat adapter fits the JSON budget)`);
+  assert.ok(!wx.inputs.some((i) => i.includes('@msgpack')));
   assert.ok(mp.bytes <= BUDGET.msgpack, `msgpack ${mp.bytes} B > ${BUDGET.msgpack} B`);
 });
