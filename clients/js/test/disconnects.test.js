@@ -111,9 +111,16 @@ test('a transport that repeats and loses frames: duplicates dropped, gaps detect
     sent.push(k);
     if (k % 10 === 9) await sleep(20);
   }
-  assert.ok(await waitFor(() => (rec.get(ch) || []).length >= sent.length, 10000));
+  // a lost frame is noticed when the next one arrives: if the transport lost the last ones,
+  // publish a few more (bounded) until everything of the first 60 is in
+  for (let k = 60; k < 80 && !(await waitFor(() => (rec.get(ch) || []).length >= 60, 1000)); k++) {
+    await node.publish(ch, { k });
+    sent.push(k);
+  }
   await sleep(100);
-  assert.deepEqual(rec.get(ch), sent, 'exactly once, in order');
+  const got = rec.get(ch) || [];
+  assert.ok(got.length >= 60, `got ${got.length}`);
+  assert.deepEqual(got, sent.slice(0, got.length), 'exactly once, in order');
   assert.ok(dropped >= 5, `dropped ${dropped}`);
   assert.ok(gaps.length >= 1, 'gaps detected');
   assert.ok(c.stats.duplicates >= 30, `duplicates dropped: ${c.stats.duplicates}`);
