@@ -1,6 +1,6 @@
 // The cardgw client: one connection at a time, reconnecting by the rules of PROTOCOL.md
 // sections 3, 6 and 10; subscriptions resume with `since`.
-import { Hooks, Emitter, makeEvent } from './hooks.js';
+import { Hooks, Emitter, makeEvent, withListeners } from './hooks.js';
 import { jsonCodec } from './json.js';
 import { Subscription, SUBSCRIBED, UNSUBSCRIBED, normPosition } from './subscription.js';
 
@@ -121,18 +121,6 @@ export class Client {
   }
 
   // ---- events and plugins --------------------------------------------------------------------
-
-  on(event, fn) {
-    return this._em.on(event, fn);
-  }
-
-  once(event, fn) {
-    return this._em.once(event, fn);
-  }
-
-  off(event, fn) {
-    this._em.off(event, fn);
-  }
 
   /**
    * Registers a plugin: an object whose methods are named after events (`publication`,
@@ -648,3 +636,5 @@ export class Client {
 }
 
 export { Subscription, SUBSCRIBED, UNSUBSCRIBED };
+
+withListeners(Client); // on / once / off: the app's listeners

@@ -52,6 +52,20 @@ export class Hooks {
   }
 }
 
+/** Gives cls (whose instances keep an Emitter in this._em) the app-facing on/once/off. */
+export function withListeners(cls) {
+  cls.prototype.on = function on(event, fn) {
+    return this._em.on(event, fn);
+  };
+  cls.prototype.once = function once(event, fn) {
+    return this._em.once(event, fn);
+  };
+  cls.prototype.off = function off(event, fn) {
+    this._em.off(event, fn);
+  };
+  return cls;
+}
+
 /** A plain emitter for the app's listeners (registration order). */
 export class Emitter {
   constructor() {

@@ -5,7 +5,7 @@
 // compares what the app wants now with what the server holds and sends what is missing, so any
 // sequence of subscribe()/unsubscribe() calls ends in the state of the last call and costs at
 // most one command per round trip.
-import { Emitter, makeEvent } from './hooks.js';
+import { Emitter, makeEvent, withListeners } from './hooks.js';
 
 export const UNSUBSCRIBED = 'unsubscribed';
 export const SUBSCRIBING = 'subscribing';
@@ -34,18 +34,6 @@ export class Subscription {
   /** The last applied position {epoch, offset}, or null before the first subscribe reply. */
   get position() {
     return this._pos ? { epoch: this._pos.epoch, offset: this._pos.offset } : null;
-  }
-
-  on(event, fn) {
-    return this._em.on(event, fn);
-  }
-
-  once(event, fn) {
-    return this._em.once(event, fn);
-  }
-
-  off(event, fn) {
-    this._em.off(event, fn);
   }
 
   /** Wants the channel subscribed (idempotent). opts.since: resume after this position (the
@@ -251,3 +239,5 @@ export class Subscription {
     }
   }
 }
+
+withListeners(Subscription); // on / once / off: the app's listeners
