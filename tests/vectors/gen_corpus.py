@@ -27,6 +27,8 @@ for v in V:
 w("relay_pub_json", b"\x04" + b'1\nE1\n42\nj\nu7\n{"a":1}')
 w("relay_presence_join", b"\x04" + b"1\n\n0\nJ\nu7\nabc-1")
 w("relay_presence_join_info", b"\x04" + b'1\n\n0\nJ\nu7\nabc-1\n{"name":"Li","avatar":"a.png"}')
+# found by the fuzzer: a NUL as the kind (strchr finds the terminator) was taken for a publication
+w("relay_kind_nul", b"\x04" + b"1\n\n0\n\x00\nu7\nabc-1")
 w("presence_member", b"\x08" + b"u7 abc-1")
 w("presence_member_info", b"\x08" + b'u7 abc-1 {"name":"Li Wei","tags":["x y"]}')
 w("control_unsubscribe", b"\x05" + b"unsubscribe\nu7\ngroup:g1")
