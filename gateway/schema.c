@@ -152,8 +152,8 @@ int gw_schema_parse_relay(const char *p, size_t n, gw_relay_frame_t *w)
         fl[i] = (size_t)(nl - p);
         p = nl + 1;
     }
-    if (fl[0] != 1 || f[0][0] != '1' || fl[1] > GW_PROTO_MAX_EPOCH || fl[3] != 1 ||
-        !f[3][0] || !strchr("mjJL", f[3][0]) || fl[2] == 0 || fl[2] >= sizeof(num))
+    if (fl[0] != 1 || f[0][0] != '1' || fl[1] > GW_PROTO_MAX_EPOCH || fl[3] != 1 || !f[3][0] ||
+        !strchr("mjJL", f[3][0]) || fl[2] == 0 || fl[2] >= sizeof(num))
         return -EINVAL;
     memcpy(num, f[2], fl[2]);
     num[fl[2]] = '\0';
