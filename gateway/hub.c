@@ -319,6 +319,7 @@ gw_hub_t *gw_hub_new(gw_node_t *node, const gw_redis_t *redis, const gw_redis_t 
     gw_hub_t *hub = gw_calloc(1, sizeof(*hub));
     hub->node = node;
     hub->cfg = node->cfg;
+    hub->offline_cap = gw_config_offline_cap(node->cfg);
     hub->redis = redis;
     hub->main_is_shard = nshards == 0;
     hub->nshards = nshards ? GW_MIN(nshards, GW_MAX_SHARDS) : 1;

@@ -113,6 +113,7 @@ struct gw_hub {
     uint32_t nshards;
     int main_is_shard;          /* no redis_shards: the main Redis is shard 0 (one broker) */
     gw_script_t publish_script; /* scripts/publish.lua */
+    int offline_cap;            /* gw_config_offline_cap, computed once */
     gw_channel_t **buckets;
     size_t nbuckets, nchannels;
     uv_timer_t tick_timer;              /* presence refresh and position checks, spread over time */
@@ -167,9 +168,12 @@ void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch);
  * idle channels' positions; each channel is visited about every 5 s (or
  * position_check_interval_ms when that is shorter). */
 void gw_relay_tick(uv_timer_t *t);
-/* Queues frame f (borrowed) of offset to a live subscription if it is the next one; returns 0, or
- * -1 on a gap (the caller kicks the subscription). */
+/* Queues frame f (borrowed) of offset to a live subscription if it is the next one; returns 1 when
+ * queued, 0 when not (a duplicate, a closing connection), or
+ * -1 on a gap (the caller kicks the subscription). Deliveries are counted by the caller. */
 int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f);
+/* Adds n deliveries of ch to the metrics (global and its namespace's). */
+void gw_channel_count_deliveries(const gw_channel_t *ch, uint64_t n);
 
 /* ---- subscription.c -----------------------------------------------------------------------------
  */

@@ -40,8 +40,7 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
     int sn = snprintf(size, sizeof(size), "%d", ns->history_size);
     int tn = snprintf(ttl, sizeof(ttl), "%d", GW_MAX(ns->history_ttl_s, 1));
     int mn = snprintf(mttl, sizeof(mttl), "%u", gw_hub_meta_ttl(ns));
-    int on = snprintf(ocap, sizeof(ocap), "%d",
-                      ns->offline_size > 0 ? gw_config_offline_cap(hub->cfg) : 0);
+    int on = snprintf(ocap, sizeof(ocap), "%d", ns->offline_size > 0 ? hub->offline_cap : 0);
     const char *argv[] = {"4",
                           km,
                           kx,

@@ -37,8 +37,9 @@ static void gw_sub_buffer(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
     s->pend[s->npend++] = (gw_pending_pub_t){offset, gw_frame_ref(f)};
 }
 
-/* Sends f to a live subscription if it is the next offset; returns -1 on a gap (the caller
- * kicks the subscription). */
+/* Sends f to a live subscription if it is the next offset; returns 1 when it was queued, 0 when
+ * not (a duplicate, or the connection is closing), -1 on a gap (the caller kicks the
+ * subscription). Deliveries are counted by the caller, once per publication. */
 int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
 {
     if (offset <= s->pos)
@@ -46,11 +47,13 @@ int gw_sub_deliver(gw_sub_t *s, uint64_t offset, gw_frame_t *f)
     if (offset != s->pos + 1)
         return -1;
     s->pos = offset;
-    if (gw_conn_send(s->conn, f) == 0) {
-        gw_metrics.deliveries++;
-        gw_metrics.ns[s->ch->nsi].deliveries++;
-    }
-    return 0;
+    return gw_conn_send(s->conn, f) == 0;
+}
+
+void gw_channel_count_deliveries(const gw_channel_t *ch, uint64_t n)
+{
+    gw_metrics.deliveries += n;
+    gw_metrics.ns[ch->nsi].deliveries += n;
 }
 
 /* One publication, in order, to every subscription of the channel: each encoding is encoded
@@ -59,6 +62,7 @@ static void gw_channel_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_pub_t *p
 {
     gw_frame_t *frames[2] = {NULL, NULL};
     gw_list_t *it, *tmp;
+    uint64_t sent = 0;
     gw_metrics.ns[ch->nsi].publications++;
     gw_list_foreach_safe(it, tmp, &ch->subs)
     {
@@ -68,11 +72,15 @@ static void gw_channel_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_pub_t *p
             gw_sub_buffer(s, pub->offset, gw_pub_frame(frames, s->conn->enc, ch, pub));
         } else if (s->state == GW_SUB_LIVE) {
             f = gw_pub_frame(frames, s->conn->enc, ch, pub);
-            if (gw_sub_deliver(s, pub->offset, f) != 0)
+            int r = gw_sub_deliver(s, pub->offset, f);
+            if (r < 0)
                 gw_sub_kick(hub, s, GW_ERR_INSUFFICIENT_STATE,
                             "insufficient state: resubscribe with since");
+            else
+                sent += (uint64_t)r;
         }
     }
+    gw_channel_count_deliveries(ch, sent);
     gw_frame_unref(frames[0]);
     gw_frame_unref(frames[1]);
 }

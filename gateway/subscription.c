@@ -183,8 +183,13 @@ static void gw_on_position(void *priv, const gw_history_t *h)
     s->pos = h->top;
     s->state = GW_SUB_LIVE;
     int gap = 0;
-    for (uint32_t i = 0; i < s->npend && !gap; i++)
-        gap = gw_sub_deliver(s, s->pend[i].offset, s->pend[i].frame) != 0;
+    uint64_t sent = 0;
+    for (uint32_t i = 0; i < s->npend && !gap; i++) {
+        int r = gw_sub_deliver(s, s->pend[i].offset, s->pend[i].frame);
+        gap = r < 0;
+        sent += r > 0;
+    }
+    gw_channel_count_deliveries(ch, sent);
     gw_sub_clear_pending(s);
     gw_sub_release_held(hub, s);
     if (gap) {

@@ -68,11 +68,18 @@ static void fake_subscribe(void *ctx, const char *ch, size_t n, int on)
 static const gw_redis_t fake_redis = {NULL, fake_connected, fake_command, fake_eval,
                                       fake_subscribe};
 
-/* Removes and returns (in *out) the oldest pending call of kind; 0, or -1 when there is none. */
-static int fake_take(char kind, fake_call_t *out)
+/* Whether call i is of kind and, when name is not NULL, a command of that name. */
+static int fake_match(int i, char kind, const char *name)
+{
+    return fake_calls[i].kind == kind && (!name || strcmp(fake_calls[i].argv[0], name) == 0);
+}
+
+/* Removes and returns (in *out) the oldest pending call of kind (and name, when not NULL); 0, or
+ * -1 when there is none. */
+static int fake_take_named(char kind, const char *name, fake_call_t *out)
 {
     for (int i = 0; i < fake_ncalls; i++)
-        if (fake_calls[i].kind == kind) {
+        if (fake_match(i, kind, name)) {
             *out = fake_calls[i];
             memmove(&fake_calls[i], &fake_calls[i + 1],
                     (size_t)(fake_ncalls - i - 1) * sizeof(*fake_calls));
@@ -82,12 +89,22 @@ static int fake_take(char kind, fake_call_t *out)
     return -1;
 }
 
-static int fake_pending(char kind)
+static int fake_pending_named(char kind, const char *name)
 {
     int n = 0;
     for (int i = 0; i < fake_ncalls; i++)
-        n += fake_calls[i].kind == kind;
+        n += fake_match(i, kind, name);
     return n;
+}
+
+static int fake_take(char kind, fake_call_t *out)
+{
+    return fake_take_named(kind, NULL, out);
+}
+
+static int fake_pending(char kind)
+{
+    return fake_pending_named(kind, NULL);
 }
 
 static void fake_call_free(fake_call_t *k)
@@ -602,28 +619,6 @@ TEST(pubsub_loss_fills_from_history_after_resubscribe)
     env_free(&e);
 }
 
-/* Removes the oldest pending command named name (e.g. "ZRANGEBYSCORE"); 0, or -1 if none. */
-static int take_cmd(const char *name, fake_call_t *out)
-{
-    for (int i = 0; i < fake_ncalls; i++)
-        if (fake_calls[i].kind == 'c' && strcmp(fake_calls[i].argv[0], name) == 0) {
-            *out = fake_calls[i];
-            memmove(&fake_calls[i], &fake_calls[i + 1],
-                    (size_t)(fake_ncalls - i - 1) * sizeof(*fake_calls));
-            fake_ncalls--;
-            return 0;
-        }
-    return -1;
-}
-
-static int pending_cmd(const char *name)
-{
-    int n = 0;
-    for (int i = 0; i < fake_ncalls; i++)
-        n += fake_calls[i].kind == 'c' && strcmp(fake_calls[i].argv[0], name) == 0;
-    return n;
-}
-
 static void presence_cmd(env_t *e, gw_conn_t *c, uint32_t id)
 {
     gw_cmd_t cmd;
@@ -638,7 +633,7 @@ static void presence_cmd(env_t *e, gw_conn_t *c, uint32_t id)
 static void answer_presence(size_t n)
 {
     fake_call_t k;
-    CHECK_EQ_INT(take_cmd("ZRANGEBYSCORE", &k), 0);
+    CHECK_EQ_INT(fake_take_named('c', "ZRANGEBYSCORE", &k), 0);
     redisReply *r = r_arr(n);
     for (size_t i = 0; i < n; i++) {
         char m[64];
@@ -659,30 +654,30 @@ TEST(presence_commands_share_a_read_and_never_miss_a_join_they_could_know_of)
     gw_config_set(&e.cfg, "namespace.room.presence", "true", "test", err, sizeof(err));
     gw_conn_t *c = live_conn(&e, "E1", 0);
     presence_cmd(&e, c, 10); /* read R1 starts */
-    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 1);
+    CHECK_EQ_INT(fake_pending_named('c', "ZRANGEBYSCORE"), 1);
     const char join[] = "1\n\n0\nJ\nu9\nc-9";
     gw_hub_on_message(e.node.hub, 0, CHKEY, strlen(CHKEY), join, sizeof(join) - 1);
     presence_cmd(&e, c, 11); /* after a join: R1 may lack it */
     gw_hub_on_message(e.node.hub, 0, CHKEY, strlen(CHKEY), join, sizeof(join) - 1);
-    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 1); /* one read at a time */
-    answer_presence(1);                            /* R1: answers 10 only, R2 starts */
+    CHECK_EQ_INT(fake_pending_named('c', "ZRANGEBYSCORE"), 1); /* one read at a time */
+    answer_presence(1);                                        /* R1: answers 10 only, R2 starts */
     take_sent(c, sent, sizeof(sent));
     CHECK(strstr(sent, "\"id\":10,\"result\":{\"connections\":1,") != NULL);
     CHECK(strstr(sent, "\"id\":11,") == NULL);
-    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 1);
+    CHECK_EQ_INT(fake_pending_named('c', "ZRANGEBYSCORE"), 1);
     answer_presence(3); /* R2 started after both joins: answers 11, no third read */
     take_sent(c, sent, sizeof(sent));
     CHECK(strstr(sent, "\"id\":11,\"result\":{\"connections\":3,") != NULL);
-    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 0);
+    CHECK_EQ_INT(fake_pending_named('c', "ZRANGEBYSCORE"), 0);
     presence_cmd(&e, c, 12); /* R2 is fresh: answered without a read */
-    CHECK_EQ_INT(pending_cmd("ZRANGEBYSCORE"), 0);
+    CHECK_EQ_INT(fake_pending_named('c', "ZRANGEBYSCORE"), 0);
     take_sent(c, sent, sizeof(sent));
     CHECK(strstr(sent, "\"id\":12,\"result\":{\"connections\":3,") != NULL);
     presence_cmd(&e, c, 13); /* still fresh; then a join, and the next read fails: 111 */
     gw_hub_on_message(e.node.hub, 0, CHKEY, strlen(CHKEY), join, sizeof(join) - 1);
     presence_cmd(&e, c, 14);
     fake_call_t k;
-    CHECK_EQ_INT(take_cmd("ZRANGEBYSCORE", &k), 0);
+    CHECK_EQ_INT(fake_take_named('c', "ZRANGEBYSCORE", &k), 0);
     k.cb(k.priv, NULL);
     fake_call_free(&k);
     take_sent(c, sent, sizeof(sent));
