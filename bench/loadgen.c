@@ -1088,8 +1088,9 @@ static int run_pub_redis(void)
             snprintf(k2, sizeof(k2), "cardgw:{%s}:x", ch);
             snprintf(k3, sizeof(k3), "cardgw:{%s}", ch);
             size_t dn = make_payload(data, 1, seq, G.bytes);
-            redisAppendCommand(rc, "EVALSHA %s 3 %s %s %s %b m %s 100 600 604800", sha, k1, k2, k3,
-                               data, dn, "");
+            /* as the node calls it: no offline stream (ARGV[8] 0), relay timestamps on (ARGV[9]) */
+            redisAppendCommand(rc, "EVALSHA %s 3 %s %s %s %b m %s 100 600 604800 0 0 1", sha, k1,
+                               k2, k3, data, dn, "");
         }
         for (; batch > 0; batch--, acked++) {
             if (redisGetReply(rc, (void **)&r) != REDIS_OK) {

@@ -524,6 +524,28 @@ def sc_idle(a):
     return rows
 
 
+def hist_quantile(m0, m1, name, q):
+    """Prometheus' histogram_quantile over the increase of histogram `name` between two /metrics
+    scrapes ({"name_bucket{le=\"0.001\"}": count, ...}): linear within the bucket, the upper
+    bound of the last finite bucket above it. NaN without observations."""
+    b = []
+    for k, v in m1.items():
+        if k.startswith(name + "_bucket{le=\""):
+            le = k[len(name) + 12:-2]
+            b.append((float("inf") if le == "+Inf" else float(le), v - m0.get(k, 0)))
+    b.sort()
+    if not b or b[-1][1] <= 0:
+        return float("nan")
+    rank, lo, below = q * b[-1][1], 0.0, 0.0
+    for le, c in b:
+        if c >= rank:
+            if le == float("inf"):
+                return lo
+            return lo + (le - lo) * (rank - below) / max(c - below, 1e-9)
+        lo, below = le, c
+    return lo
+
+
 def fanout_steps(a, lg, pids_fn, publish, rates, members, metrics_fn=None, label=""):
     rows, seq = [], 0
     crossed = None
@@ -558,6 +580,11 @@ def fanout_steps(a, lg, pids_fn, publish, rates, members, metrics_fn=None, label
              "lost": expected - rx + summed(st, "dup"), "dup": summed(st, "dup"),
              "gaps": summed(st, "gap")}
         if metrics_fn:
+            # the node's own view of the same step: cardgw_delivery_latency_seconds (sampled
+            # deliveries, publish time in Redis to socket write), as histogram_quantile reads it
+            for q in (50, 99):
+                r["node_p%d_ms" % q] = hist_quantile(m0, m1, "cardgw_delivery_latency_seconds",
+                                                     q / 100) * 1000
             w = m1.get("cardgw_socket_writes_total", 0) - m0.get("cardgw_socket_writes_total", 0)
             d = m1.get("cardgw_deliveries_total", 0) - m0.get("cardgw_deliveries_total", 0)
             r["writes_per_delivery"] = w / d if d else float("nan")
@@ -1083,8 +1110,8 @@ COLS = {
     "idle": ["conns", "ready", "node", "rss_base_mb", "rss_mb", "bytes_per_conn",
              "idle_cpu_pct", "errors"],
     "fanout": ["shape", "pubs_per_s", "delivered_per_s", "cpu_us_per_msg", "node_cpu_pct",
-               "writes_per_delivery", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "lost",
-               "dup", "gaps"],
+               "writes_per_delivery", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
+               "node_p50_ms", "node_p99_ms", "lost", "dup", "gaps"],
     "scale": ["shards", "nodes", "delivered_per_s", "redis_us_per_delivery", "redis_us_per_pub",
               "node_us_per_delivery", "per_node_core_deliveries_s", "haproxy_cpu_pct", "p99_ms",
               "lost", "pub_errors", "gaps", "dup"],

@@ -1,6 +1,7 @@
 #!/bin/bash
 # script-cost.sh — Redis CPU per publish of scripts/publish.lua against the same script at a git
 # revision (default HEAD): redis-benchmark EVALSHA, pipelined, alternating, on a private Redis.
+# The arguments are the node's (no offline stream, relay timestamps on: ARGV[7..9] = 0 0 1).
 # Usage: bench/script-cost.sh [REV] [ROUNDS]   (make bench-script BENCH_ARGS="REV ROUNDS")
 set -euo pipefail
 rev=${1:-HEAD}
@@ -26,7 +27,7 @@ for r in $(seq "$rounds"); do
         a=$(cpu)
         t0=$(date +%s.%N)
         redis-benchmark -p "$port" -n $n -c 8 -P 16 -q evalsha "$sha" 3 m x c \
-            '{"card":"updated","uid":"u7"}' j '' 100 600 604800 >/dev/null 2>&1
+            '{"card":"updated","uid":"u7"}' j '' 100 600 604800 0 0 1 >/dev/null 2>&1
         t1=$(date +%s.%N)
         b=$(cpu)
         awk -v v="$v" -v rev="$rev" -v r="$r" -v a="$a" -v b="$b" -v hz="$hz" -v n=$n -v t="$t0 $t1" \

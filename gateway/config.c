@@ -53,6 +53,7 @@ static const gw_key_t gw_keys[] = {
     KI(redis_canary_interval_ms, "1000", 50, 600000),
     KI(redis_command_timeout_ms, "5000", 10, 600000),
     KI(redis_restart_keeps_writes, "0", 0, 1),
+    KI(relay_timestamps, "1", 0, 1),
     KI(auth_timeout_ms, "5000", 100, 600000),
     KI(max_frame_bytes, "65536", 64, 16 * 1024 * 1024),
     KI(max_send_queue_bytes, "1048576", 1024, 1024 * 1024 * 1024),

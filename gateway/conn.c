@@ -44,6 +44,7 @@ static gw_frame_t *gw_frame_from_buf_op(gw_buf_t *buf, uint8_t opcode)
         gw_buf_reserve(buf, 1);
     gw_frame_t *f = gw_malloc(sizeof(*f));
     f->refs = 1;
+    f->pub_us = 0;
     f->mem = buf->base;
     f->data = gw_buf_data(buf) - h;
     memcpy(f->data, hdr, h);
@@ -294,6 +295,20 @@ static int gw_conn_send_raw(gw_conn_t *c, uint8_t *p, size_t n)
     return lws_write(c->wsi, p, n, LWS_WRITE_RAW) < (int)n ? -1 : 0;
 }
 
+/* cardgw_delivery_latency_seconds: one publication frame in GW_LATENCY_SAMPLE is timed from its
+ * publish time (the Redis clock, relay frame version 2) to the write that carries it; the wall
+ * clock is read at most once per write (*now_us: 0 until then). */
+#define GW_LATENCY_SAMPLE 8
+static void gw_conn_time_delivery(const gw_frame_t *f, uint64_t *now_us)
+{
+    static uint32_t tick;
+    if (!f->pub_us || ++tick % GW_LATENCY_SAMPLE != 0)
+        return;
+    if (!*now_us)
+        *now_us = gw_wall_us();
+    gw_hist_observe(&gw_metrics.delivery_latency, *now_us > f->pub_us ? *now_us - f->pub_us : 0);
+}
+
 /* One write of what is queued: a single frame goes straight from its shared buffer; several are
  * gathered (pre-built WebSocket headers included, up to GW_COALESCE_MAX bytes) and written as raw
  * bytes. While lws still holds bytes a full socket did not take, waits for its writable callback
@@ -310,8 +325,10 @@ static int gw_conn_write(gw_conn_t *c)
     }
     int rc, want;
     uint32_t frames = 0;
+    uint64_t now_us = 0;
     if (c->qlen == 1 || c->q[c->qhead]->len > GW_COALESCE_MAX / 2) {
         gw_frame_t *f = gw_conn_pop(c);
+        gw_conn_time_delivery(f, &now_us);
         want = (int)f->len;
         rc = gw_conn_send_raw(c, f->data, f->len);
         gw_frame_unref(f);
@@ -320,6 +337,7 @@ static int gw_conn_write(gw_conn_t *c)
         size_t used = 0;
         while (c->qlen && used + c->q[c->qhead]->len <= GW_COALESCE_MAX) {
             gw_frame_t *f = gw_conn_pop(c);
+            gw_conn_time_delivery(f, &now_us);
             memcpy(scratch + LWS_PRE + used, f->data, f->len);
             used += f->len;
             gw_frame_unref(f);

@@ -45,6 +45,7 @@ gw_metrics_t gw_metrics = {
                  GW_H_API(gw_hist_request), GW_H_API(gw_hist_request), GW_H_API(gw_hist_request),
                  GW_H_API(gw_hist_request), GW_H_API(gw_hist_request)},
     .loop_lag = GW_H(gw_hist_lag),
+    .delivery_latency = GW_H(gw_hist_request),
 };
 _Static_assert(GW_MAX_SHARDS + 1 == 17, "gw_metrics.redis_rtt initialiser: 4 x 4 + 1 entries");
 _Static_assert(GW_API_EP__COUNT == 8 && GW_API_ST__COUNT == 3, "gw_metrics.api_time initialiser");
@@ -179,6 +180,10 @@ static void gw_render_histograms(gw_buf_t *out, const gw_metrics_t *m)
     gw_hist_header(out, "cardgw_loop_lag_seconds",
                    "How late a 100 ms event-loop timer fires (event-loop lag).");
     gw_hist_series(out, "cardgw_loop_lag_seconds", "", &m->loop_lag);
+    gw_hist_header(out, "cardgw_delivery_latency_seconds",
+                   "Publication delivery latency: its publish time (the Redis clock in the relay "
+                   "frame) to the socket write that carries it, one delivery in 8 sampled.");
+    gw_hist_series(out, "cardgw_delivery_latency_seconds", "", &m->delivery_latency);
 }
 
 /* ---- per namespace ------------------------------------------------------------------------- */

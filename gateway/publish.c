@@ -53,7 +53,8 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
                           ttl,
                           mttl,
                           hub->cfg->redis_restart_keeps_writes ? "1" : "0",
-                          ocap};
+                          ocap,
+                          hub->cfg->relay_timestamps ? "1" : "0"};
     size_t argvlen[] = {1,
                         gw_schema_channel_key(km, sizeof(km), ch, n, GW_KEY_META),
                         gw_schema_channel_key(kx, sizeof(kx), ch, n, GW_KEY_STREAM),
@@ -66,7 +67,8 @@ int gw_hub_publish(gw_hub_t *hub, const char *ch, size_t n, gw_data_t data, cons
                         (size_t)tn,
                         (size_t)mn,
                         1,
-                        (size_t)on};
+                        (size_t)on,
+                        1};
     gw_pub_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;

@@ -16,13 +16,14 @@
 /* ---- fan-out --------------------------------------------------------------------------------- */
 
 static gw_frame_t *gw_pub_frame(gw_frame_t **frames, gw_enc_t enc, gw_channel_t *ch,
-                                const gw_pub_t *pub)
+                                const gw_pub_t *pub, uint64_t time_us)
 {
     if (!frames[enc]) {
         gw_buf_t b;
         gw_buf_init(&b, GW_FRAME_HEADROOM);
         gw_proto_enc_pub(&b, enc, (gw_slice_t){ch->name, ch->n}, pub);
         frames[enc] = gw_frame_from_buf(&b, enc == GW_ENC_MSGPACK);
+        frames[enc]->pub_us = time_us;
     }
     return frames[enc];
 }
@@ -57,8 +58,11 @@ void gw_channel_count_deliveries(const gw_channel_t *ch, uint64_t n)
 }
 
 /* One publication, in order, to every subscription of the channel: each encoding is encoded
- * once and the same frame is queued to every recipient. */
-static void gw_channel_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_pub_t *pub)
+ * once and the same frame is queued to every recipient. time_us: its publish time (relay frame
+ * version 2; 0 when unknown: version 1, or read from history), kept in the frame for the
+ * delivery-latency histogram (gw_conn_write). */
+static void gw_channel_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_pub_t *pub,
+                              uint64_t time_us)
 {
     gw_frame_t *frames[2] = {NULL, NULL};
     gw_list_t *it, *tmp;
@@ -69,9 +73,9 @@ static void gw_channel_fanout(gw_hub_t *hub, gw_channel_t *ch, const gw_pub_t *p
         gw_sub_t *s = gw_container_of(it, gw_sub_t, chan_link);
         gw_frame_t *f;
         if (s->state == GW_SUB_POSITIONING) {
-            gw_sub_buffer(s, pub->offset, gw_pub_frame(frames, s->conn->enc, ch, pub));
+            gw_sub_buffer(s, pub->offset, gw_pub_frame(frames, s->conn->enc, ch, pub, time_us));
         } else if (s->state == GW_SUB_LIVE) {
-            f = gw_pub_frame(frames, s->conn->enc, ch, pub);
+            f = gw_pub_frame(frames, s->conn->enc, ch, pub, time_us);
             int r = gw_sub_deliver(s, pub->offset, f);
             if (r < 0)
                 gw_sub_kick(hub, s, GW_ERR_INSUFFICIENT_STATE,
@@ -119,7 +123,7 @@ void gw_channel_relay(gw_hub_t *hub, gw_channel_t *ch, const char *payload, size
         return;
     }
     if (!ch->synced) { /* nobody is live yet: subscriptions being set up buffer it */
-        gw_channel_fanout(hub, ch, &w.pub);
+        gw_channel_fanout(hub, ch, &w.pub, w.time_us);
         return;
     }
     if (w.epoch.n != strlen(ch->epoch) || memcmp(w.epoch.p, ch->epoch, w.epoch.n) != 0) {
@@ -140,7 +144,7 @@ void gw_channel_relay(gw_hub_t *hub, gw_channel_t *ch, const char *payload, size
         return;
     }
     ch->last = w.pub.offset;
-    gw_channel_fanout(hub, ch, &w.pub);
+    gw_channel_fanout(hub, ch, &w.pub, w.time_us);
 }
 
 /* Relays what was held during a fill, in arrival order (a new jump holds the rest again). */
@@ -207,7 +211,7 @@ static void gw_on_fill(void *priv, const gw_history_t *h)
             if (h->pubs[i].offset != ch->last + 1)
                 break;
             ch->last = h->pubs[i].offset;
-            gw_channel_fanout(hub, ch, &h->pubs[i]);
+            gw_channel_fanout(hub, ch, &h->pubs[i], 0);
         }
         if (ch->last < h->top && h->npubs == GW_FILL_MAX &&
             h->pubs[h->npubs - 1].offset == ch->last) {

@@ -15,6 +15,8 @@
 --           "0" or absent (redis_restart_keeps_writes in config.example)
 -- ARGV[8] = offline stream cap: when no node is subscribed to KEYS[3] (PUBLISH reached nobody),
 --           the publication is also appended to KEYS[4], MAXLEN ~ this; "0" or absent = off
+-- ARGV[9] = "1": the frame carries this Redis's clock at the publication (frame version 2, for
+--           the nodes' delivery-latency histogram); "0" or absent: version 1 (relay_timestamps)
 -- Returns { offset, epoch }.
 --
 -- The epoch is made here from the server clock when the meta hash is missing (first publish,
@@ -61,8 +63,14 @@ local meta_ttl = tonumber(ARGV[6])
 if meta_ttl > 0 then
   redis.call("EXPIRE", KEYS[1], meta_ttl)
 end
--- frame: version, epoch, offset, format, publisher, then the data (all but data are one line)
-local heard = redis.call("PUBLISH", KEYS[3], "1\n" .. epoch .. "\n" .. off .. "\n" .. fmt .. "\n" .. ARGV[3] .. "\n" .. ARGV[1])
+-- frame: version, [publish time in us,] epoch, offset, format, publisher, then the data (all but
+-- data are one line)
+local head = "1\n"
+if ARGV[9] == "1" then
+  local t = redis.call("TIME")
+  head = "2\n" .. t[1] .. string.format("%06d", tonumber(t[2])) .. "\n"
+end
+local heard = redis.call("PUBLISH", KEYS[3], head .. epoch .. "\n" .. off .. "\n" .. fmt .. "\n" .. ARGV[3] .. "\n" .. ARGV[1])
 local cap = tonumber(ARGV[8] or "0") or 0
 if heard == 0 and cap > 0 and KEYS[4] then
   redis.call("XADD", KEYS[4], "MAXLEN", "~", cap, "*", "ch", string.sub(KEYS[3], 9, -2),

@@ -99,6 +99,7 @@ static inline uint8_t *gw_buf_data(const gw_buf_t *b)
 uint64_t gw_now_ms(void);                     /* monotonic milliseconds */
 uint64_t gw_now_us(void);                     /* monotonic microseconds (durations) */
 uint64_t gw_wall_ms(void);                    /* wall clock milliseconds since the epoch */
+uint64_t gw_wall_us(void);                    /* wall clock microseconds since the epoch */
 uint32_t gw_random_u32(void);                 /* non-cryptographic, seeded from /dev/urandom */
 void gw_random_hex(char *out, size_t nbytes); /* nbytes random bytes as 2*nbytes hex + NUL */
 

@@ -44,6 +44,7 @@ typedef struct {
     int redis_canary_interval_ms;
     int redis_command_timeout_ms;
     int redis_restart_keeps_writes; /* 1: a restarted (not promoted) Redis keeps epochs */
+    int relay_timestamps;           /* 1: publications carry their publish time (frame v2) */
 
     int auth_timeout_ms;
     int max_frame_bytes;

@@ -16,9 +16,10 @@ struct gw_node;
  * recipient and freed when the last reference goes. */
 typedef struct gw_frame {
     uint32_t refs;
-    uint32_t len;  /* header + payload */
-    uint8_t *data; /* start of the header; LWS_PRE bytes of headroom lie before it */
-    uint8_t *mem;  /* allocation that holds data */
+    uint32_t len;    /* header + payload */
+    uint8_t *data;   /* start of the header; LWS_PRE bytes of headroom lie before it */
+    uint8_t *mem;    /* allocation that holds data */
+    uint64_t pub_us; /* a publication's publish time (unix us, Redis clock); 0: not one / unknown */
 } gw_frame_t;
 
 /* Takes ownership of buf's memory (buf is reset); buf must have been initialised with

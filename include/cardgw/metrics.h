@@ -142,6 +142,7 @@ typedef struct {
     gw_hist_t subscribe_time;                     /* subscribe received .. its reply queued */
     gw_hist_t api_time[GW_API_EP__COUNT][GW_API_ST__COUNT]; /* request .. response */
     gw_hist_t loop_lag;                                     /* how late the 100 ms timer fires */
+    gw_hist_t delivery_latency; /* publish time (Redis clock) .. socket write, sampled 1 in 8 */
     gw_ns_metrics_t ns[GW_MAX_NAMESPACES];
 } gw_metrics_t;
 

@@ -88,9 +88,11 @@ size_t gw_schema_online_key(char *out, size_t cap, const char *node_id);
 /* A relay frame: "1\n<epoch>\n<offset>\n<kind>\n<from>\n<data>" as scripts/publish.lua PUBLISHes
  * it (kind m: msgpack data, j: JSON data), or a presence change
  * "1\n\n0\n<J|L>\n<uid>\n<client>[\n<info>]" (no epoch, no offset, not in history; info is the
- * connection's JSON text from its token). */
+ * connection's JSON text from its token). Version 2 of either puts the publish time first:
+ * "2\n<unix time in microseconds>\n<epoch>\n..." (publish.lua with relay_timestamps). */
 typedef struct {
     char kind;        /* 'm' or 'j': a publication; 'J' / 'L': presence join / leave */
+    uint64_t time_us; /* version 2: the Redis clock at the publication; 0: version 1 */
     gw_slice_t epoch; /* publications only */
     gw_pub_t pub;     /* presence: from = uid, data = client id */
     gw_slice_t info;  /* presence: the connection's info (JSON text); n == 0: none */

@@ -699,6 +699,24 @@ TEST(relay_frame_and_control_parsers)
     CHECK_EQ_INT(gw_schema_parse_relay("1\nE1\n4x\nj\n\nd", 12, &w), -EINVAL);
     CHECK_EQ_INT(gw_schema_parse_relay("2\nE1\n4\nj\n\nd", 11, &w), -EINVAL);
     CHECK_EQ_INT(gw_schema_parse_relay("1\nE1\n4\nj\n", 9, &w), -EINVAL);
+    CHECK_EQ_INT(w.time_us, 0);
+    /* version 2: the publish time (unix us) first, then the same fields */
+    const char v2[] = "2\n1764664800123456\nE1\n42\nm\n\n\x01";
+    CHECK_EQ_INT(gw_schema_parse_relay(v2, strlen(v2), &w), 0);
+    CHECK(w.time_us == 1764664800123456ull);
+    CHECK_EQ_INT(w.pub.offset, 42);
+    CHECK_EQ_INT(w.kind, 'm');
+    CHECK_EQ_MEM(w.epoch.p, w.epoch.n, "E1", 2);
+    CHECK_EQ_MEM(w.pub.data.p, w.pub.data.n, "\x01", 1);
+    CHECK_EQ_INT(gw_schema_parse_relay(ok, strlen(ok), &w), 0);
+    CHECK_EQ_INT(w.time_us, 0); /* version 1 leaves no time behind */
+    const char *bad[] = {"2\n\nE1\n4\nj\n\nd",    "2\n-5\nE1\n4\nj\n\nd",
+                         "2\n12 \nE1\n4\nj\n\nd", "2\n12345678901234567890\nE1\n4\nj\n\nd",
+                         "1\nE1\n-1\nj\n\nd",     "1\nE1\n+4\nj\n\nd",
+                         "1\nE1\n 4\nj\n\nd",     "1\nE1\n\nj\n\nd",
+                         "3\nE1\n4\nj\n\nd",      "2\n1764664800123456"};
+    for (size_t i = 0; i < GW_ARRAY_SIZE(bad); i++)
+        CHECK_EQ_INT(gw_schema_parse_relay(bad[i], strlen(bad[i]), &w), -EINVAL);
     char msg[GW_SCHEMA_CONTROL_MAX];
     size_t n = gw_schema_control(msg, sizeof(msg), "u7", CH);
     CHECK_EQ_INT(gw_schema_parse_control(msg, n, &m), 0);
