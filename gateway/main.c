@@ -277,6 +277,8 @@ int main(int argc, char **argv)
     if (!rc && workers)
         rc = gw_config_set(&cfg, "workers", workers, "flag --workers", err, sizeof(err));
     if (!rc)
+        rc = gw_config_load_secrets(&cfg, err, sizeof(err));
+    if (!rc)
         rc = gw_config_validate(&cfg, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "cardgw: configuration error: %s\n", err);
