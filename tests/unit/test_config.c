@@ -23,6 +23,9 @@ TEST(defaults_are_sane)
     char err[256];
     gw_config_defaults(&c);
     CHECK_EQ_INT(c.port, 8080);
+    CHECK_STR(c.listen_address, "127.0.0.1"); /* loopback only until told otherwise */
+    CHECK_EQ_INT(c.jwt_leeway_s, 30);
+    CHECK_STR(c.jwt_secret, ""); /* JWTs off until a secret of >= 32 bytes is given */
     CHECK_STR(c.ws_path, "/ws");
     CHECK_EQ_INT(c.max_frame_bytes, 65536);
     CHECK(gw_config_validate(&c, err, sizeof(err)) == 0);
