@@ -417,8 +417,7 @@ static int gw_config_validate_secrets(const gw_config_t *cfg, char *err, size_t 
                        "key 'jwt_secret': shorter than %d bytes (use a random one, e.g. "
                        "`openssl rand -base64 48`)",
                        GW_JWT_SECRET_MIN);
-    if (strlen(cfg->redis_password) > GW_SECRET_MAX ||
-        strlen(cfg->redis_password) >= sizeof(((gw_redis_addr_t *)0)->password))
+    if (strlen(cfg->redis_password) >= sizeof(((gw_redis_addr_t *)0)->password))
         return gw_fail(err, errlen, "key 'redis_password': longer than 255 bytes");
     if (cfg->redis_password[0]) {
         char(*urls)[GW_URL_MAX] = gw_malloc((GW_MAX_SHARDS + 1) * GW_URL_MAX);
