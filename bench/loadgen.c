@@ -68,7 +68,7 @@ static struct {
     .mode = "sub",
     .host = "127.0.0.1",
     .path = NULL,
-    .secret = "s",
+    .secret = "bench-jwt-secret-of-at-least-32-bytes",
     .script = "scripts/publish.lua",
     .api_key = "k",
     .port = 18100,

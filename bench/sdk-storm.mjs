@@ -63,7 +63,7 @@ if (process.argv[2] === '--child') {
   started.push(redis);
   const conf = path.join(tmp, 'node.conf');
   fs.writeFileSync(conf, [`port = ${port}`, 'listen_address = 127.0.0.1', `redis_url = redis://127.0.0.1:${rport}/0`,
-    'jwt_secret = s', 'api_key = k', 'log_level = warn', 'max_connections_per_ip = 0',
+    'jwt_secret = bench-jwt-secret-of-at-least-32-bytes', 'api_key = k', 'log_level = warn', 'max_connections_per_ip = 0',
     'max_new_connections_per_ip_per_s = 0', 'max_connections_per_user = 0', 'drain_unready_ms = 0'].join('\n') + '\n');
   let node;
   const startNode = async () => {
@@ -82,7 +82,7 @@ if (process.argv[2] === '--child') {
   const kids = [];
   const per = Math.ceil(N / PROCS);
   for (let k = 0; k < PROCS; k++) {
-    const child = fork(fileURLToPath(import.meta.url), ['--child', `ws://127.0.0.1:${port}/ws`, String(k * per), String(Math.min(per, N - k * per)), 's']);
+    const child = fork(fileURLToPath(import.meta.url), ['--child', `ws://127.0.0.1:${port}/ws`, String(k * per), String(Math.min(per, N - k * per)), 'bench-jwt-secret-of-at-least-32-bytes']);
     kids.push(child);
   }
   await Promise.all(kids.map((c) => new Promise((r) => c.once('message', r))));

@@ -5,6 +5,7 @@
 #include "cardgw/metrics.h"
 #include "cardgw/schema.h"
 #include "cardgw/hub.h"
+#include "cardgw/jwt.h"
 #include "cardgw/log.h"
 #include "cardgw/node.h"
 #include "cardgw/online.h"
@@ -12,9 +13,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdlib.h>
 
 /* ---- identities ------------------------------------------------------------------------------ */
@@ -33,55 +31,6 @@ int gw_auth_uid_valid(const char *uid, size_t n)
 }
 
 /* ---- HS256 JWT ------------------------------------------------------------------------------- */
-
-/* Decodes base64url without padding into out (capacity cap). Returns the length or -1. */
-static long gw_b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v;
-        char ch = s[i];
-        if (ch >= 'A' && ch <= 'Z')
-            v = ch - 'A';
-        else if (ch >= 'a' && ch <= 'z')
-            v = ch - 'a' + 26;
-        else if (ch >= '0' && ch <= '9')
-            v = ch - '0' + 52;
-        else if (ch == '-')
-            v = 62;
-        else if (ch == '_')
-            v = 63;
-        else if (ch == '=' && i + 2 >= n)
-            break;
-        else
-            return -1;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o == cap)
-                return -1;
-            out[o++] = (uint8_t)(acc >> bits);
-        }
-    }
-    return (long)o;
-}
-
-static json_t *gw_jwt_part(const char *s, size_t n)
-{
-    uint8_t buf[4096];
-    long len = gw_b64url_decode(s, n, buf, sizeof(buf));
-    if (len < 0)
-        return NULL;
-    json_t *j = json_loadb((const char *)buf, (size_t)len, JSON_REJECT_DUPLICATES, NULL);
-    if (j && !json_is_object(j)) {
-        json_decref(j);
-        return NULL;
-    }
-    return j;
-}
 
 /* Levels of v (a scalar is 1), counting no further than limit + 1. */
 static int gw_json_depth(const json_t *v, int limit)
@@ -133,58 +82,35 @@ static int gw_auth_info_set(gw_identity_t *id, const json_t *v)
     return rc;
 }
 
-int gw_auth_jwt_verify(const char *token, size_t n, const char *secret, uint64_t now_ms,
-                       gw_identity_t *id)
+gw_jwt_opts_t gw_auth_jwt_opts(const gw_config_t *cfg)
 {
-    id->info_n = 0;
-    id->info[0] = '\0';
-    id->info_bad = 0;
-    const char *d1 = memchr(token, '.', n);
-    const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - token)) : NULL;
-    json_t *hdr = NULL, *claims = NULL;
-    int rc = GW_ERR_UNAUTHORIZED;
-    if (!d2 || !secret[0])
-        return rc;
-    uint8_t sig[64], mac[EVP_MAX_MD_SIZE];
-    unsigned maclen = 0;
-    long siglen = gw_b64url_decode(d2 + 1, n - (size_t)(d2 + 1 - token), sig, sizeof(sig));
-    if (siglen != 32)
-        return rc;
-    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const uint8_t *)token,
-              (size_t)(d2 - token), mac, &maclen) ||
-        maclen != 32 || CRYPTO_memcmp(mac, sig, 32) != 0)
-        return rc;
-    hdr = gw_jwt_part(token, (size_t)(d1 - token));
-    claims = gw_jwt_part(d1 + 1, (size_t)(d2 - d1 - 1));
-    if (!hdr || !claims)
-        goto out;
-    const char *alg = json_string_value(json_object_get(hdr, "alg"));
-    if (!alg || strcmp(alg, "HS256") != 0)
-        goto out;
-    const char *sub = json_string_value(json_object_get(claims, "sub"));
-    if (!sub || !gw_auth_uid_valid(sub, strlen(sub)))
-        goto out;
-    json_t *exp = json_object_get(claims, "exp");
-    id->expires_at_ms = 0;
-    if (exp) {
-        if (!json_is_number(exp))
-            goto out;
-        double e = json_number_value(exp);
-        if (e * 1000.0 <= (double)now_ms) {
-            rc = GW_ERR_TOKEN_EXPIRED;
-            goto out;
-        }
-        id->expires_at_ms = (uint64_t)(e * 1000.0);
+    return (gw_jwt_opts_t){cfg->jwt_secret, cfg->jwt_audience, cfg->jwt_issuer,
+                           (uint32_t)cfg->jwt_leeway_s};
+}
+
+int gw_auth_jwt_verify(const char *token, size_t n, const gw_jwt_opts_t *o, uint64_t now_ms,
+                       gw_identity_t *id, const char **why)
+{
+    gw_jwt_t t;
+    const char *unused;
+    if (!why)
+        why = &unused;
+    memset(id, 0, sizeof(*id));
+    int rc = gw_jwt_verify(token, n, o, now_ms, &t, why);
+    if (rc)
+        return rc == -EKEYEXPIRED ? GW_ERR_TOKEN_EXPIRED : GW_ERR_UNAUTHORIZED;
+    if (!gw_auth_uid_valid(t.sub, strlen(t.sub))) {
+        *why = "sub is not a valid uid";
+        gw_jwt_free(&t);
+        return GW_ERR_UNAUTHORIZED;
     }
-    json_t *info = json_object_get(claims, "info");
+    json_t *info = json_object_get(t.claims, "info");
     if (info)
         gw_auth_info_set(id, info); /* a bad one: info_bad, refused at connect, not at refresh */
-    snprintf(id->uid, sizeof(id->uid), "%s", sub);
-    rc = 0;
-out:
-    json_decref(hdr);
-    json_decref(claims);
-    return rc;
+    snprintf(id->uid, sizeof(id->uid), "%s", t.sub);
+    id->expires_at_ms = t.expires_at_ms;
+    gw_jwt_free(&t);
+    return 0;
 }
 
 static int gw_token_is_jwt(const gw_slice_t *t)
@@ -195,12 +121,20 @@ static int gw_token_is_jwt(const gw_slice_t *t)
 
 /* ---- connect / refresh ----------------------------------------------------------------------- */
 
+/* Every refused token is logged with its precise reason (the client only hears "invalid token"
+ * or "token expired"): one line per GW_LOG_EVERY_MS for the process, as anyone may send them. */
+static gw_log_limit_t gw_auth_refuse_log;
+
 /* A connect or refresh with a bad token: the error, then the connection closes once it is out
- * (4005 for an expired token, 4501 otherwise; PROTOCOL.md "refresh"). msg NULL: the default. */
-static void gw_auth_fail(gw_conn_t *c, uint32_t id, int code, const char *msg)
+ * (4005 for an expired token, 4501 otherwise; PROTOCOL.md "refresh"). msg NULL: the default; why
+ * (NULL: msg) is the precise reason, logged rate-limited. */
+static void gw_auth_fail(gw_conn_t *c, uint32_t id, int code, const char *msg, const char *why)
 {
     if (!msg)
         msg = code == GW_ERR_TOKEN_EXPIRED ? "token expired" : "invalid token";
+    gw_log_everyf(&gw_auth_refuse_log, GW_LOG_EVERY_MS, GW_LOG_INFO, "auth",
+                  (&(gw_log_fields_t){.client = c->cid}), "token refused (error %d): %s", code,
+                  why ? why : msg);
     gw_conn_reply_error(c, id, code, msg);
     gw_conn_close(c, code == GW_ERR_TOKEN_EXPIRED ? GW_CLOSE_EXPIRED : GW_CLOSE_UNAUTHORIZED, 0);
 }
@@ -210,7 +144,7 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
     gw_node_t *node = c->node;
     if (refresh) {
         if (strcmp(ident->uid, c->uid) != 0) {
-            gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, "token is for another user");
+            gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, "token is for another user", NULL);
             return;
         }
         c->expires_at_ms = ident->expires_at_ms;
@@ -220,7 +154,7 @@ static void gw_auth_succeed(gw_conn_t *c, uint32_t id, const gw_identity_t *iden
     }
     if (ident->info_bad) { /* checked at connect only: a refresh does not change the info */
         gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED,
-                     "token info: not JSON, over 1024 bytes or too deep");
+                     "token info: not JSON, over 1024 bytes or too deep", NULL);
         return;
     }
     const char *uid = gw_admission_user_acquire(node->admission, ident->uid);
@@ -256,7 +190,8 @@ static void gw_auth_session_answer(gw_conn_t *c, uint32_t id, int refresh, const
     size_t uidlen = 0;
     json_t *info = NULL;
     int info_field = 0;
-    double exp = 0;
+    uint64_t exp = 0;
+    int exp_bad = 0;
     if (c->state == GW_CONN_AUTHING)
         c->state = GW_CONN_NEW;
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
@@ -271,7 +206,7 @@ static void gw_auth_session_answer(gw_conn_t *c, uint32_t id, int refresh, const
             uid = v->str;
             uidlen = v->len;
         } else if (strcmp(k->str, "expires_at") == 0) {
-            exp = strtod(v->str, NULL);
+            exp_bad = gw_jwt_parse_unix_s(v->str, v->len, &exp) != 0;
         } else if (strcmp(k->str, "info") == 0 && !info_field) {
             info_field = 1;
             info = json_loadb(v->str, v->len, JSON_DECODE_ANY, NULL);
@@ -283,16 +218,18 @@ static void gw_auth_session_answer(gw_conn_t *c, uint32_t id, int refresh, const
     else if (info_field)
         ident.info_bad = 1; /* not JSON */
     json_decref(info);
-    if (!uid || !gw_auth_uid_valid(uid, uidlen)) {
-        gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, NULL);
+    if (!uid || !gw_auth_uid_valid(uid, uidlen) || exp_bad) {
+        gw_auth_fail(c, id, GW_ERR_UNAUTHORIZED, NULL,
+                     exp_bad ? "session: expires_at is not decimal unix seconds in range"
+                             : "session: unknown, or uid missing or invalid");
         return;
     }
-    if (exp > 0 && exp * 1000.0 <= (double)gw_wall_ms()) {
-        gw_auth_fail(c, id, GW_ERR_TOKEN_EXPIRED, NULL);
+    if (exp > 0 && exp * 1000 <= gw_wall_ms()) {
+        gw_auth_fail(c, id, GW_ERR_TOKEN_EXPIRED, NULL, "session: expired (expires_at)");
         return;
     }
     memcpy(ident.uid, uid, uidlen);
-    ident.expires_at_ms = exp > 0 ? (uint64_t)(exp * 1000.0) : 0;
+    ident.expires_at_ms = exp * 1000; /* 0: no expiry */
     gw_auth_succeed(c, id, &ident, refresh);
 }
 
@@ -317,10 +254,11 @@ static void gw_auth_check(gw_conn_t *c, const gw_cmd_t *cmd, int refresh, uint64
     gw_node_t *node = c->node;
     if (gw_token_is_jwt(&cmd->token)) {
         gw_identity_t ident;
-        int rc = gw_auth_jwt_verify(cmd->token.p, cmd->token.n, node->cfg->jwt_secret, gw_wall_ms(),
-                                    &ident);
+        gw_jwt_opts_t o = gw_auth_jwt_opts(node->cfg);
+        const char *why = NULL;
+        int rc = gw_auth_jwt_verify(cmd->token.p, cmd->token.n, &o, gw_wall_ms(), &ident, &why);
         if (rc)
-            gw_auth_fail(c, cmd->id, rc, NULL);
+            gw_auth_fail(c, cmd->id, rc, NULL, why);
         else
             gw_auth_succeed(c, cmd->id, &ident, refresh);
         if (!refresh)

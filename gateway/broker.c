@@ -427,7 +427,9 @@ static void gw_rconn_connect(gw_redis_conn_t *c)
     redisAsyncSetConnectCallback(ac, gw_on_connect);
     redisAsyncSetDisconnectCallback(ac, gw_on_disconnect);
     /* queued now, written as soon as the socket connects */
-    if (b->addr.password[0])
+    if (b->addr.user[0]) /* a Redis 6 ACL user (hiredis 0.14 has no helper: a plain command) */
+        redisAsyncCommand(ac, gw_on_auth_reply, c, "AUTH %s %s", b->addr.user, b->addr.password);
+    else if (b->addr.password[0])
         redisAsyncCommand(ac, gw_on_auth_reply, c, "AUTH %s", b->addr.password);
     if (!c->is_sub && b->addr.db)
         redisAsyncCommand(ac, gw_on_auth_reply, c, "SELECT %d", b->addr.db);
@@ -727,9 +729,11 @@ gw_broker_t *gw_broker_new(uv_loop_t *loop, const gw_config_t *cfg, const char *
 {
     gw_broker_t *b = gw_calloc(1, sizeof(*b));
     if (gw_config_parse_redis_url(url, &b->addr) != 0) {
-        snprintf(err, errlen, "bad Redis URL '%s'", url);
+        snprintf(err, errlen, "bad Redis URL (not shown: it may hold a password)");
         goto fail;
     }
+    if (!b->addr.password[0] && cfg->redis_password && cfg->redis_password[0])
+        snprintf(b->addr.password, sizeof(b->addr.password), "%s", cfg->redis_password);
     snprintf(b->name, sizeof(b->name), "%s", name ? name : "");
     snprintf(b->tag, sizeof(b->tag), "%s%s", b->name, name ? " " : "");
     b->main = name == NULL;

@@ -4,9 +4,12 @@
 #include "cardgw/config.h"
 #include "cardgw/common.h"
 
+#include "cardgw/jwt.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,8 @@ static const gw_key_t gw_keys[] = {
     {"log_format", K_LOGFORMAT, offsetof(gw_config_t, log_format), "text", 0, 0, 0},
     KSECRET(redis_url, "redis://127.0.0.1:6379/0"),
     KSECRET(redis_shards, ""),
+    KSECRET(redis_password, ""),
+    KS(redis_password_file, ""),
     KI(redis_connect_timeout_ms, "2000", 10, 600000),
     KI(redis_backoff_min_ms, "100", 1, 600000),
     KI(redis_backoff_max_ms, "5000", 1, 600000),
@@ -86,6 +91,10 @@ static const gw_key_t gw_keys[] = {
     KI(rpc_max_answer_bytes, "1048576", 1024, 64 * 1024 * 1024),
     KI(api_max_body_bytes, "1048576", 1024, 64 * 1024 * 1024),
     KSECRET(jwt_secret, ""),
+    KS(jwt_secret_file, ""),
+    KS(jwt_audience, ""),
+    KS(jwt_issuer, ""),
+    KI(jwt_leeway_s, "30", 0, 600),
     KI(token_refresh_before_s, "60", 0, 86400),
     KI(workers, "1", 1, 64),
 };
@@ -143,7 +152,7 @@ static gw_namespace_t *gw_ns_get(gw_config_t *cfg, const char *name, size_t n, i
     gw_namespace_t *ns = &cfg->namespaces[cfg->nnamespaces++];
     memset(ns, 0, sizeof(*ns));
     memcpy(ns->name, name, n);
-    ns->subscribe = GW_NS_SUB_PUBLIC;
+    ns->subscribe = GW_NS_SUB_OWNER; /* the narrowest; gw_config_validate wants it said anyway */
     ns->join_leave = 1;
     ns->history_size = 100;
     ns->history_ttl_s = 600;
@@ -169,6 +178,7 @@ static int gw_ns_set(gw_config_t *cfg, const char *key, const char *val, const c
     const char *field = dot + 1;
     long v;
     if (!strcmp(field, "subscribe")) {
+        ns->subscribe_set = 1;
         if (!strcmp(val, "public"))
             ns->subscribe = GW_NS_SUB_PUBLIC;
         else if (!strcmp(val, "members"))
@@ -176,19 +186,17 @@ static int gw_ns_set(gw_config_t *cfg, const char *key, const char *val, const c
         else if (!strcmp(val, "owner"))
             ns->subscribe = GW_NS_SUB_OWNER;
         else
-            return gw_fail(err, errlen, "%s: key '%s': '%s' is not public, members or owner", where,
-                           key, val);
+            return gw_fail(err, errlen, "%s: key '%s': not public, members or owner", where, key);
     } else if (!strcmp(field, "publish") || !strcmp(field, "presence") ||
                !strcmp(field, "join_leave")) {
         int b;
         if (gw_parse_bool(val, &b))
-            return gw_fail(err, errlen, "%s: key '%s': '%s' is not true or false", where, key, val);
+            return gw_fail(err, errlen, "%s: key '%s': not true or false", where, key);
         *(field[0] == 'j' ? &ns->join_leave : field[1] == 'u' ? &ns->publish : &ns->presence) = b;
     } else if (!strcmp(field, "history_size") || !strcmp(field, "history_ttl_s") ||
                !strcmp(field, "offline_size")) {
         if (gw_parse_long(val, &v) || v < 0 || v > 1000000)
-            return gw_fail(err, errlen, "%s: key '%s': '%s' is not an integer in 0..1000000", where,
-                           key, val);
+            return gw_fail(err, errlen, "%s: key '%s': not an integer in 0..1000000", where, key);
         *(field[0] == 'o'   ? &ns->offline_size
           : field[8] == 's' ? &ns->history_size
                             : &ns->history_ttl_s) = (int)v;
@@ -207,7 +215,10 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *val, const char
         return gw_ns_set(cfg, key, val, where, err, errlen);
     const gw_key_t *k = gw_key_find(key);
     if (!k)
-        return gw_fail(err, errlen, "%s: unknown key '%s'", where, key);
+        return gw_fail(err, errlen, "%s: unknown key '%s'", where,
+                       strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == strlen(key)
+                           ? key
+                           : "(not shown: not a key name)");
     void *field = (char *)cfg + k->off;
     long v;
     switch (k->type) {
@@ -215,8 +226,8 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *val, const char
         if (k->min == -1 && strcmp(val, "auto") == 0) /* keys that may be "auto" store -1 */
             v = -1;
         else if (gw_parse_long(val, &v) || v < GW_MAX(k->min, 0) || v > k->max)
-            return gw_fail(err, errlen, "%s: key '%s': '%s' is not %san integer in %ld..%ld", where,
-                           key, val, k->min == -1 ? "auto or " : "", GW_MAX(k->min, 0), k->max);
+            return gw_fail(err, errlen, "%s: key '%s': not %san integer in %ld..%ld", where, key,
+                           k->min == -1 ? "auto or " : "", GW_MAX(k->min, 0), k->max);
         *(int *)field = (int)v;
         break;
     case K_STR:
@@ -225,13 +236,12 @@ int gw_config_set(gw_config_t *cfg, const char *key, const char *val, const char
         break;
     case K_LOGLEVEL:
         if (gw_log_parse_level(val, (gw_log_level_t *)field))
-            return gw_fail(err, errlen, "%s: key '%s': '%s' is not one of error, warn, info, debug",
-                           where, key, val);
+            return gw_fail(err, errlen, "%s: key '%s': not one of error, warn, info, debug", where,
+                           key);
         break;
     case K_LOGFORMAT:
         if (gw_log_parse_format(val, (gw_log_format_t *)field))
-            return gw_fail(err, errlen, "%s: key '%s': '%s' is not one of text, json", where, key,
-                           val);
+            return gw_fail(err, errlen, "%s: key '%s': not one of text, json", where, key);
         break;
     }
     return 0;
@@ -246,9 +256,11 @@ void gw_config_defaults(gw_config_t *cfg)
             abort(); /* a bad built-in default is a programming error */
     gw_namespace_t *ns = gw_ns_get(cfg, "group", 5, 1);
     ns->subscribe = GW_NS_SUB_MEMBERS;
+    ns->subscribe_set = 1;
     ns->presence = 1;
     ns = gw_ns_get(cfg, "user", 4, 1);
     ns->subscribe = GW_NS_SUB_OWNER;
+    ns->subscribe_set = 1;
     ns->offline_size = 100000;
 }
 
@@ -283,7 +295,10 @@ int gw_config_load_file(gw_config_t *cfg, const char *path, char *err, size_t er
             continue;
         char *eq = strchr(s, '=');
         if (!eq) {
-            rc = gw_fail(err, errlen, "%s: expected 'key = value', got '%s'", where, s);
+            rc = gw_fail(err, errlen,
+                         "%s: expected 'key = value' (the line is not shown: it may "
+                         "hold a secret)",
+                         where);
             break;
         }
         *eq = '\0';
@@ -348,6 +363,84 @@ int gw_config_shard_urls(const gw_config_t *cfg, char out[][GW_URL_MAX])
     return n;
 }
 
+/* ---- secrets and rules that must be said --------------------------------------------------- */
+
+/* Reads the one-line secret in path (a trailing newline dropped) into *out for key. */
+static int gw_read_secret_file(const char *key, const char *path, char **out, char *err,
+                               size_t errlen)
+{
+    char buf[GW_SECRET_MAX + 2];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return gw_fail(err, errlen, "key '%s': cannot read %s: %s", key, path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad)
+        return gw_fail(err, errlen, "key '%s': cannot read %s", key, path);
+    if (n > 0 && buf[n - 1] == '\n')
+        n--;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    int rc = 0;
+    if (n == 0 || n > GW_SECRET_MAX || memchr(buf, '\n', n) || memchr(buf, '\0', n))
+        rc = gw_fail(err, errlen, "key '%s': %s must hold one line of 1..%d bytes (no NUL)", key,
+                     path, GW_SECRET_MAX);
+    buf[n] = '\0';
+    if (rc == 0) {
+        free(*out);
+        *out = gw_strdup(buf);
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return rc;
+}
+
+int gw_config_load_secrets(gw_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->jwt_secret_file[0] && cfg->jwt_secret[0])
+        return gw_fail(err, errlen, "keys 'jwt_secret' and 'jwt_secret_file' are both set");
+    if (cfg->redis_password_file[0] && cfg->redis_password[0])
+        return gw_fail(err, errlen, "keys 'redis_password' and 'redis_password_file' are both set");
+    int rc = 0;
+    if (cfg->jwt_secret_file[0])
+        rc = gw_read_secret_file("jwt_secret_file", cfg->jwt_secret_file, &cfg->jwt_secret, err,
+                                 errlen);
+    if (rc == 0 && cfg->redis_password_file[0])
+        rc = gw_read_secret_file("redis_password_file", cfg->redis_password_file,
+                                 &cfg->redis_password, err, errlen);
+    return rc;
+}
+
+static int gw_config_validate_secrets(const gw_config_t *cfg, char *err, size_t errlen)
+{
+    if (cfg->jwt_secret[0] && strlen(cfg->jwt_secret) < GW_JWT_SECRET_MIN)
+        return gw_fail(err, errlen,
+                       "key 'jwt_secret': shorter than %d bytes (use a random one, e.g. "
+                       "`openssl rand -base64 48`)",
+                       GW_JWT_SECRET_MIN);
+    if (strlen(cfg->redis_password) >= sizeof(((gw_redis_addr_t *)0)->password))
+        return gw_fail(err, errlen, "key 'redis_password': longer than 255 bytes");
+    if (cfg->redis_password[0]) {
+        char(*urls)[GW_URL_MAX] = gw_malloc((GW_MAX_SHARDS + 1) * GW_URL_MAX);
+        int n = gw_config_shard_urls(cfg, urls), clash = 0;
+        gw_redis_addr_t a;
+        snprintf(urls[GW_MAX(n, 0)], GW_URL_MAX, "%s", cfg->redis_url);
+        for (int i = 0; i <= GW_MAX(n, 0); i++)
+            clash |= gw_config_parse_redis_url(urls[i], &a) == 0 && a.password[0];
+        free(urls);
+        if (clash)
+            return gw_fail(err, errlen,
+                           "key 'redis_password' is set and a Redis URL carries a password too");
+    }
+    for (int i = 0; i < cfg->nnamespaces; i++)
+        if (!cfg->namespaces[i].subscribe_set)
+            return gw_fail(err, errlen,
+                           "key 'namespace.%s.subscribe' is missing: every namespace says who may "
+                           "subscribe (public, members or owner)",
+                           cfg->namespaces[i].name);
+    return 0;
+}
+
 int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
 {
     char(*shards)[GW_URL_MAX] = gw_malloc(GW_MAX_SHARDS * GW_URL_MAX);
@@ -377,7 +470,7 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
         return gw_fail(err, errlen, "key 'loop_stall_timeout_ms' must be 0 (off) or >= 1000");
     if (cfg->command_burst < cfg->commands_per_second / 10)
         return gw_fail(err, errlen, "key 'command_burst' is below commands_per_second / 10");
-    return 0;
+    return gw_config_validate_secrets(cfg, err, errlen);
 }
 
 void gw_config_print(const gw_config_t *cfg, FILE *f)
@@ -495,10 +588,11 @@ int gw_config_parse_redis_url(const char *url, gw_redis_addr_t *out)
     const char *at = strrchr(p, '@'); /* the last: a password may hold '@', a host may not */
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *pw = colon ? colon + 1 : p;
-        size_t n = (size_t)(at - pw);
-        if (n >= sizeof(out->password))
+        const char *pw = colon ? colon + 1 : p; /* no colon: all of it is a password */
+        size_t n = (size_t)(at - pw), un = colon ? (size_t)(colon - p) : 0;
+        if (n >= sizeof(out->password) || un >= sizeof(out->user))
             return -EINVAL;
+        memcpy(out->user, p, un);
         memcpy(out->password, pw, n);
         p = at + 1;
     }

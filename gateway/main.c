@@ -28,9 +28,10 @@ static void gw_usage(FILE *f)
             "              [--workers N] [--check-config] [--version] [--help]\n"
             "  --config FILE     configuration file (key = value; see config.example)\n"
             "  --port N          listen port (key port, env CARDGW_PORT)\n"
-            "  --redis URL       redis://[:password@]host:port[/db] or\n"
+            "  --redis URL       redis://[[user]:password@]host:port[/db] or\n"
             "                    redis-sentinel://host:port,host:port/master[/db] (key redis_url,\n"
-            "                    env CARDGW_REDIS_URL)\n"
+            "                    env CARDGW_REDIS_URL; a password here shows in ps: use\n"
+            "                    redis_password_file or the environment)\n"
             "  --log-level L     error, warn, info or debug (key log_level)\n"
             "  --workers N       worker processes sharing the port (key workers)\n"
             "  --check-config    print the effective configuration and exit\n"
@@ -276,6 +277,8 @@ int main(int argc, char **argv)
         rc = gw_config_set(&cfg, "log_level", level, "flag --log-level", err, sizeof(err));
     if (!rc && workers)
         rc = gw_config_set(&cfg, "workers", workers, "flag --workers", err, sizeof(err));
+    if (!rc)
+        rc = gw_config_load_secrets(&cfg, err, sizeof(err));
     if (!rc)
         rc = gw_config_validate(&cfg, err, sizeof(err));
     if (rc) {

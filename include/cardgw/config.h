@@ -25,6 +25,7 @@ typedef struct {
     int history_size;  /* publications kept per channel (0 = no history) */
     int history_ttl_s; /* history lifetime after the last publication */
     int offline_size;  /* cap of the shard's offline stream fed when nobody listens (0 = off) */
+    int subscribe_set; /* the subscribe rule was said (built in or in the file): required */
 } gw_namespace_t;
 
 typedef struct {
@@ -37,7 +38,9 @@ typedef struct {
     gw_log_format_t log_format; /* text lines or one JSON object per line */
 
     char *redis_url;
-    char *redis_shards; /* space-separated Redis URLs channels are spread over; "": redis_url */
+    char *redis_shards;   /* space-separated Redis URLs channels are spread over; "": redis_url */
+    char *redis_password; /* AUTH password for URLs without one (gw_config_load_secrets) */
+    char *redis_password_file;
     int redis_connect_timeout_ms;
     int redis_backoff_min_ms;
     int redis_backoff_max_ms;
@@ -80,7 +83,11 @@ typedef struct {
     int rpc_timeout_ms;      /* a waiting rpc gets error 118 after this long */
     int max_pending_rpcs_per_connection; /* waiting rpcs per connection; past it error 115 */
     int rpc_max_answer_bytes;            /* larger answers are dropped (and counted) */
-    char *jwt_secret;
+    char *jwt_secret;      /* also read from jwt_secret_file (gw_config_load_secrets) */
+    char *jwt_secret_file; /* "": none */
+    char *jwt_audience;    /* "": a token with aud is refused; else aud must name it */
+    char *jwt_issuer;      /* "": iss not checked */
+    int jwt_leeway_s;      /* clock skew allowed on exp and nbf */
     int token_refresh_before_s;
 
     int workers;
@@ -103,7 +110,15 @@ int gw_config_load_env(gw_config_t *cfg, char *err, size_t errlen);
  * source in error messages. */
 int gw_config_set(gw_config_t *cfg, const char *key, const char *val, const char *where, char *err,
                   size_t errlen);
-/* Cross-key checks after everything is loaded. */
+/* Longest secret read from a *_file key. */
+#define GW_SECRET_MAX 4096
+/* Reads jwt_secret_file into jwt_secret and redis_password_file into redis_password (one line,
+ * trailing newline dropped); after the file, environment and flags, before gw_config_validate.
+ * Returns 0 or -EINVAL naming the key and path (never the content): setting both a secret and its
+ * file, an unreadable or empty file. */
+int gw_config_load_secrets(gw_config_t *cfg, char *err, size_t errlen);
+/* Cross-key checks after everything is loaded (also: jwt_secret of at least GW_JWT_SECRET_MIN
+ * bytes, every namespace with an explicit subscribe rule). */
 int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen);
 /* Prints the effective configuration as a loadable config file (secrets masked). */
 void gw_config_print(const gw_config_t *cfg, FILE *f);
@@ -124,6 +139,7 @@ typedef struct {
     char host[256];
     int port;
     int db;
+    char user[128];     /* redis://user:password@...: AUTH user password (Redis 6 ACL) */
     char password[256]; /* the data nodes' (AUTH); the sentinels are asked without one */
     int nsentinels;     /* 0: host/port is the Redis to use */
     struct {

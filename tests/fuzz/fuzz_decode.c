@@ -3,18 +3,25 @@
  * parses relay frames, control messages and rpc answers (schema.c) as Redis delivers them (trap on
  * violation). */
 
-/* Input: first byte % 9 picks the mode, the rest is the payload.
+/* Input: first byte % 11 picks the mode, the rest is the payload.
  *   0: a msgpack frame   1: a JSON frame   2: msgpack data   3: JSON data
  *   4: a relay frame (pub/sub payload)   5: a node control message
  *   6, 7: a backend's rpc answer on a node's reply channel (JSON or msgpack, found by content)
  *   8: a presence set member (its info reaches clients in join pushes and presence replies)
+ *   9: a JWT (jwt.c): verified as given, and signed with the fuzz secret as <header>.<claims>
+ *      so that the claim checks are reached; base64url decoding must be canonical
+ *   10: reserved (the server API body)
  * Seeds in tests/fuzz/corpus start with 0 or 1 (one file per vector), 2/3 (data values), 4/5,
- * 6/7 (rpc answers: 6 JSON, 7 msgpack) or 8. */
+ * 6/7 (rpc answers: 6 JSON, 7 msgpack), 8 or 9 (jwt_*). */
 
+#include "cardgw/jwt.h"
 #include "cardgw/proto.h"
 #include "cardgw/schema.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
 
 #define ASSERT(c)                                                                                  \
@@ -244,11 +251,83 @@ static void check_rpc_answer(const uint8_t *p, size_t n)
     gw_buf_free(&scratch);
 }
 
+static size_t b64url_encode(const uint8_t *in, size_t n, char *out)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < n ? in[i + 2] : 0);
+        out[o++] = t[v >> 18 & 63];
+        out[o++] = t[v >> 12 & 63];
+        if (i + 1 < n)
+            out[o++] = t[v >> 6 & 63];
+        if (i + 2 < n)
+            out[o++] = t[v & 63];
+    }
+    return o;
+}
+
+#define FUZZ_NOW_MS 1700000000000ull
+
+/* One verification: a success has a sub of 1..127 bytes without NUL, a claims object and an
+ * expiry after now; a failure has a reason and leaves nothing to free. */
+static void check_jwt_once(const char *tok, size_t n, const gw_jwt_opts_t *o)
+{
+    gw_jwt_t t;
+    const char *why = NULL;
+    int rc = gw_jwt_verify(tok, n, o, FUZZ_NOW_MS, &t, &why);
+    ASSERT(why != NULL);
+    if (rc == 0) {
+        ASSERT(json_is_object(t.claims) && t.sub != NULL);
+        size_t sl = strlen(t.sub);
+        ASSERT(sl >= 1 && sl <= 127);
+        ASSERT(sl == json_string_length(json_object_get(t.claims, "sub")));
+        ASSERT(t.expires_at_ms == 0 || t.expires_at_ms > FUZZ_NOW_MS);
+        ASSERT(t.expires_at_ms <= (GW_JWT_TIME_MAX + o->leeway_s) * 1000);
+        gw_jwt_free(&t);
+    } else {
+        ASSERT(rc == -EINVAL || rc == -EKEYEXPIRED);
+        ASSERT(t.claims == NULL && t.sub == NULL);
+    }
+}
+
+static void check_jwt(const uint8_t *p, size_t n)
+{
+    static const gw_jwt_opts_t plain = {"fuzz-secret-fuzz-secret-fuzz-sec", NULL, NULL, 30};
+    static const gw_jwt_opts_t strict = {"fuzz-secret-fuzz-secret-fuzz-sec", "cardgw", "iss", 0};
+    const char *s = (const char *)p;
+    /* decoding is canonical: what decodes re-encodes to the same text */
+    uint8_t *dec = malloc(n / 4 * 3 + 3);
+    long dl = gw_jwt_b64url_decode(s, n, dec, n / 4 * 3 + 3);
+    if (dl >= 0) {
+        char *enc = malloc(n + 4);
+        ASSERT(b64url_encode(dec, (size_t)dl, enc) == n && memcmp(enc, s, n) == 0);
+        free(enc);
+    }
+    free(dec);
+    uint64_t v;
+    if (gw_jwt_parse_unix_s(s, n, &v) == 0)
+        ASSERT(v <= GW_JWT_TIME_MAX && n >= 1 && n <= 12);
+    check_jwt_once(s, n, &plain);
+    /* the input as <header>.<claims> with a good signature appended */
+    uint8_t mac[32];
+    unsigned ml = 0;
+    char *tok = malloc(n + 64);
+    memcpy(tok, p, n);
+    HMAC(EVP_sha256(), plain.secret, (int)strlen(plain.secret), p, n, mac, &ml);
+    tok[n] = '.';
+    size_t tn = n + 1 + b64url_encode(mac, sizeof(mac), tok + n + 1);
+    check_jwt_once(tok, tn, &plain);
+    check_jwt_once(tok, tn, &strict);
+    free(tok);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    int mode = data[0] % 9;
+    int mode = data[0] % 11;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     /* copy to an exact-size heap block so ASan catches any read past the frame */
@@ -280,6 +359,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_relay(frame, n);
     } else if (mode == 8) {
         check_member(frame, n);
+    } else if (mode == 9) {
+        check_jwt(frame, n);
+    } else if (mode == 10) {
+        /* reserved: the server API body */
     } else if (mode == 5) {
         check_control(frame, n);
     } else {

@@ -30,7 +30,7 @@ NODE_BIN = os.environ.get("CARDGW_TEST_BIN", os.path.join(ROOT, "build", "cardgw
 # the release build, for the few tests that measure memory (ASan's quarantine inflates RSS)
 RELEASE_BIN = os.path.join(ROOT, "build", "cardgw")
 API_KEY = "test-api-key"
-JWT_SECRET = "test-jwt-secret"
+JWT_SECRET = "test-jwt-secret-of-at-least-32-bytes"
 SUBPROTO = {"json": "cardgw.v1.json", "msgpack": "cardgw.v1.msgpack"}
 
 

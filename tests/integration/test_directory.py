@@ -139,7 +139,8 @@ def test_info_is_checked_at_connect(make_node, redis_server):
 
 
 def test_join_leave_off_keeps_presence_readable(make_node, redis_server):
-    node = make_node({"namespace.big.presence": "true", "namespace.big.join_leave": "false"})
+    node = make_node({"namespace.big.subscribe": "public", "namespace.big.presence": "true",
+                      "namespace.big.join_leave": "false"})
 
     async def go():
         a = await Client.open(node.ws_url)
@@ -166,7 +167,7 @@ def test_presence_reads_are_shared_per_channel(make_node, redis_server):
     """100 presence commands at once from one client cost Redis one read (bench/RESULTS.md
     "presence": ~2.8 ms of Redis each on 10,000 members), and a reply after a leave push never
     misses that leave."""
-    node = make_node({"namespace.big.presence": "true"})
+    node = make_node({"namespace.big.subscribe": "public", "namespace.big.presence": "true"})
     r = redis_server.client()
 
     def zrange_calls():

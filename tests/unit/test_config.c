@@ -23,6 +23,9 @@ TEST(defaults_are_sane)
     char err[256];
     gw_config_defaults(&c);
     CHECK_EQ_INT(c.port, 8080);
+    CHECK_STR(c.listen_address, "127.0.0.1"); /* loopback only until told otherwise */
+    CHECK_EQ_INT(c.jwt_leeway_s, 30);
+    CHECK_STR(c.jwt_secret, ""); /* JWTs off until a secret of >= 32 bytes is given */
     CHECK_STR(c.ws_path, "/ws");
     CHECK_EQ_INT(c.max_frame_bytes, 65536);
     CHECK(gw_config_validate(&c, err, sizeof(err)) == 0);
@@ -67,7 +70,13 @@ TEST(file_sets_keys_and_namespaces)
     CHECK_STR(c.ws_path, "/socket");
     CHECK_EQ_INT(c.log_level, GW_LOG_DEBUG);
     const gw_namespace_t *ns = gw_config_namespace(&c, "chat", 4);
-    CHECK(ns && ns->publish == 1 && ns->history_size == 5 && ns->subscribe == GW_NS_SUB_PUBLIC);
+    CHECK(ns && ns->publish == 1 && ns->history_size == 5 && ns->subscribe == GW_NS_SUB_OWNER);
+    /* a namespace must say who may subscribe: no silent "public" */
+    CHECK(gw_config_validate(&c, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "'namespace.chat.subscribe'") != NULL);
+    CHECK_EQ_INT(gw_config_set(&c, "namespace.chat.subscribe", "public", "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(gw_config_validate(&c, err, sizeof(err)), 0);
+    CHECK(ns->subscribe == GW_NS_SUB_PUBLIC);
     unlink(p);
     gw_config_free(&c);
 }
@@ -159,6 +168,119 @@ TEST(redis_sentinel_urls)
     CHECK_STR(a.sentinels[0].host, "s1");
 }
 
+/* A value that does not parse is reported with file:line and key, never echoed (it may be a
+ * secret pasted into the wrong key, or a line without '=' holding one). */
+TEST(errors_do_not_echo_values)
+{
+    gw_config_t c;
+    char err[256];
+    gw_config_defaults(&c);
+    char *p = write_tmp("port = 8080\nSuperSecretValue123\n");
+    CHECK(gw_config_load_file(&c, p, err, sizeof(err)) != 0);
+    CHECK(strstr(err, ":2:") != NULL);
+    CHECK(strstr(err, "SuperSecretValue123") == NULL);
+    p = write_tmp("port = SuperSecretValue123\n");
+    CHECK(gw_config_load_file(&c, p, err, sizeof(err)) != 0);
+    CHECK(strstr(err, ":1:") && strstr(err, "'port'") && !strstr(err, "SuperSecretValue123"));
+    p = write_tmp("log_level = SuperSecretValue123\n");
+    CHECK(gw_config_load_file(&c, p, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "'log_level'") && !strstr(err, "SuperSecretValue123"));
+    p = write_tmp("namespace.x.publish = SuperSecretValue123\n");
+    CHECK(gw_config_load_file(&c, p, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "'namespace.x.publish'") && !strstr(err, "SuperSecretValue123"));
+    p = write_tmp("jwt_secret SuperSecretValue123 = x\n");
+    CHECK(gw_config_load_file(&c, p, err, sizeof(err)) != 0);
+    CHECK(strstr(err, ":1:") && !strstr(err, "SuperSecretValue123"));
+    unlink(p);
+    gw_config_free(&c);
+}
+
+static char *write_secret(const char *name, const char *text)
+{
+    static char path[2][64];
+    char *s = path[name[0] == 'r'];
+    snprintf(s, sizeof(path[0]), "/tmp/cardgw-test-%d-%s", (int)getpid(), name);
+    FILE *f = fopen(s, "w");
+    fputs(text, f);
+    fclose(f);
+    return s;
+}
+
+TEST(secret_files_and_minimum_length)
+{
+    gw_config_t c;
+    char err[256];
+    const char *s32 = "0123456789abcdef0123456789abcdef";
+    gw_config_defaults(&c);
+    /* jwt_secret: at least 32 bytes; empty (JWTs off) is fine */
+    CHECK_EQ_INT(gw_config_set(&c, "jwt_secret", "short-secret", "t", err, sizeof(err)), 0);
+    CHECK(gw_config_validate(&c, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "'jwt_secret'") && strstr(err, "32") && !strstr(err, "short-secret"));
+    CHECK_EQ_INT(gw_config_set(&c, "jwt_secret", s32, "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(gw_config_validate(&c, err, sizeof(err)), 0);
+    /* both the secret and its file: refused */
+    char *jf = write_secret("jwt", "fedcba9876543210fedcba9876543210xyz\n");
+    CHECK_EQ_INT(gw_config_set(&c, "jwt_secret_file", jf, "t", err, sizeof(err)), 0);
+    CHECK(gw_config_load_secrets(&c, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "jwt_secret_file") != NULL);
+    /* the file alone: its one line, the newline dropped */
+    CHECK_EQ_INT(gw_config_set(&c, "jwt_secret", "", "t", err, sizeof(err)), 0);
+    char *rf = write_secret("redis", "p@ss word\r\n");
+    CHECK_EQ_INT(gw_config_set(&c, "redis_password_file", rf, "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(gw_config_load_secrets(&c, err, sizeof(err)), 0);
+    CHECK_STR(c.jwt_secret, "fedcba9876543210fedcba9876543210xyz");
+    CHECK_STR(c.redis_password, "p@ss word");
+    CHECK_EQ_INT(gw_config_validate(&c, err, sizeof(err)), 0);
+    /* a URL with its own password as well: ambiguous, refused */
+    CHECK_EQ_INT(gw_config_set(&c, "redis_url", "redis://u:pw@h:1", "t", err, sizeof(err)), 0);
+    CHECK(gw_config_validate(&c, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "redis_password") && !strstr(err, "pw@"));
+    CHECK_EQ_INT(gw_config_set(&c, "redis_url", "redis://u:@h:1", "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(gw_config_validate(&c, err, sizeof(err)), 0);
+    gw_config_free(&c);
+    /* a short secret from the file is refused like one in the config */
+    gw_config_defaults(&c);
+    jf = write_secret("jwt", "too-short\n");
+    CHECK_EQ_INT(gw_config_set(&c, "jwt_secret_file", jf, "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(gw_config_load_secrets(&c, err, sizeof(err)), 0);
+    CHECK(gw_config_validate(&c, err, sizeof(err)) != 0);
+    CHECK(!strstr(err, "too-short"));
+    /* unreadable, empty, two lines, a directory */
+    CHECK_EQ_INT(gw_config_set(&c, "jwt_secret", "", "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(gw_config_set(&c, "jwt_secret_file", "/nonexistent/s", "t", err, sizeof(err)), 0);
+    CHECK(gw_config_load_secrets(&c, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "jwt_secret_file") && strstr(err, "/nonexistent/s"));
+    jf = write_secret("jwt", "\n");
+    CHECK_EQ_INT(gw_config_set(&c, "jwt_secret_file", jf, "t", err, sizeof(err)), 0);
+    CHECK(gw_config_load_secrets(&c, err, sizeof(err)) != 0);
+    jf = write_secret("jwt", "0123456789abcdef0123456789abcdef\nsecond\n");
+    CHECK(gw_config_load_secrets(&c, err, sizeof(err)) != 0);
+    CHECK(!strstr(err, "second"));
+    unlink(jf);
+    CHECK_EQ_INT(gw_config_set(&c, "jwt_secret_file", "/tmp", "t", err, sizeof(err)), 0);
+    CHECK(gw_config_load_secrets(&c, err, sizeof(err)) != 0);
+    unlink(rf);
+    gw_config_free(&c);
+}
+
+TEST(redis_acl_user_urls)
+{
+    gw_redis_addr_t a;
+    CHECK_EQ_INT(gw_config_parse_redis_url("redis://cardgw:s3:cr@t@10.0.0.1:6380/1", &a), 0);
+    CHECK_STR(a.user, "cardgw");
+    CHECK_STR(a.password, "s3:cr@t");
+    CHECK_STR(a.host, "10.0.0.1");
+    CHECK_EQ_INT(gw_config_parse_redis_url("redis://:pw@h", &a), 0);
+    CHECK_STR(a.user, "");
+    CHECK_STR(a.password, "pw");
+    CHECK_EQ_INT(gw_config_parse_redis_url("redis://pw@h", &a), 0); /* no colon: a password */
+    CHECK_STR(a.user, "");
+    CHECK_STR(a.password, "pw");
+    CHECK_EQ_INT(gw_config_parse_redis_url("redis-sentinel://app:pw@s1,s2/mymaster", &a), 0);
+    CHECK_STR(a.user, "app");
+    CHECK_STR(a.password, "pw");
+}
+
 int main(void)
 {
     RUN(defaults_are_sane);
@@ -168,5 +290,8 @@ int main(void)
     RUN(errors_name_the_line_and_key);
     RUN(environment_overrides);
     RUN(redis_urls);
+    RUN(errors_do_not_echo_values);
+    RUN(secret_files_and_minimum_length);
+    RUN(redis_acl_user_urls);
     return TL_DONE();
 }

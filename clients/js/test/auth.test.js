@@ -9,7 +9,7 @@ import { setup, jwt, wsTransport, waitFor, sleep, recordPublications } from './h
 const now = () => Math.floor(Date.now() / 1000);
 
 test('token refresh: a 3 s token survives past several expiries through refresh pushes', async (t) => {
-  const env = await setup(t, { extra: { token_refresh_before_s: 2 } });
+  const env = await setup(t, { extra: { token_refresh_before_s: 2, jwt_leeway_s: 0 } });
   const node = env.nodes[0];
   let issued = 0;
   const getToken = async () => {
@@ -43,7 +43,7 @@ test('token refresh: a 3 s token survives past several expiries through refresh 
 });
 
 test('an expired token (4005) is replaced through getToken before reconnecting', async (t) => {
-  const env = await setup(t, { extra: { token_refresh_before_s: 0 } });
+  const env = await setup(t, { extra: { token_refresh_before_s: 0, jwt_leeway_s: 0 } });
   const node = env.nodes[0];
   const tokens = [jwt('expiring', { exp: now() + 2 }), jwt('expiring', { exp: now() + 3600 })];
   let calls = 0;
