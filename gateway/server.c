@@ -280,7 +280,8 @@ static int gw_server_tls_ready(gw_node_t *node, void *ssl_ctx)
     if (!gw_tls_on(node->cfg) || !ssl_ctx)
         return 0;
     gw_tls_ctx_init(ssl_ctx);
-    if (gw_tls_reload(ssl_ctx, node->cfg, what, sizeof(what)) != 0) {
+    if (gw_tls_reload(ssl_ctx, node->cfg, what, sizeof(what), &gw_metrics.tls_cert_expires_s) !=
+        0) {
         snprintf(node->errstr, sizeof(node->errstr), "%.200s", what);
         return 1;
     }
@@ -340,7 +341,8 @@ int gw_server_reload(gw_node_t *node)
     char what[512];
     if (!node->tls_ctx)
         return 0;
-    if (gw_tls_reload(node->tls_ctx, node->cfg, what, sizeof(what)) != 0) {
+    if (gw_tls_reload(node->tls_ctx, node->cfg, what, sizeof(what),
+                      &gw_metrics.tls_cert_expires_s) != 0) {
         gw_metrics.tls_reload_failures++;
         gw_warn("server", "TLS reload failed, keeping the old certificate: %s", what);
         return -EINVAL;

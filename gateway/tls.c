@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* TLS 1.2 suites with forward secrecy and AEAD only (Mozilla's "intermediate" list); TLS 1.3
  * keeps OpenSSL's defaults, which are all AEAD. */
@@ -137,7 +138,8 @@ static void gw_tls_describe(X509 *x, char *out, size_t cap)
     snprintf(out, cap, "CN=%s, serial %s, expires %s", cn, serial, until);
 }
 
-int gw_tls_reload(void *ssl_ctx, const gw_config_t *cfg, char *what, size_t cap)
+int gw_tls_reload(void *ssl_ctx, const gw_config_t *cfg, char *what, size_t cap,
+                  uint64_t *expires_s)
 {
     SSL_CTX *ctx = ssl_ctx;
     gw_tls_pair_t p;
@@ -159,8 +161,12 @@ int gw_tls_reload(void *ssl_ctx, const gw_config_t *cfg, char *what, size_t cap)
          SSL_CTX_set1_chain(ctx, p.chain) != 1 || SSL_CTX_check_private_key(ctx) != 1))
         rc = gw_tls_fail(what, cap, "tls_cert_file", cfg->tls_cert_file,
                          "OpenSSL refused the new pair");
-    if (!rc)
+    struct tm tm;
+    if (!rc) {
         gw_tls_describe(p.leaf, what, cap);
+        if (ASN1_TIME_to_tm(X509_get0_notAfter(p.leaf), &tm) == 1)
+            *expires_s = (uint64_t)timegm(&tm);
+    }
     gw_tls_pair_free(&p);
     return rc;
 }

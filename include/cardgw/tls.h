@@ -4,6 +4,7 @@
 #define CARDGW_TLS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cardgw/config.h"
 
@@ -24,8 +25,10 @@ void gw_tls_vhost_info(const gw_config_t *cfg, struct lws_context_creation_info 
 void gw_tls_ctx_init(void *ssl_ctx);
 /* Loads cfg's files again and, only when both read and match, puts them in ssl_ctx in place:
  * handshakes from now on present the new certificate, established connections keep theirs.
- * Returns 0 with what was loaded described in what (subject, serial, expiry), or -EINVAL with the
- * reason in what (the context keeps its certificate). */
-int gw_tls_reload(void *ssl_ctx, const gw_config_t *cfg, char *what, size_t cap);
+ * Returns 0 with what was loaded described in what (subject, serial, expiry) and its notAfter in
+ * *expires_s (Unix seconds), or -EINVAL with the reason in what (the context keeps its
+ * certificate, *expires_s is unchanged). */
+int gw_tls_reload(void *ssl_ctx, const gw_config_t *cfg, char *what, size_t cap,
+                  uint64_t *expires_s);
 
 #endif

@@ -141,11 +141,20 @@ async def next_pub(c, timeout=5):
 
 def test_websocket_and_http_over_tls(make_tls_node, pki):
     cert, key = pki.server("server-one", "0x1111")
-    node = make_tls_node(cert, key, {"max_send_queue_bytes": 16 << 20})
+    root = pki.path("static")
+    os.mkdir(root)
+    page = os.urandom(300000)  # written in 16 KB chunks, through TLS
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(page)
+    node = make_tls_node(cert, key, {"max_send_queue_bytes": 16 << 20, "static_root": root})
     ctx = pki.client_context()
     assert "TLS on (TLS 1.2+): certificate CN=server-one, serial 1111" in node.read_log()
     assert node.http("GET", "/healthz") == (200, "ok\n")
     assert peer_serial(node, ctx) == "1111"
+    with urllib.request.urlopen("https://127.0.0.1:%d/big.bin" % node.port, timeout=10,
+                                context=ctx) as r:
+        assert r.status == 200 and r.read() == page
+    assert node.http("GET", "/nope")[0] == 404
 
     async def go():
         a = await tls_client(node, "alice", ctx)
@@ -167,7 +176,17 @@ def test_websocket_and_http_over_tls(make_tls_node, pki):
             assert got == list(range(100))
         # a client's own command and reply over TLS
         assert "result" in await a.call("presence", channel="public:tls")
+        # SIGTERM with TLS clients connected: the drain's push and Close frame go through TLS
+        node.proc.send_signal(signal.SIGTERM)
+        for c in (a, b):
+            push = await c.next_event(timeout=10)
+            assert push["push"] == "disconnect" and push["reconnect"] is True, push
+            with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+                while True:  # presence leaves of the other client may come first
+                    assert (await c.recv(timeout=10)).get("push") in ("join", "leave")
+            assert e.value.code == 1001
     run(go())
+    node.proc.wait(20)  # exits by itself after the drain; the fixture checks it was clean
 
 
 def _tls11_context(ca):
@@ -272,6 +291,8 @@ def test_sighup_swaps_the_certificate_and_keeps_connected_clients(make_tls_node,
     run(go())
     text = node.http("GET", "/metrics")[1]
     assert metric(text, "cardgw_tls_reload_failures_total") == 3
+    expires = metric(text, "cardgw_tls_certificate_expiry_timestamp_seconds")
+    assert time.time() + 86400 < expires < time.time() + 3 * 86400  # made with -days 2
     assert node.read_log().count("TLS reload failed") == 3
 
 
@@ -298,6 +319,8 @@ def test_sighup_without_tls_is_a_harmless_reload(make_node):
     node.proc.send_signal(signal.SIGHUP)
     wait_log(node, "reloading")
     assert node.http("GET", "/healthz") == (200, "ok\n")
+    assert metric(node.http("GET", "/metrics")[1],
+                  "cardgw_tls_certificate_expiry_timestamp_seconds") == 0
     assert node.proc.poll() is None
 
 
