@@ -373,7 +373,7 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         if (strcmp(p->name, GW_HTTP_PROTOCOL_NAME) == 0)
             return -1;
         pss->conn = gw_conn_new(node, wsi, enc);
-        pss->conn->tls = node->tls_ctx != NULL; /* its frames go through lws (gw_conn_send_raw) */
+        pss->conn->tls = lws_is_ssl(wsi) != 0; /* its frames go through lws (gw_conn_send_raw) */
         if (peer) { /* a WebSocket now: the HTTP deadline is over, and the connection carries
                      * the address (no per-socket record kept for idle connections) */
             pss->conn->peer_ip = peer->ip;

@@ -40,9 +40,11 @@ class Pki:
     def openssl(self, *args):
         subprocess.run(["openssl"] + list(args), cwd=self.dir, check=True, capture_output=True)
 
-    def server(self, name, serial):
+    def server(self, name, serial, key="rsa:2048"):
         """(full-chain certificate file, key file) of a server certificate signed by the CA."""
-        self.openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key", "-out",
+        newkey = ["-newkey", key] if key.startswith("rsa") else [
+            "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        self.openssl("req", *newkey, "-nodes", "-keyout", name + ".key", "-out",
                      name + ".csr", "-subj", "/CN=" + name)
         self.openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                      "-set_serial", serial, "-days", "2", "-extfile", "ext", "-out",
@@ -278,10 +280,16 @@ def test_sighup_swaps_the_certificate_and_keeps_connected_clients(make_tls_node,
         node.proc.send_signal(signal.SIGHUP)
         wait_log(node, "TLS reload failed", count=2)
         assert "does not match the certificate" in node.read_log()
+        # a good pair of another key type (ECDSA for RSA): refused, a restart changes it
+        ec_cert, ec_key = pki.server("server-ec", "0x3333", key="ec")
+        install(ec_cert, ec_key)
+        node.proc.send_signal(signal.SIGHUP)
+        wait_log(node, "TLS reload failed", count=3)
+        assert "another key type than the running one" in node.read_log()
         # a missing certificate file
         os.unlink(live_cert)
         node.proc.send_signal(signal.SIGHUP)
-        wait_log(node, "TLS reload failed", count=3)
+        wait_log(node, "TLS reload failed", count=4)
         assert peer_serial(node, ctx) == "2222"
         assert node.api("/api/v1/publish", {"channel": "public:renew", "data": "still"})[0] == 200
         for c in (old, new):
@@ -290,10 +298,10 @@ def test_sighup_swaps_the_certificate_and_keeps_connected_clients(make_tls_node,
         assert "result" in await late.call("subscribe", channel="public:renew")
     run(go())
     text = node.http("GET", "/metrics")[1]
-    assert metric(text, "cardgw_tls_reload_failures_total") == 3
+    assert metric(text, "cardgw_tls_reload_failures_total") == 4
     expires = metric(text, "cardgw_tls_certificate_expiry_timestamp_seconds")
     assert time.time() + 86400 < expires < time.time() + 3 * 86400  # made with -days 2
-    assert node.read_log().count("TLS reload failed") == 3
+    assert node.read_log().count("TLS reload failed") == 4
 
 
 def test_workers_forward_sighup_to_every_worker(make_tls_node, pki):
@@ -350,3 +358,14 @@ def test_missing_or_bad_files_stop_the_start_with_exit_2(pki, redis_server):
                                text=True, timeout=20, stdin=subprocess.DEVNULL)
             assert p.returncode == 2 and why in p.stderr, (extra, p.returncode, p.stderr)
         shutil.rmtree(n.dir, ignore_errors=True)
+
+
+def test_an_ecdsa_certificate_works_too(make_tls_node, pki):
+    cert, key = pki.server("server-ec", "0x4444", key="ec")
+    node = make_tls_node(cert, key)
+    assert node.http("GET", "/healthz") == (200, "ok\n")
+    assert peer_serial(node, pki.client_context()) == "4444"
+    p = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % node.port,
+                        "-tls1_2", "-CAfile", pki.ca], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=10)
+    assert "Cipher    : ECDHE-ECDSA-" in p.stdout, p.stdout
