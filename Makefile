@@ -1,7 +1,7 @@
 # cardgw — build, run, test, lint, fuzz and bench targets. `make run` and `make test` are the
 # two commands a new user needs (README.md); both install missing Debian packages first.
 
-PKGS    := libwebsockets libuv hiredis msgpack jansson libcrypto
+PKGS    := libwebsockets libuv hiredis msgpack jansson libssl libcrypto
 CC      ?= cc
 CLANG   ?= clang
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter

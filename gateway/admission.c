@@ -37,7 +37,7 @@ struct gw_admission {
 };
 
 static const char *const gw_refuse_names[GW_REFUSE__COUNT] = {
-    "ip_open", "ip_rate", "max_connections", "user", "fd_limit"};
+    "ip_open", "ip_rate", "max_connections", "user", "fd_limit", "origin"};
 
 const char *gw_refuse_reason_name(gw_refuse_reason_t r)
 {

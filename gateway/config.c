@@ -3,8 +3,8 @@
  */
 #include "cardgw/config.h"
 #include "cardgw/common.h"
-
 #include "cardgw/jwt.h"
+#include "cardgw/origin.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -45,6 +45,10 @@ static const gw_key_t gw_keys[] = {
     KI(port, "8080", 0, 65535),
     KS(ws_path, "/ws"),
     KS(static_root, ""),
+    KS(tls_cert_file, ""),
+    KS(tls_key_file, ""),
+    KS(allowed_origins, ""),
+    KI(allow_missing_origin, "1", 0, 1),
     KS(node_id, ""),
     {"log_level", K_LOGLEVEL, offsetof(gw_config_t, log_level), "info", 0, 0, 0},
     {"log_format", K_LOGFORMAT, offsetof(gw_config_t, log_format), "text", 0, 0, 0},
@@ -470,6 +474,10 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
         return gw_fail(err, errlen, "key 'loop_stall_timeout_ms' must be 0 (off) or >= 1000");
     if (cfg->command_burst < cfg->commands_per_second / 10)
         return gw_fail(err, errlen, "key 'command_burst' is below commands_per_second / 10");
+    if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0])
+        return gw_fail(err, errlen, "keys 'tls_cert_file' and 'tls_key_file': set both or neither");
+    if (gw_origin_check_list(cfg->allowed_origins, err, errlen) != 0)
+        return -EINVAL;
     return gw_config_validate_secrets(cfg, err, errlen);
 }
 

@@ -280,6 +280,8 @@ void gw_conn_close(gw_conn_t *c, int code, int now)
  * bytes of headroom (lws does not write into it for RAW). Returns 0 or -1 (peer gone). */
 static int gw_conn_send_raw(gw_conn_t *c, uint8_t *p, size_t n)
 {
+    if (c->tls) /* lws encrypts, writes what the socket takes and keeps the rest */
+        return lws_write(c->wsi, p, n, LWS_WRITE_RAW) < (int)n ? -1 : 0;
     if (!lws_partial_buffered(c->wsi)) {
         ssize_t w = send(lws_get_socket_fd(c->wsi), p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w == (ssize_t)n)

@@ -1,9 +1,10 @@
 /* main.c — the cardgw command line: loads the configuration (file, CARDGW_* environment,
- * flags), runs one node (or a supervisor of N worker nodes) until SIGINT/SIGTERM. */
+ * flags), runs one node (or a supervisor of N workers) until SIGINT/SIGTERM; SIGHUP reloads. */
 #include "cardgw/config.h"
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
 #include "cardgw/node.h"
+#include "cardgw/tls.h"
 #include "cardgw/watchdog.h"
 
 #include <errno.h>
@@ -71,11 +72,17 @@ static int gw_run_node(gw_config_t *cfg)
 
 /* ---- --workers: a supervisor and N node processes sharing the port (SO_REUSEPORT) ---------- */
 
-static volatile sig_atomic_t gw_sup_signal;
+static volatile sig_atomic_t gw_sup_signal, gw_sup_reload;
 
 static void gw_sup_on_signal(int sig)
 {
     gw_sup_signal = sig;
+}
+
+/* SIGHUP to the supervisor: every worker reloads (gw_node_reload); none is restarted. */
+static void gw_sup_on_reload(int sig)
+{
+    gw_sup_reload = 1;
 }
 
 /* restarts: how often slot i was restarted; last_exit: the code of the process it replaces. */
@@ -87,6 +94,7 @@ static pid_t gw_spawn_worker(gw_config_t *cfg, int i, const char *base_id, uint6
         return pid;
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_IGN); /* until the node's own handler (a reload) is installed */
     gw_metrics.worker_restarts = restarts;
     gw_metrics.worker_last_exit = last_exit;
     char id[128];
@@ -112,7 +120,8 @@ typedef struct {
 /* Starts cfg->workers node processes and restarts one that dies abnormally (exit code other than
  * 0, 1 or 2; e.g. 3 from the watchdog), after 1 s, doubling up to 32 s while it keeps dying
  * within a minute. On SIGINT/SIGTERM it forwards the signal to every worker (also one started
- * a moment before) and waits for all of them. It polls every 50 ms instead of blocking in
+ * a moment before) and waits for all of them; SIGHUP it forwards to every running worker (a
+ * reload, see gw_node_reload). It polls every 50 ms instead of blocking in
  * waitpid, so a signal is never missed between checking for it and waiting. */
 static int gw_supervise(gw_config_t *cfg)
 {
@@ -132,6 +141,8 @@ static int gw_supervise(gw_config_t *cfg)
     sa.sa_handler = gw_sup_on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = gw_sup_on_reload;
+    sigaction(SIGHUP, &sa, NULL);
     for (int i = 0; i < n; i++) {
         w[i].pid = gw_spawn_worker(cfg, i, base, 0, 0);
         w[i].started_ms = gw_now_ms();
@@ -141,11 +152,15 @@ static int gw_supervise(gw_config_t *cfg)
         int st, busy = 0;
         pid_t pid;
         uint64_t now = gw_now_ms();
+        int reload = gw_sup_reload && !gw_sup_signal;
+        gw_sup_reload = 0;
         for (int i = 0; i < n; i++) {
             if (gw_sup_signal && w[i].pid > 0 && !w[i].signalled) {
                 kill(w[i].pid, gw_sup_signal);
                 w[i].signalled = 1;
             }
+            if (reload && w[i].pid > 0)
+                kill(w[i].pid, SIGHUP);
         }
         while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
             for (int i = 0; i < n; i++) {
@@ -281,6 +296,8 @@ int main(int argc, char **argv)
         rc = gw_config_load_secrets(&cfg, err, sizeof(err));
     if (!rc)
         rc = gw_config_validate(&cfg, err, sizeof(err));
+    if (!rc) /* a missing or bad certificate or key stops the start here, with exit code 2 */
+        rc = gw_tls_check_files(&cfg, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "cardgw: configuration error: %s\n", err);
         gw_config_free(&cfg);

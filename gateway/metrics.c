@@ -331,6 +331,12 @@ void gw_metrics_render(gw_buf_t *out, const gw_config_t *cfg)
                         GW_REFUSE__COUNT);
     gw_metric(out, "cardgw_http_timeouts_total", "counter",
               "Plain-HTTP sockets closed at http_timeout_ms.", m->http_timeouts);
+    gw_metric(out, "cardgw_tls_reload_failures_total", "counter",
+              "TLS reloads (SIGHUP) that kept the old certificate: a file was missing or bad.",
+              m->tls_reload_failures);
+    gw_metric(out, "cardgw_tls_certificate_expiry_timestamp_seconds", "gauge",
+              "When the certificate new TLS handshakes get expires (Unix time; 0: no TLS).",
+              m->tls_cert_expires_s);
     gw_metric(out, "cardgw_open_files_limit", "gauge", "The process's open-file limit.",
               m->fd_limit);
     gw_metric(out, "cardgw_worker_restarts_total", "counter",

@@ -54,6 +54,24 @@ static void gw_node_on_signal(uv_signal_t *h, int signum)
     gw_node_stop(node);
 }
 
+/* SIGHUP: reload what can change without a restart (gw_node_reload). */
+static void gw_node_on_reload_signal(uv_signal_t *h, int signum)
+{
+    gw_info("node", "signal %d: reloading", signum);
+    gw_node_reload(h->data);
+}
+
+int gw_node_reload(gw_node_t *node)
+{
+    int rc = 0, r;
+    if (node->stopping)
+        return 0;
+    /* one line per reloadable part; each logs what it did or why it kept the old state */
+    if ((r = gw_server_reload(node)) != 0 && !rc)
+        rc = r;
+    return rc;
+}
+
 /* debug_hooks only: SIGUSR2 blocks the loop for good, as a library bug would (watchdog test). */
 static void gw_node_on_stall_signal(uv_signal_t *h, int signum)
 {
@@ -205,6 +223,9 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
     node->sigint.data = node->sigterm.data = node->stop_timer.data = node->drain_timer.data = node;
     uv_signal_start(&node->sigint, gw_node_on_signal, SIGINT);
     uv_signal_start(&node->sigterm, gw_node_on_signal, SIGTERM);
+    uv_signal_init(loop, &node->sighup);
+    node->sighup.data = node;
+    uv_signal_start(&node->sighup, gw_node_on_reload_signal, SIGHUP);
     uv_signal_init(loop, &node->sigusr2);
     if (cfg->debug_hooks)
         uv_signal_start(&node->sigusr2, gw_node_on_stall_signal, SIGUSR2);
@@ -412,6 +433,7 @@ int gw_node_destroy(gw_node_t *node)
     gw_watchdog_stop(node->watchdog); /* what follows only closes handles */
     node->watchdog = NULL;
     gw_server_stop_listening(node);
+    gw_server_close(node);
     gw_hub_stop(node->hub);
     gw_registry_free(node->registry);
     node->registry = NULL;
@@ -425,6 +447,7 @@ int gw_node_destroy(gw_node_t *node)
         lws_context_destroy(node->lws);
     uv_close((uv_handle_t *)&node->sigint, NULL);
     uv_close((uv_handle_t *)&node->sigterm, NULL);
+    uv_close((uv_handle_t *)&node->sighup, NULL);
     uv_close((uv_handle_t *)&node->stop_timer, NULL);
     uv_close((uv_handle_t *)&node->drain_timer, NULL);
     uv_close((uv_handle_t *)&node->unready_timer, NULL);

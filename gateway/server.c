@@ -9,7 +9,9 @@
 #include "cardgw/metrics.h"
 #include "cardgw/node.h"
 #include "cardgw/proto.h"
+#include "cardgw/origin.h"
 #include "cardgw/static.h"
+#include "cardgw/tls.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -205,6 +207,26 @@ static int gw_upgrade_refuse(struct lws *wsi, int status, const char *reason, co
     return 1;
 }
 
+/* allowed_origins is set: whether the upgrade's Origin is in it. Without an Origin (not a browser:
+ * a native app, a mini-program, a server) allow_missing_origin decides; one Origin header only. */
+static int gw_server_origin_ok(gw_node_t *node, struct lws *wsi)
+{
+    char origin[256], shown[96];
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (n <= 0)
+        return node->cfg->allow_missing_origin;
+    int ok = n < (int)sizeof(origin) && lws_hdr_fragment_length(wsi, WSI_TOKEN_ORIGIN, 1) <= 0 &&
+             lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) == n &&
+             gw_origin_allowed(node->cfg->allowed_origins, origin, (size_t)n);
+    if (!ok) {
+        gw_origin_printable(origin, n > 0 && n < (int)sizeof(origin) ? (size_t)n : 0, shown,
+                            sizeof(shown));
+        gw_log_every(&node->refuse_log, GW_LOG_EVERY_MS, GW_LOG_WARN, "server",
+                     "refusing upgrades: Origin '%s' not in allowed_origins", shown);
+    }
+    return ok;
+}
+
 /* Accepts the upgrade only on ws_path with one of our subprotocols offered before anything lws
  * would otherwise pick; anything else gets a plain HTTP error instead of a silent close. */
 static int gw_confirm_upgrade(gw_node_t *node, struct lws *wsi)
@@ -219,6 +241,10 @@ static int gw_confirm_upgrade(gw_node_t *node, struct lws *wsi)
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 ||
         strcmp(uri, node->cfg->ws_path) != 0) {
         return gw_upgrade_refuse(wsi, 404, "Not Found", "no WebSocket endpoint at this path");
+    }
+    if (node->cfg->allowed_origins[0] && !gw_server_origin_ok(node, wsi)) {
+        gw_metrics.refused[GW_REFUSE_ORIGIN]++;
+        return gw_upgrade_refuse(wsi, 403, "Forbidden", "origin not allowed (allowed_origins)");
     }
     if (node->draining) {
         return gw_upgrade_refuse(wsi, 503, "Service Unavailable", "node is shutting down");
@@ -244,6 +270,87 @@ static int gw_confirm_upgrade(gw_node_t *node, struct lws *wsi)
                              " or " GW_PROTO_SUBPROTO_JSON);
 }
 
+/* ---- TLS ------------------------------------------------------------------------------------- */
+
+/* lws created the vhost's SSL_CTX (and loaded the files): TLS 1.2+, and the context is kept for
+ * gw_server_reload. Returns 0, or 1 to fail the vhost's creation. */
+static int gw_server_tls_ready(gw_node_t *node, void *ssl_ctx)
+{
+    char what[512];
+    if (!gw_tls_on(node->cfg) || !ssl_ctx)
+        return 0;
+    gw_tls_ctx_init(ssl_ctx);
+    if (gw_tls_reload(ssl_ctx, node->cfg, what, sizeof(what), &gw_metrics.tls_cert_expires_s) !=
+        0) {
+        snprintf(node->errstr, sizeof(node->errstr), "%.200s", what);
+        return 1;
+    }
+    node->tls_ctx = ssl_ctx;
+    gw_info("server", "TLS on (TLS 1.2+): certificate %s", what);
+    return 0;
+}
+
+/* lws 4.1.6 on a foreign libuv loop stops its idle handler after one forced service even when a
+ * TLS connection still holds bytes OpenSSL decrypted ahead (fixed in lws 4.3.3, its PR #3008): no
+ * socket event comes for them, so a request body or WebSocket frames over TLS stalled until the
+ * client sent more. With TLS on, the node checks before each poll and, while lws says some
+ * connection needs forced service, keeps the loop from blocking and services it. */
+static void gw_server_tls_idle(uv_idle_t *h)
+{
+    gw_node_t *node = h->data;
+    if (node->lws && lws_service_adjust_timeout(node->lws, 1, 0) == 0)
+        _lws_plat_service_forced_tsi(node->lws, 0);
+    else
+        uv_idle_stop(h);
+}
+
+static void gw_server_tls_check(uv_prepare_t *p)
+{
+    gw_node_t *node = p->data;
+    if (node->lws && lws_service_adjust_timeout(node->lws, 1, 0) == 0)
+        uv_idle_start(node->tls_idle, gw_server_tls_idle);
+}
+
+static void gw_server_tls_pump_start(gw_node_t *node)
+{
+    node->tls_check = gw_calloc(1, sizeof(*node->tls_check));
+    node->tls_idle = gw_calloc(1, sizeof(*node->tls_idle));
+    uv_prepare_init(node->loop, node->tls_check);
+    uv_idle_init(node->loop, node->tls_idle);
+    node->tls_check->data = node->tls_idle->data = node;
+    uv_prepare_start(node->tls_check, gw_server_tls_check);
+}
+
+static void gw_server_handle_free(uv_handle_t *h)
+{
+    free(h);
+}
+
+void gw_server_close(gw_node_t *node)
+{
+    if (node->tls_check) {
+        uv_close((uv_handle_t *)node->tls_check, gw_server_handle_free);
+        uv_close((uv_handle_t *)node->tls_idle, gw_server_handle_free);
+        node->tls_check = NULL;
+        node->tls_idle = NULL;
+    }
+}
+
+int gw_server_reload(gw_node_t *node)
+{
+    char what[512];
+    if (!node->tls_ctx)
+        return 0;
+    if (gw_tls_reload(node->tls_ctx, node->cfg, what, sizeof(what),
+                      &gw_metrics.tls_cert_expires_s) != 0) {
+        gw_metrics.tls_reload_failures++;
+        gw_warn("server", "TLS reload failed, keeping the old certificate: %s", what);
+        return -EINVAL;
+    }
+    gw_info("server", "TLS reloaded: new handshakes get certificate %s", what);
+    return 0;
+}
+
 /* ---- the lws callback ------------------------------------------------------------------------ */
 
 static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -254,6 +361,8 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     gw_pss_t *pss = user;
 
     switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS: /* user: the vhost's SSL_CTX */
+        return node ? gw_server_tls_ready(node, user) : 0;
     /* WebSocket */
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return gw_confirm_upgrade(node, wsi);
@@ -264,6 +373,7 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         if (strcmp(p->name, GW_HTTP_PROTOCOL_NAME) == 0)
             return -1;
         pss->conn = gw_conn_new(node, wsi, enc);
+        pss->conn->tls = lws_is_ssl(wsi) != 0; /* its frames go through lws (gw_conn_send_raw) */
         if (peer) { /* a WebSocket now: the HTTP deadline is over, and the connection carries
                      * the address (no per-socket record kept for idle connections) */
             pss->conn->peer_ip = peer->ip;
@@ -426,6 +536,14 @@ static void gw_listen_pause(gw_node_t *node, int err)
     uv_timer_start(&node->accept_timer, gw_listen_resume, GW_ACCEPT_PAUSE_MS, 0);
 }
 
+/* Hands an accepted socket to lws: as HTTP, with TLS first when the vhost has it. */
+static struct lws *gw_server_adopt(gw_node_t *node, int fd)
+{
+    lws_sock_file_fd_type d = {.sockfd = fd};
+    return lws_adopt_descriptor_vhost(
+        node->vhost, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL, d, NULL, NULL);
+}
+
 static void gw_listen_on_readable(uv_poll_t *h, int status, int events)
 {
     gw_node_t *node = h->data;
@@ -463,7 +581,7 @@ static void gw_listen_on_readable(uv_poll_t *h, int status, int events)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        struct lws *wsi = lws_adopt_socket_vhost(node->vhost, fd); /* closes fd on failure */
+        struct lws *wsi = gw_server_adopt(node, fd); /* closes fd on failure */
         if (!wsi) {
             gw_admission_ip_release(node->admission, ip);
             gw_log_every(&node->accept_log, GW_LOG_EVERY_MS, GW_LOG_WARN, "server",
@@ -532,6 +650,8 @@ int gw_server_start(gw_node_t *node)
                       gw_lws_log);
     memset(&info, 0, sizeof(info));
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    if (gw_tls_on(node->cfg))
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.foreign_loops = foreign_loops;
     info.pcontext = &node->lws;
     info.user = node;
@@ -552,11 +672,20 @@ int gw_server_start(gw_node_t *node)
     info.protocols = gw_protocols;
     info.vhost_name = "cardgw";
     info.retry_and_idle_policy = &retry;
+    if (gw_tls_on(node->cfg))
+        gw_tls_vhost_info(node->cfg, &info);
     node->vhost = lws_create_vhost(node->lws, &info);
     if (!node->vhost) {
-        snprintf(node->errstr, sizeof(node->errstr), "cannot create the lws vhost");
+        if (!node->errstr[0])
+            snprintf(node->errstr, sizeof(node->errstr), "cannot create the lws vhost");
         return -EINVAL;
     }
+    if (gw_tls_on(node->cfg) && !node->tls_ctx) {
+        snprintf(node->errstr, sizeof(node->errstr), "lws set up no TLS context for the vhost");
+        return -EINVAL;
+    }
+    if (node->tls_ctx)
+        gw_server_tls_pump_start(node);
     int rc = gw_listen_open(node);
     if (rc)
         return rc;

@@ -12,6 +12,7 @@ typedef enum {
     GW_REFUSE_MAX_CONNECTIONS, /* max_connections WebSocket connections open on this node */
     GW_REFUSE_USER,            /* max_connections_per_user open for this uid */
     GW_REFUSE_FD_LIMIT,        /* accept failed: the process is out of file descriptors */
+    GW_REFUSE_ORIGIN,          /* the upgrade's Origin is not in allowed_origins (HTTP 403) */
     GW_REFUSE__COUNT
 } gw_refuse_reason_t;
 

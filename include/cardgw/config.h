@@ -33,6 +33,12 @@ typedef struct {
     int port;
     char *ws_path;
     char *static_root; /* directory of static files served over HTTP; "" = none */
+
+    char *tls_cert_file;      /* PEM certificate (chain); with tls_key_file: the port speaks TLS */
+    char *tls_key_file;       /* PEM private key; "" with tls_cert_file "" = plain */
+    char *allowed_origins;    /* WebSocket Origin allowlist (origin.h); "" = no check */
+    int allow_missing_origin; /* with a list: an upgrade without Origin is let in */
+
     char *node_id;
     gw_log_level_t log_level;
     gw_log_format_t log_format; /* text lines or one JSON object per line */

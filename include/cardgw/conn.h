@@ -72,6 +72,8 @@ typedef struct gw_conn {
     uint8_t wait_writable;
     /* the client sent Close first: lws answers it, nothing more is written */
     uint8_t peer_closed;
+    /* a TLS connection: frames go through lws (it encrypts), never straight to the socket */
+    uint8_t tls;
     /* flood control */
     double tokens;
     uint64_t refill_ms;

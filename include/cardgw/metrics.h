@@ -119,6 +119,8 @@ typedef struct {
     uint64_t sockets_open, sockets_accepted; /* every accepted TCP socket, HTTP or WebSocket */
     uint64_t refused[GW_REFUSE__COUNT];      /* connections refused, by reason */
     uint64_t http_timeouts;                  /* plain-HTTP sockets closed at http_timeout_ms */
+    uint64_t tls_reload_failures;            /* reloads that kept the old certificate */
+    uint64_t tls_cert_expires_s;             /* notAfter of the certificate served; 0: no TLS */
     uint64_t fd_limit;                       /* RLIMIT_NOFILE */
     uint64_t worker_restarts;                /* times the supervisor restarted this worker's slot */
     int worker_last_exit; /* exit code of the process this one replaced (0: none) */

@@ -28,6 +28,9 @@ typedef struct gw_node {
     char instance[9]; /* random per process: makes client ids unique across nodes */
     struct lws_context *lws;
     struct lws_vhost *vhost;
+    void *tls_ctx;           /* the vhost's SSL_CTX (lws owns it) when TLS is on, else NULL */
+    uv_prepare_t *tls_check; /* TLS on: services what OpenSSL read ahead (server.c) */
+    uv_idle_t *tls_idle;
     int listen_fd;           /* -1 when not listening */
     uv_poll_t *listen_poll;  /* accepts, hands sockets to lws */
     uv_timer_t accept_timer; /* resumes accepting after a pause for want of descriptors */
@@ -60,6 +63,7 @@ typedef struct gw_node {
     uint64_t nconns;
     uint64_t conn_seq;
     uv_signal_t sigint, sigterm;
+    uv_signal_t sighup;          /* reload (gw_node_reload) */
     uv_timer_t stop_timer;       /* shutdown deadline */
     uv_timer_t unready_timer;    /* drain_unready_ms: /readyz 503 before the drain starts */
     uv_timer_t drain_timer;      /* closes connections in batches over drain_window_ms */
@@ -85,6 +89,10 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg);
  * window, and stop the loop when all are closed and the node's online hash is deleted (online.h),
  * or when shutdown_timeout_ms (counted from the call) has passed. Safe to call more than once. */
 void gw_node_stop(gw_node_t *node);
+/* Reloads what can change while connections stay open (SIGHUP calls it; add new reloadable parts
+ * here): the TLS certificate and key (gw_server_reload). Each part keeps its old state when its
+ * new one is bad. Nothing while stopping. Returns 0, or the first part's -errno. */
+int gw_node_reload(gw_node_t *node);
 /* A connection was put on node->flushq: make sure it is written before the loop blocks. */
 void gw_node_flush_soon(gw_node_t *node);
 /* Whether every Redis (main and shards) relays (canary round trip). Otherwise 0, with the names

@@ -29,6 +29,12 @@ typedef struct gw_http_req {
  * vhost on the node's loop and starts accepting. Returns 0, or -errno with node->errstr set
  * (what was created is freed by gw_node_destroy). */
 int gw_server_start(struct gw_node *node);
+/* Reload (SIGHUP, via gw_node_reload): with TLS on, reads tls_cert_file and tls_key_file again
+ * and, when both are good, new handshakes use them (connections keep theirs); otherwise logs why
+ * and keeps the old pair. Returns 0 or -EINVAL (the old certificate stays). */
+int gw_server_reload(struct gw_node *node);
+/* After the loop ran for the last time (gw_node_destroy): closes the server's own loop handles. */
+void gw_server_close(struct gw_node *node);
 /* Stops accepting (closes the listening socket and its poll handle); open connections stay.
  * Safe to call more than once. */
 void gw_server_stop_listening(struct gw_node *node);
