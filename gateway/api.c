@@ -117,7 +117,7 @@ static unsigned gw_api_scope_for(const char *path)
  * status: 401 for a missing or unknown key, 403 for a key without the scope. */
 static unsigned gw_api_key_status(gw_node_t *node, gw_http_req_t *r, unsigned scope)
 {
-    char h[GW_APIKEY_MAX_LEN + 16];
+    char h[1024]; /* room for a long legacy api_key; longer headers are unknown keys (401) */
     unsigned scopes;
     const char *name;
     if (lws_hdr_copy(r->wsi, h, sizeof(h), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)

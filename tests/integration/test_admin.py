@@ -193,14 +193,15 @@ def test_a_bad_keys_file_or_metrics_key_without_keys_stops_the_start(tmp_path):
                                       LSAN_OPTIONS="suppressions=%s" %
                                       os.path.join(ROOT, "tests", "lsan.supp")))
         text = (out.stdout + out.stderr).decode(errors="replace")
-        assert out.returncode not in (0, 23, 24) and "api_keys_file" in text, (name, text)
+        assert out.returncode not in (0, 23, 24) and "api_keys_file %s: line " % bad in text, (
+            name, text)
         assert "Sanitizer" not in text, text
     conf = str(tmp_path / "node.conf")
     with open(conf, "w") as f:
         f.write("api_key =\nmetrics_require_key = 1\n")
     out = subprocess.run([NODE_BIN, "--config", conf, "--check-config"], capture_output=True,
                          timeout=20)
-    assert out.returncode != 0 and b"metrics_require_key" in out.stdout + out.stderr
+    assert out.returncode != 0 and b"metrics_require_key' needs api_key" in out.stdout + out.stderr
 
 
 def test_rotation_without_restart(make_node, keys_file):
