@@ -22,24 +22,39 @@ static int gw_api_body_channel_ok(const char *ch, size_t *ns_len)
     return ch && gw_proto_channel_valid(ch, strlen(ch), ns_len);
 }
 
-/* The pub push of data on the longest channel in each encoding, with the largest offset: what a
- * subscriber would be sent, at most. */
-static size_t gw_api_body_push_bytes(const gw_api_body_t *b, const uint8_t *mp, size_t mpn)
+/* Bytes of a pub push beside its data and channel: {"push":"pub","channel":"","offset":<20
+ * digits>,"data":} and its msgpack form are under this. */
+#define GW_API_PUSH_OVERHEAD 128
+
+/* At least the size of the pub push of data on the longest channel with the largest offset, in
+ * either encoding: what a subscriber would be sent. The msgpack push is encoded (data is msgpack
+ * already: a copy); the JSON push is bounded by 2 x the JSON text (the node's writer uses the same
+ * escapes as jansson's and floats no longer than its, about 1x) and encoded only when that bound
+ * would not pass limit (0: none), as converting msgpack back to JSON costs ~100 ns a byte. */
+static size_t gw_api_body_push_bytes(const gw_api_body_t *b, const uint8_t *mp, size_t mpn,
+                                     size_t limit)
 {
-    size_t longest = 0, most = 0;
+    size_t longest = 0;
     for (size_t i = 0; i < b->nchannels; i++)
-        if (b->channels[i] && strlen(b->channels[i]) > longest)
-            longest = strlen(b->channels[i]);
+        if (b->channels[i])
+            longest = GW_MAX(longest, strlen(b->channels[i]));
+    longest = GW_MIN(longest, (size_t)GW_PROTO_MAX_CHANNEL);
     char ch[GW_PROTO_MAX_CHANNEL];
     memset(ch, 'x', sizeof(ch));
     gw_pub_t pub = {UINT64_MAX, {GW_DATA_MSGPACK, mp, mpn}, {NULL, 0}};
-    for (int enc = 0; enc < 2; enc++) {
-        gw_buf_t f;
-        gw_buf_init(&f, 0);
-        gw_proto_enc_pub(&f, (gw_enc_t)enc, (gw_slice_t){ch, GW_MIN(longest, sizeof(ch))}, &pub);
+    size_t json_bound = 2 * b->data_len + GW_API_PUSH_OVERHEAD + longest, most;
+    gw_buf_t f;
+    gw_buf_init(&f, 0);
+    gw_proto_enc_pub(&f, GW_ENC_MSGPACK, (gw_slice_t){ch, longest}, &pub);
+    most = f.len;
+    if (limit && json_bound > limit) {
+        gw_buf_reset(&f);
+        gw_proto_enc_pub(&f, GW_ENC_JSON, (gw_slice_t){ch, longest}, &pub);
         most = GW_MAX(most, f.len);
-        gw_buf_free(&f);
+    } else {
+        most = GW_MAX(most, json_bound);
     }
+    gw_buf_free(&f);
     return most;
 }
 
@@ -70,7 +85,7 @@ static int gw_api_body_publish(gw_api_body_t *out, int broadcast, const gw_api_b
         gw_buf_free(&mp);
         return gw_api_body_fail(out, 400, "data nests deeper than 32 levels");
     }
-    out->push_bytes = gw_api_body_push_bytes(out, gw_buf_data(&mp), mp.len);
+    out->push_bytes = gw_api_body_push_bytes(out, gw_buf_data(&mp), mp.len, lim->max_push_bytes);
     gw_buf_free(&mp);
     if (lim->max_push_bytes && out->push_bytes > lim->max_push_bytes)
         return gw_api_body_fail(out, 413,
