@@ -208,6 +208,12 @@ def test_rotation_without_restart(make_node, keys_file):
     node = make_node({"api_key": "", "api_keys_file": keys_file})
     new = "new-key-fedcba9876543210"
 
+    async def wait_warnings(n):
+        end = time.time() + 5
+        while node.read_log().count("keeping the") < n:
+            assert time.time() < end, node.read_log()[-3000:]
+            await asyncio.sleep(0.1)
+
     async def go():
         c = await connected_client(node, "rotating")
         assert "result" in await c.call("subscribe", channel="public:rot")
@@ -218,7 +224,7 @@ def test_rotation_without_restart(make_node, keys_file):
         t0 = time.time()
         while http(node.port, "POST", "/api/v1/publish",
                    {"channel": "public:rot", "data": "probe"}, key=PUB)[0] != 401:
-            assert time.time() - t0 < 2.5, "the old key still works"
+            assert time.time() - t0 < 3, "the old key still works"
             await c.next_event()
             await asyncio.sleep(0.1)
         took = time.time() - t0
@@ -229,23 +235,24 @@ def test_rotation_without_restart(make_node, keys_file):
             pass
         # a broken file (a short key): the keys in use stay, one warning
         write_keys(keys_file, "publisher short publish\n")
-        await asyncio.sleep(2.5)
+        await wait_warnings(1)
         assert http(node.port, "POST", "/api/v1/publish",
                     {"channel": "public:rot", "data": "still"}, key=new)[0] == 200
         assert http(node.port, "POST", "/api/v1/publish",
                     {"channel": "public:rot", "data": "x"}, key="short")[0] == 401
         # the file removed: the same
         os.unlink(keys_file)
-        await asyncio.sleep(1.5)
+        await wait_warnings(2)
         assert http(node.port, "POST", "/api/v1/publish",
                     {"channel": "public:rot", "data": "still"}, key=new)[0] == 200
+        await asyncio.sleep(2.2)  # two more checks of the file: no new line
+        assert node.read_log().count("keeping the") == 2, node.read_log()[-3000:]
         assert (await c.call("ping"))["result"] == {}  # clients never noticed
         await c.close()
         return took
     took = run(go())
-    assert took < 2.5
-    log = node.read_log()
-    assert log.count("keeping the") == 2, log[-3000:]  # one line per change, not per second
+    print("old key refused %.2f s after the rewrite" % took)
+    assert "api_keys_file re-read: 1 API keys now" in node.read_log()
 
 
 # ---- 413: publishes no subscriber could be sent ------------------------------------------------
