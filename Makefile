@@ -20,7 +20,7 @@ ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/tests/%)
 FUZZ_SRCS := $(filter-out gateway/%,$(LIB_SRCS)) gateway/common.c gateway/log.c gateway/schema.c \
-             gateway/jwt.c
+             gateway/jwt.c gateway/api_body.c
 
 # make test fuzzes this long after replaying the corpus; make fuzz runs long (300 s)
 FUZZ_SECONDS ?= 15

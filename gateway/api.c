@@ -1,6 +1,9 @@
 /* api.c — the server API beside the WebSocket endpoint: POST /api/v1/publish, broadcast,
- * disconnect and unsubscribe, GET /api/v1/position, info and online; JSON in and out, api_key. */
+ * disconnect and unsubscribe, GET /api/v1/position, info and online; JSON in and out, API keys. */
 #include "cardgw/api.h"
+#include "cardgw/api_body.h"
+#include "cardgw/apikeys.h"
+#include "cardgw/conn.h"
 #include "cardgw/auth.h"
 #include "cardgw/history.h"
 #include "cardgw/hub.h"
@@ -17,8 +20,6 @@
 #include <libwebsockets.h>
 #include <openssl/crypto.h>
 #include <stdlib.h>
-
-#define GW_API_MAX_BROADCAST 1000
 
 typedef struct {
     gw_http_req_t *r;
@@ -98,18 +99,81 @@ static const char *gw_api_msg_for(int err)
 
 /* ---- authentication -------------------------------------------------------------------------- */
 
-static int gw_api_authorized(gw_node_t *node, gw_http_req_t *r)
+/* The scope a request needs (0: none, an unknown path answered 404/405 after the key check). */
+static unsigned gw_api_scope_for(const char *path)
 {
-    char h[512];
-    const char *key = node->cfg->api_key;
-    if (!key[0] || lws_hdr_copy(r->wsi, h, sizeof(h), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
-        return 0;
+    int kind = gw_api_body_kind_of(path);
+    if (kind == GW_API_BODY_PUBLISH || kind == GW_API_BODY_BROADCAST)
+        return GW_SCOPE_PUBLISH;
+    if (kind == GW_API_BODY_DISCONNECT || kind == GW_API_BODY_UNSUBSCRIBE)
+        return GW_SCOPE_DISCONNECT;
+    if (kind == GW_API_BODY_ONLINE || strcmp(path, "/api/v1/position") == 0 ||
+        strcmp(path, "/api/v1/info") == 0)
+        return GW_SCOPE_READ;
+    return 0;
+}
+
+/* 0 when the request's key (Authorization: apikey <key> or Bearer <key>) has scope, else the
+ * status: 401 for a missing or unknown key, 403 for a key without the scope. */
+static unsigned gw_api_key_status(gw_node_t *node, gw_http_req_t *r, unsigned scope)
+{
+    char h[1024]; /* room for a long legacy api_key; longer headers are unknown keys (401) */
+    unsigned scopes;
+    const char *name;
+    if (lws_hdr_copy(r->wsi, h, sizeof(h), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0)
+        return 401;
     const char *given = NULL;
-    if (strncmp(h, "apikey ", 7) == 0)
+    if (strncmp(h, "apikey ", 7) == 0 || strncmp(h, "Bearer ", 7) == 0)
         given = h + 7;
-    else if (strncmp(h, "Bearer ", 7) == 0)
-        given = h + 7;
-    return given && strlen(given) == strlen(key) && CRYPTO_memcmp(given, key, strlen(key)) == 0;
+    int rc = given ? gw_apikeys_lookup(node->apikeys, given, strlen(given), &scopes, &name) : -1;
+    OPENSSL_cleanse(h, sizeof(h));
+    if (rc != 0)
+        return 401;
+    gw_debug("api", "%s %s: key '%s'%s", r->is_post ? "POST" : "GET", r->path, name,
+             (scopes & scope) == scope ? "" : " lacks the scope: 403");
+    return (scopes & scope) == scope ? 0 : 403;
+}
+
+int gw_api_check_key(gw_node_t *node, gw_http_req_t *r, const char *path, unsigned scope)
+{
+    if (!r->path[0])
+        snprintf(r->path, sizeof(r->path), "%s", path);
+    unsigned st = gw_apikeys_enabled(node->apikeys) ? gw_api_key_status(node, r, scope) : 401;
+    if (st == 401)
+        gw_api_error(r, 401, "missing or wrong API key (Authorization: apikey <key>)");
+    else if (st == 403)
+        gw_api_error(r, 403, "this API key lacks the scope for this request");
+    return st ? -EACCES : 0;
+}
+
+int gw_api_start(gw_node_t *node)
+{
+    char err[256];
+    node->apikeys = gw_apikeys_new(node->cfg->api_key, node->cfg->api_keys_file, err, sizeof(err));
+    if (!node->apikeys) {
+        snprintf(node->errstr, sizeof(node->errstr), "%s", err);
+        return -EINVAL;
+    }
+    if (node->cfg->api_keys_file[0])
+        gw_info("api", "%zu API keys (api_key and %s)", gw_apikeys_count(node->apikeys),
+                node->cfg->api_keys_file);
+    return 0;
+}
+
+void gw_api_tick(gw_node_t *node)
+{
+    char err[300];
+    int rc = gw_apikeys_check(node->apikeys, err, sizeof(err));
+    if (rc == 1)
+        gw_info("api", "api_keys_file re-read: %zu API keys now", gw_apikeys_count(node->apikeys));
+    else if (rc < 0) /* once per change of the file */
+        gw_warn("api", "%s: keeping the %zu keys in use", err, gw_apikeys_count(node->apikeys));
+}
+
+void gw_api_stop(gw_node_t *node)
+{
+    gw_apikeys_free(node->apikeys);
+    node->apikeys = NULL;
 }
 
 /* ---- publish and broadcast ------------------------------------------------------------------- */
@@ -145,26 +209,10 @@ static void gw_api_on_published(void *priv, int err, const char *epoch, uint64_t
     gw_api_op_finish(op);
 }
 
-static void gw_api_publish(gw_node_t *node, gw_http_req_t *r, json_t *body, int broadcast)
+/* body: a checked publish or broadcast (borrowed). */
+static void gw_api_publish(gw_node_t *node, gw_http_req_t *r, const gw_api_body_t *body)
 {
-    json_t *data = json_object_get(body, "data");
-    json_t *chans;
-    if (broadcast) {
-        chans = json_incref(json_object_get(body, "channels"));
-    } else {
-        chans = json_array();
-        if (json_is_string(json_object_get(body, "channel")))
-            json_array_append(chans, json_object_get(body, "channel"));
-    }
-    size_t n = json_array_size(chans);
-    if (!data || !json_is_array(chans) || n == 0 || n > GW_API_MAX_BROADCAST) {
-        json_decref(chans);
-        gw_api_error(r, 400,
-                     broadcast ? "want {\"channels\": [..], \"data\": ..}"
-                               : "want {\"channel\": \"ns:id\", \"data\": ..}");
-        return;
-    }
-    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | JSON_PRESERVE_ORDER);
+    size_t n = body->nchannels;
     gw_api_op_t *op = gw_calloc(1, sizeof(*op));
     op->r = r;
     op->results = json_array();
@@ -173,20 +221,19 @@ static void gw_api_publish(gw_node_t *node, gw_http_req_t *r, json_t *body, int 
     for (size_t i = 0; i < n; i++)
         json_array_append_new(op->results, json_null());
     for (size_t i = 0; i < n; i++) {
-        const char *ch = json_string_value(json_array_get(chans, i));
+        const char *ch = body->channels[i];
         int err = GW_ERR_BAD_CHANNEL;
         gw_api_slot_t *slot = gw_malloc(sizeof(*slot));
         *slot = (gw_api_slot_t){op, i};
         op->outstanding++;
         if (ch)
-            err = gw_hub_publish(node->hub, ch, strlen(ch),
-                                 (gw_data_t){GW_DATA_JSON, (const uint8_t *)text, strlen(text)},
-                                 NULL, gw_api_on_published, slot);
+            err = gw_hub_publish(
+                node->hub, ch, strlen(ch),
+                (gw_data_t){GW_DATA_JSON, (const uint8_t *)body->data, body->data_len}, NULL,
+                gw_api_on_published, slot);
         if (err)
             gw_api_on_published(slot, err, NULL, 0);
     }
-    free(text);
-    json_decref(chans);
     gw_api_op_finish(op);
 }
 
@@ -204,23 +251,15 @@ static void gw_api_on_control(void *priv, int err, const char *epoch, uint64_t n
         gw_api_reply(r, 200, json_pack("{s:I}", "nodes", (json_int_t)nodes));
 }
 
-static void gw_api_control(gw_node_t *node, gw_http_req_t *r, json_t *body, int unsubscribe)
+/* body: a checked disconnect or unsubscribe (borrowed). */
+static void gw_api_control(gw_node_t *node, gw_http_req_t *r, const gw_api_body_t *body)
 {
-    const char *uid = json_string_value(json_object_get(body, "uid"));
-    const char *ch = json_string_value(json_object_get(body, "channel"));
-    size_t nslen;
-    if (!uid || !gw_auth_uid_valid(uid, strlen(uid)) ||
-        (unsubscribe && (!ch || !gw_proto_channel_valid(ch, strlen(ch), &nslen)))) {
-        gw_api_error(r, 400,
-                     unsubscribe ? "want {\"uid\": .., \"channel\": ..}" : "want {\"uid\": ..}");
-        return;
-    }
-    if (unsubscribe && !gw_config_namespace(node->cfg, ch, nslen)) {
+    if (body->channel && !gw_config_namespace(node->cfg, body->channel, body->ns_len)) {
         gw_api_error(r, 404, gw_api_msg_for(GW_ERR_UNKNOWN_NAMESPACE));
         return;
     }
     r->pending = 1;
-    int rc = gw_hub_control(node->hub, uid, unsubscribe ? ch : NULL, gw_api_on_control, r);
+    int rc = gw_hub_control(node->hub, body->uid, body->channel, gw_api_on_control, r);
     if (rc != 0)
         gw_api_on_control(r, rc, NULL, 0);
 }
@@ -313,32 +352,25 @@ static void gw_api_on_online(void *priv, int err, const gw_online_status_t *st, 
     gw_api_reply(r, 200, json_pack("{s:o}", "users", users));
 }
 
-/* uids: a JSON array (takes the reference) of what the request named, checked here. */
-static void gw_api_online(gw_node_t *node, gw_http_req_t *r, json_t *uids)
+static const gw_api_body_limits_t *gw_api_limits(gw_node_t *node)
 {
-    size_t n = json_array_size(uids);
-    const char **v = NULL;
-    if (n == 0 || n > GW_ONLINE_MAX_QUERY) {
-        json_decref(uids);
-        gw_api_error(r, 400, "want 1 to 1000 uids: ?uid=a&uid=b or {\"uids\": [..]}");
-        return;
-    }
-    v = gw_malloc(n * sizeof(*v));
-    for (size_t i = 0; i < n; i++) {
-        v[i] = json_string_value(json_array_get(uids, i));
-        if (!v[i] || !gw_auth_uid_valid(v[i], strlen(v[i]))) {
-            free(v);
-            json_decref(uids);
-            gw_api_error(r, 400, "bad uid");
-            return;
-        }
-    }
+    static gw_api_body_limits_t lim;
+    /* a pub push larger than this closes a subscriber with anything queued as a slow consumer
+     * (gw_conn_send): no subscriber can be relied on to get it */
+    lim.max_push_bytes = (size_t)node->cfg->max_send_queue_bytes - GW_FRAME_HEADER_MAX;
+    lim.uid_valid = gw_auth_uid_valid;
+    return &lim;
+}
+
+/* body: checked uids (borrowed; its root is kept until the answer). */
+static void gw_api_online(gw_node_t *node, gw_http_req_t *r, gw_api_body_t *body)
+{
     gw_api_online_op_t *op = gw_malloc(sizeof(*op));
     op->r = r;
-    op->uids = uids;
+    op->uids =
+        json_incref(json_is_array(body->root) ? body->root : json_object_get(body->root, "uids"));
     r->pending = 1;
-    int rc = gw_online_query(node->online, v, n, gw_api_on_online, op);
-    free(v);
+    int rc = gw_online_query(node->online, body->uids, body->nuids, gw_api_on_online, op);
     if (rc != 0)
         gw_api_on_online(op, rc, NULL, 0);
 }
@@ -362,7 +394,12 @@ static void gw_api_online_get(gw_node_t *node, gw_http_req_t *r)
         if (strncmp(arg, "uid=", 4) == 0)
             json_array_append_new(uids, json_string_nocheck(arg + 4));
     }
-    gw_api_online(node, r, uids);
+    gw_api_body_t body;
+    if (gw_api_body_uids(uids, gw_api_limits(node), &body) != 0)
+        gw_api_error(r, body.status, body.error);
+    else
+        gw_api_online(node, r, &body);
+    gw_api_body_free(&body);
 }
 
 /* ---- entry points ---------------------------------------------------------------------------- */
@@ -373,14 +410,12 @@ int gw_api_begin(gw_node_t *node, gw_http_req_t *r, const char *path)
     r->started_us = gw_now_us();
     r->endpoint = (int)gw_api_endpoint_of(path);
     snprintf(r->path, sizeof(r->path), "%s", path);
-    if (!node->cfg->api_key[0]) {
-        gw_api_error(r, 404, "server API disabled (set api_key)");
+    if (!gw_apikeys_enabled(node->apikeys)) {
+        gw_api_error(r, 404, "server API disabled (set api_key or api_keys_file)");
         return 0;
     }
-    if (!gw_api_authorized(node, r)) {
-        gw_api_error(r, 401, "missing or wrong API key (Authorization: apikey <key>)");
+    if (gw_api_check_key(node, r, path, gw_api_scope_for(path)) != 0)
         return 0;
-    }
     if (strcmp(path, "/api/v1/position") == 0 && !r->is_post) {
         gw_api_position(node, r);
         return 0;
@@ -427,27 +462,22 @@ int gw_api_body_done(gw_node_t *node, gw_http_req_t *r)
 {
     if (r->responded || r->pending)
         return 0; /* already answered at the headers (bad key, ...) */
-    json_error_t jerr;
-    json_t *body = json_loadb((const char *)gw_buf_data(&r->reqbody), r->reqbody.len,
-                              JSON_REJECT_DUPLICATES, &jerr);
-    if (!body || !json_is_object(body)) {
-        json_decref(body);
-        gw_api_error(r, 400, "body is not a JSON object");
+    int kind = gw_api_body_kind_of(r->path);
+    gw_api_body_t body;
+    if (kind < 0) {
+        gw_api_error(r, 404, "no such API");
         return 0;
     }
-    if (strcmp(r->path, "/api/v1/publish") == 0)
-        gw_api_publish(node, r, body, 0);
-    else if (strcmp(r->path, "/api/v1/broadcast") == 0)
-        gw_api_publish(node, r, body, 1);
-    else if (strcmp(r->path, "/api/v1/disconnect") == 0)
-        gw_api_control(node, r, body, 0);
-    else if (strcmp(r->path, "/api/v1/unsubscribe") == 0)
-        gw_api_control(node, r, body, 1);
-    else if (strcmp(r->path, "/api/v1/online") == 0)
-        gw_api_online(node, r, json_incref(json_object_get(body, "uids")));
+    if (gw_api_body_parse((gw_api_body_kind_t)kind, gw_buf_data(&r->reqbody), r->reqbody.len,
+                          gw_api_limits(node), &body) != 0)
+        gw_api_error(r, body.status, body.error);
+    else if (kind == GW_API_BODY_PUBLISH || kind == GW_API_BODY_BROADCAST)
+        gw_api_publish(node, r, &body);
+    else if (kind == GW_API_BODY_ONLINE)
+        gw_api_online(node, r, &body);
     else
-        gw_api_error(r, 404, "no such API");
-    json_decref(body);
+        gw_api_control(node, r, &body);
+    gw_api_body_free(&body);
     return 0;
 }
 

@@ -88,6 +88,10 @@ static const gw_key_t gw_keys[] = {
     KI(presence_ttl_ms, "90000", 1000, 3600000),
     KI(flush_window_ms, "0", 0, 100),
     KSECRET(api_key, ""),
+    KS(api_keys_file, ""),
+    KI(metrics_require_key, "0", 0, 1),
+    KS(admin_address, ""),
+    KI(admin_port, "0", 0, 65535),
     KS(rpc_methods, ""),
     KS(rpc_reply_methods, ""),
     KI(rpc_timeout_ms, "5000", 100, 600000),
@@ -472,6 +476,10 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
                        "keys 'drain_unready_ms' + 'drain_window_ms' exceed shutdown_timeout_ms");
     if (cfg->loop_stall_timeout_ms > 0 && cfg->loop_stall_timeout_ms < 1000)
         return gw_fail(err, errlen, "key 'loop_stall_timeout_ms' must be 0 (off) or >= 1000");
+    if (cfg->metrics_require_key && !cfg->api_key[0] && !cfg->api_keys_file[0])
+        return gw_fail(err, errlen, "key 'metrics_require_key' needs api_key or api_keys_file");
+    if (cfg->admin_port && cfg->admin_port == cfg->port)
+        return gw_fail(err, errlen, "key 'admin_port' is the same as port");
     if (cfg->command_burst < cfg->commands_per_second / 10)
         return gw_fail(err, errlen, "key 'command_burst' is below commands_per_second / 10");
     if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0])

@@ -3,6 +3,7 @@
 #include "cardgw/static.h"
 #include "cardgw/node.h"
 #include "cardgw/admission.h"
+#include "cardgw/api.h"
 #include "cardgw/conn.h"
 #include "cardgw/hub.h"
 #include "cardgw/log.h"
@@ -195,7 +196,7 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
     node->loop = loop;
     node->cfg = cfg;
     gw_list_init(&node->conns);
-    node->listen_fd = -1;
+    node->listen_fd = node->admin_fd = -1;
     gw_random_hex(node->instance, 4);
     if (cfg->node_id[0]) {
         snprintf(node->node_id, sizeof(node->node_id), "%s", cfg->node_id);
@@ -249,6 +250,8 @@ int gw_node_start(gw_node_t *node, uv_loop_t *loop, const gw_config_t *cfg)
      * registry entry makes that hash count again (both first write 200 ms from now) */
     node->online = gw_online_new(node);
     node->registry = gw_registry_new(node);
+    if ((rc = gw_api_start(node)) != 0)
+        return rc;
     rc = gw_server_start(node);
     if (rc)
         return rc;
@@ -342,6 +345,8 @@ static void gw_node_sweep(uv_timer_t *t)
     gw_server_sweep(node, now);
     if (++node->sweeps % 20 == 0) /* every 10 s */
         gw_admission_sweep(node->admission, now);
+    if (node->sweeps % 2 == 0) /* every second: a rotated api_keys_file */
+        gw_api_tick(node);
 }
 
 /* Closes the next batch of connections; the list shrinks as their close callbacks run. */
@@ -474,6 +479,7 @@ int gw_node_destroy(gw_node_t *node)
     node->online = NULL;
     gw_static_free(node->statics);
     node->statics = NULL;
+    gw_api_stop(node);
     gw_broker_free(node->broker);
     node->broker = NULL;
     for (uint32_t i = 0; i < node->nshards; i++) {

@@ -3,6 +3,7 @@
 #include "cardgw/server.h"
 #include "cardgw/admission.h"
 #include "cardgw/api.h"
+#include "cardgw/apikeys.h"
 #include "cardgw/broker.h"
 #include "cardgw/conn.h"
 #include "cardgw/log.h"
@@ -40,6 +41,7 @@ typedef struct gw_peer {
     struct lws *wsi;
     uint64_t accepted_ms;
     uint32_t ip; /* network order */
+    int admin;   /* accepted on admin_port */
 } gw_peer_t;
 
 static void gw_server_peer_free(struct gw_node *node, gw_peer_t *peer);
@@ -139,9 +141,23 @@ static int gw_http_on_writable(gw_http_req_t *r)
     return -1; /* response complete: close */
 }
 
+/* With admin_port set, the API and /metrics live there only, and that port serves nothing else
+ * but the health checks. Returns 1 when path is not served on r's surface. */
+static int gw_http_wrong_surface(gw_node_t *node, const gw_http_req_t *r, const char *path)
+{
+    int private = strcmp(path, "/metrics") == 0 || strncmp(path, "/api/", 5) == 0;
+    if (!node->cfg->admin_port)
+        return 0;
+    if (r->admin)
+        return !private && strcmp(path, "/healthz") != 0 && strcmp(path, "/readyz") != 0;
+    return private;
+}
+
 static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
 {
     gw_metrics.http_requests++;
+    if (gw_http_wrong_surface(node, r, path))
+        return gw_http_respond_text(r, 404, "not found\n");
     if (strcmp(path, "/healthz") == 0)
         return gw_http_respond_text(r, 200, "ok\n");
     if (strcmp(path, "/readyz") == 0) {
@@ -159,6 +175,8 @@ static int gw_http_route(gw_node_t *node, gw_http_req_t *r, const char *path)
         return gw_http_respond_text(r, 200, "ready\n");
     }
     if (strcmp(path, "/metrics") == 0) {
+        if (node->cfg->metrics_require_key && gw_api_check_key(node, r, path, GW_SCOPE_METRICS))
+            return 0; /* answered 401 or 403 */
         gw_buf_reset(&r->body);
         gw_metrics_render(&r->body, node->cfg);
         return gw_http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8");
@@ -353,6 +371,13 @@ int gw_server_reload(gw_node_t *node)
 
 /* ---- the lws callback ------------------------------------------------------------------------ */
 
+/* Whether wsi was accepted on admin_port (its peer record says so until it is destroyed). */
+static int gw_server_on_admin(struct lws *wsi)
+{
+    const gw_peer_t *peer = lws_get_opaque_user_data(wsi);
+    return peer && peer->admin;
+}
+
 static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                            size_t len)
 {
@@ -365,6 +390,8 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
         return node ? gw_server_tls_ready(node, user) : 0;
     /* WebSocket */
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        if (gw_server_on_admin(wsi))
+            return gw_upgrade_refuse(wsi, 404, "Not Found", "no WebSocket on the admin port");
         return gw_confirm_upgrade(node, wsi);
     case LWS_CALLBACK_ESTABLISHED: {
         const struct lws_protocols *p = lws_get_protocol(wsi);
@@ -416,6 +443,7 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_HTTP: {
         if (!pss->req)
             pss->req = gw_http_req_new(wsi);
+        pss->req->admin = gw_server_on_admin(wsi);
         pss->req->is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
         const char *bad = gw_http_framing_error(wsi);
         if (bad) {
@@ -465,17 +493,16 @@ static int gw_lws_callback(struct lws *wsi, enum lws_callback_reasons reason, vo
 /* The node owns its listening socket and hands accepted sockets to lws: Debian's lws build has one
  * service thread, and lws 4.1 sets SO_REUSEPORT only with several, so --workers could not share
  * the port otherwise. */
-static int gw_listen_open(gw_node_t *node)
+static int gw_listen_open(gw_node_t *node, const char *key, const char *addr, int port, int *fd_out,
+                          int *bound)
 {
     struct sockaddr_in sa;
     int one = 1;
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)node->cfg->port);
-    const char *addr = node->cfg->listen_address[0] ? node->cfg->listen_address : "0.0.0.0";
+    sa.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-        snprintf(node->errstr, sizeof(node->errstr), "listen_address '%s' is not an IPv4 address",
-                 addr);
+        snprintf(node->errstr, sizeof(node->errstr), "%s '%s' is not an IPv4 address", key, addr);
         return -EINVAL;
     }
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -488,15 +515,15 @@ static int gw_listen_open(gw_node_t *node)
         goto fail;
     socklen_t sl = sizeof(sa);
     getsockname(fd, (struct sockaddr *)&sa, &sl);
-    node->port = ntohs(sa.sin_port); /* the one bound when cfg->port is 0 */
-    node->listen_fd = fd;
+    *bound = ntohs(sa.sin_port); /* the one bound when port is 0 */
+    *fd_out = fd;
     return 0;
 fail:;
     int e = errno;
     if (fd >= 0)
         close(fd);
-    snprintf(node->errstr, sizeof(node->errstr), "cannot listen on %s:%d: %s", addr,
-             node->cfg->port, strerror(e));
+    snprintf(node->errstr, sizeof(node->errstr), "cannot listen on %s:%d: %s", addr, port,
+             strerror(e));
     return -e;
 }
 
@@ -522,6 +549,8 @@ static void gw_listen_resume(uv_timer_t *t)
     gw_node_t *node = t->data;
     if (node->listen_poll)
         uv_poll_start(node->listen_poll, UV_READABLE, gw_listen_on_readable);
+    if (node->admin_poll)
+        uv_poll_start(node->admin_poll, UV_READABLE, gw_listen_on_readable);
 }
 
 /* accept failed for want of descriptors (or kernel memory): stop polling the listening socket
@@ -533,6 +562,8 @@ static void gw_listen_pause(gw_node_t *node, int err)
                  "accept: %s (open-file limit %u): pausing accepts for %d ms", strerror(err),
                  node->fd_limit, GW_ACCEPT_PAUSE_MS);
     uv_poll_stop(node->listen_poll);
+    if (node->admin_poll)
+        uv_poll_stop(node->admin_poll);
     uv_timer_start(&node->accept_timer, gw_listen_resume, GW_ACCEPT_PAUSE_MS, 0);
 }
 
@@ -547,14 +578,15 @@ static struct lws *gw_server_adopt(gw_node_t *node, int fd)
 static void gw_listen_on_readable(uv_poll_t *h, int status, int events)
 {
     gw_node_t *node = h->data;
+    int admin = h == node->admin_poll;
     (void)events;
     if (status < 0)
         return;
     for (int i = 0; i < 64; i++) { /* bounded: other work gets its turn */
         struct sockaddr_in sa;
         socklen_t sl = sizeof(sa);
-        int fd =
-            accept4(node->listen_fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(admin ? node->admin_fd : node->listen_fd, (struct sockaddr *)&sa, &sl,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             int e = errno;
             if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
@@ -591,6 +623,7 @@ static void gw_listen_on_readable(uv_poll_t *h, int status, int events)
         gw_peer_t *peer = gw_calloc(1, sizeof(*peer));
         peer->wsi = wsi;
         peer->ip = ip;
+        peer->admin = admin;
         peer->accepted_ms = gw_now_ms();
         gw_list_insert_tail(&node->http_peers, &peer->link);
         lws_set_opaque_user_data(wsi, peer);
@@ -619,6 +652,32 @@ void gw_server_sweep(gw_node_t *node, uint64_t now_ms)
 static void gw_listen_on_close(uv_handle_t *h)
 {
     free(h);
+}
+
+static uv_poll_t *gw_listen_poll(gw_node_t *node, int fd)
+{
+    uv_poll_t *p = gw_calloc(1, sizeof(*p));
+    uv_poll_init(node->loop, p, fd);
+    p->data = node;
+    uv_poll_start(p, UV_READABLE, gw_listen_on_readable);
+    return p;
+}
+
+/* admin_port: the private surface (server API, /metrics), accepted like the public port (per-IP
+ * caps, the HTTP deadline); its peers are marked so the router and the upgrade check know. */
+static int gw_admin_listen(gw_node_t *node)
+{
+    if (!node->cfg->admin_port)
+        return 0;
+    const char *addr = node->cfg->admin_address[0] ? node->cfg->admin_address : "127.0.0.1";
+    int rc = gw_listen_open(node, "admin_address", addr, node->cfg->admin_port, &node->admin_fd,
+                            &node->admin_port);
+    if (rc)
+        return rc;
+    node->admin_poll = gw_listen_poll(node, node->admin_fd);
+    gw_info("server", "server API and /metrics on http://%s:%d only (admin_port)", addr,
+            node->admin_port);
+    return 0;
 }
 
 /* ---- context --------------------------------------------------------------------------------- */
@@ -686,14 +745,13 @@ int gw_server_start(gw_node_t *node)
     }
     if (node->tls_ctx)
         gw_server_tls_pump_start(node);
-    int rc = gw_listen_open(node);
+    const char *addr = node->cfg->listen_address[0] ? node->cfg->listen_address : "0.0.0.0";
+    int rc = gw_listen_open(node, "listen_address", addr, node->cfg->port, &node->listen_fd,
+                            &node->port);
     if (rc)
         return rc;
-    node->listen_poll = gw_calloc(1, sizeof(*node->listen_poll));
-    uv_poll_init(node->loop, node->listen_poll, node->listen_fd);
-    node->listen_poll->data = node;
-    uv_poll_start(node->listen_poll, UV_READABLE, gw_listen_on_readable);
-    return 0;
+    node->listen_poll = gw_listen_poll(node, node->listen_fd);
+    return gw_admin_listen(node);
 }
 
 void gw_server_stop_listening(gw_node_t *node)
@@ -706,5 +764,13 @@ void gw_server_stop_listening(gw_node_t *node)
     if (node->listen_fd > 0) {
         close(node->listen_fd);
         node->listen_fd = -1;
+    }
+    if (node->admin_poll) {
+        uv_close((uv_handle_t *)node->admin_poll, gw_listen_on_close);
+        node->admin_poll = NULL;
+    }
+    if (node->admin_fd >= 0) {
+        close(node->admin_fd);
+        node->admin_fd = -1;
     }
 }

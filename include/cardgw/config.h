@@ -82,6 +82,10 @@ typedef struct {
     int debug_hooks;
 
     char *api_key;
+    char *api_keys_file;     /* named keys with scopes (apikeys.h), re-read when it changes */
+    int metrics_require_key; /* 1: /metrics needs a key with the metrics scope */
+    char *admin_address;     /* admin_port's address ("" = 127.0.0.1) */
+    int admin_port;          /* 0: the API and /metrics are served on port */
     int api_max_body_bytes;
     char *rpc_methods;       /* comma-separated allowlist; empty = any method */
     char *rpc_reply_methods; /* comma-separated methods that wait for the backend's answer;

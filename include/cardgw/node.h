@@ -19,6 +19,7 @@ struct gw_registry;
 struct gw_online;
 struct gw_admission;
 struct gw_watchdog;
+struct gw_apikeys;
 
 typedef struct gw_node {
     uv_loop_t *loop;
@@ -45,7 +46,11 @@ typedef struct gw_node {
     struct gw_registry *registry; /* this node's entry in the cluster view */
     struct gw_online *online;     /* its users' connection counts, mirrored into Redis */
     struct gw_static *statics;    /* static_root's files, NULL when off */
-    uv_signal_t sigusr2;          /* debug_hooks: stalls the loop on purpose (watchdog test) */
+    struct gw_apikeys *apikeys;   /* the server API's keys (api.c) */
+    int admin_fd;                 /* admin_port's listening socket, -1 when none (server.c) */
+    int admin_port;               /* the port it is bound to */
+    uv_poll_t *admin_poll;
+    uv_signal_t sigusr2; /* debug_hooks: stalls the loop on purpose (watchdog test) */
     uint32_t sweeps;
     gw_broker_t *broker;     /* the main Redis (redis_url) */
     const gw_redis_t *redis; /* the main broker's: sessions, members, inbox, control, nodes */

@@ -21,11 +21,13 @@ typedef struct gw_http_req {
     int pending;              /* an asynchronous operation still refers to this request */
     const unsigned char *ext; /* a body not owned (a static file): sent from there in chunks */
     size_t ext_n, ext_off;
+    int admin;           /* arrived on admin_port: the private surface (API, /metrics) */
     int endpoint;        /* server API: its gw_api_endpoint_t (metrics.h) */
     uint64_t started_us; /* server API: when its headers arrived (gw_now_us), 0 once timed */
 } gw_http_req_t;
 
-/* Opens the listening socket (node->port gets the bound port), creates the lws context and
+/* Opens the listening socket (node->port gets the bound port) and admin_port's when set
+ * (node->admin_port), creates the lws context and
  * vhost on the node's loop and starts accepting. Returns 0, or -errno with node->errstr set
  * (what was created is freed by gw_node_destroy). */
 int gw_server_start(struct gw_node *node);
@@ -35,7 +37,7 @@ int gw_server_start(struct gw_node *node);
 int gw_server_reload(struct gw_node *node);
 /* After the loop ran for the last time (gw_node_destroy): closes the server's own loop handles. */
 void gw_server_close(struct gw_node *node);
-/* Stops accepting (closes the listening socket and its poll handle); open connections stay.
+/* Stops accepting (closes the listening sockets and their poll handles); open connections stay.
  * Safe to call more than once. */
 void gw_server_stop_listening(struct gw_node *node);
 /* From the node's sweep: closes plain-HTTP sockets older than http_timeout_ms (request and

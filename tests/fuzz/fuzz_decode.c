@@ -10,10 +10,13 @@
  *   8: a presence set member (its info reaches clients in join pushes and presence replies)
  *   9: a JWT (jwt.c): verified as given, and signed with the fuzz secret as <header>.<claims>
  *      so that the claim checks are reached; base64url decoding must be canonical
- *   10: reserved (the server API body)
+ *   10: a server API request body (api_body.c): the payload's first byte picks the request
+ *      (% 5: publish, broadcast, disconnect, unsubscribe, online), the second the push limit
+ *      (x 64 bytes; 0 = none), the rest is the body
  * Seeds in tests/fuzz/corpus start with 0 or 1 (one file per vector), 2/3 (data values), 4/5,
- * 6/7 (rpc answers: 6 JSON, 7 msgpack), 8 or 9 (jwt_*). */
+ * 6/7 (rpc answers: 6 JSON, 7 msgpack), 8, 9 (jwt_*) or 10 (api_*). */
 
+#include "cardgw/api_body.h"
 #include "cardgw/jwt.h"
 #include "cardgw/proto.h"
 #include "cardgw/schema.h"
@@ -321,6 +324,82 @@ static void check_jwt(const uint8_t *p, size_t n)
     check_jwt_once(tok, tn, &plain);
     check_jwt_once(tok, tn, &strict);
     free(tok);
+
+/* The uid grammar of gw_auth_uid_valid (auth.c needs a node: not linked here). */
+static int uid_ok(const char *uid, size_t n)
+{
+    if (n == 0 || n > 127)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((uid[i] >= 'a' && uid[i] <= 'z') || (uid[i] >= 'A' && uid[i] <= 'Z') ||
+              (uid[i] >= '0' && uid[i] <= '9') || (uid[i] && strchr("_.@=+,;-", uid[i]))))
+            return 0;
+    return 1;
+}
+
+/* A body that parses has every field its request needs, checked; data converts, and the push of
+ * each channel is no larger than push_bytes, which is within the limit. */
+static void check_api_body(const uint8_t *p, size_t n)
+{
+    if (n < 2)
+        return;
+    gw_api_body_kind_t kind = (gw_api_body_kind_t)(p[0] % 5);
+    gw_api_body_limits_t lim = {(size_t)p[1] * 64, uid_ok};
+    gw_api_body_t b;
+    int rc = gw_api_body_parse(kind, p + 2, n - 2, &lim, &b);
+    if (rc != 0) {
+        ASSERT(b.error != NULL && (b.status == 400 || b.status == 413));
+        ASSERT(b.status != 413 || (lim.max_push_bytes && b.push_bytes > lim.max_push_bytes));
+        gw_api_body_free(&b);
+        return;
+    }
+    ASSERT(b.status == 0 && b.error == NULL && json_is_object(b.root));
+    switch (kind) {
+    case GW_API_BODY_PUBLISH:
+    case GW_API_BODY_BROADCAST: {
+        ASSERT(b.nchannels >= 1 && b.nchannels <= GW_API_BODY_MAX_CHANNELS);
+        ASSERT(kind == GW_API_BODY_BROADCAST ||
+               (b.nchannels == 1 && b.channels[0] &&
+                gw_proto_channel_valid(b.channels[0], strlen(b.channels[0]), NULL)));
+        ASSERT(b.data && strlen(b.data) == b.data_len);
+        ASSERT(!lim.max_push_bytes || b.push_bytes <= lim.max_push_bytes);
+        gw_data_t d = {GW_DATA_JSON, (const uint8_t *)b.data, b.data_len};
+        for (size_t i = 0; i < b.nchannels; i++) {
+            const char *ch = b.channels[i];
+            if (!ch || !gw_proto_channel_valid(ch, strlen(ch), NULL))
+                continue;
+            gw_pub_t pub = {UINT64_MAX, d, {NULL, 0}};
+            for (int enc = 0; enc < 2; enc++) {
+                gw_buf_t f;
+                gw_buf_init(&f, 0);
+                gw_proto_enc_pub(&f, (gw_enc_t)enc, (gw_slice_t){ch, strlen(ch)}, &pub);
+                ASSERT(f.len > 0 && f.len <= b.push_bytes);
+                if (enc == GW_ENC_JSON)
+                    assert_json_text(&f);
+                else
+                    check_msgpack_data(bytes(&f), f.len, 1);
+                gw_buf_free(&f);
+            }
+        }
+        check_json_data((const uint8_t *)b.data, b.data_len);
+        break;
+    }
+    case GW_API_BODY_DISCONNECT:
+    case GW_API_BODY_UNSUBSCRIBE:
+        ASSERT(b.uid && uid_ok(b.uid, strlen(b.uid)));
+        ASSERT((kind == GW_API_BODY_UNSUBSCRIBE) == (b.channel != NULL));
+        if (b.channel) {
+            size_t ns = 0;
+            ASSERT(gw_proto_channel_valid(b.channel, strlen(b.channel), &ns) && ns == b.ns_len);
+        }
+        break;
+    case GW_API_BODY_ONLINE:
+        ASSERT(b.nuids >= 1 && b.nuids <= GW_API_BODY_MAX_UIDS);
+        for (size_t i = 0; i < b.nuids; i++)
+            ASSERT(b.uids[i] && uid_ok(b.uids[i], strlen(b.uids[i])));
+        break;
+    }
+    gw_api_body_free(&b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -362,7 +441,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (mode == 9) {
         check_jwt(frame, n);
     } else if (mode == 10) {
-        /* reserved: the server API body */
+        check_api_body(frame, n);
     } else if (mode == 5) {
         check_control(frame, n);
     } else {
