@@ -324,6 +324,7 @@ static void check_jwt(const uint8_t *p, size_t n)
     check_jwt_once(tok, tn, &plain);
     check_jwt_once(tok, tn, &strict);
     free(tok);
+}
 
 /* The uid grammar of gw_auth_uid_valid (auth.c needs a node: not linked here). */
 static int uid_ok(const char *uid, size_t n)
