@@ -82,6 +82,8 @@ static const gw_key_t gw_keys[] = {
     KS(rpc_reply_methods, ""),
     KI(rpc_timeout_ms, "5000", 100, 600000),
     KI(max_pending_rpcs_per_connection, "32", 1, 100000),
+    KI(max_rpcs_per_user_per_s, "20", 0, 1000000),
+    KI(inbox_max_bytes, "268435456", 65536, INT_MAX),
     KI(rpc_max_answer_bytes, "1048576", 1024, 64 * 1024 * 1024),
     KI(api_max_body_bytes, "1048576", 1024, 64 * 1024 * 1024),
     KSECRET(jwt_secret, ""),

@@ -79,6 +79,8 @@ typedef struct {
     int rpc_timeout_ms;      /* a waiting rpc gets error 118 after this long */
     int max_pending_rpcs_per_connection; /* waiting rpcs per connection; past it error 115 */
     int rpc_max_answer_bytes;            /* larger answers are dropped (and counted) */
+    int max_rpcs_per_user_per_s;         /* per uid on this node, burst 2x; 0 = none (115) */
+    int inbox_max_bytes;                 /* cardgw:inbox bound: MAXLEN from it (rpc.c) */
     char *jwt_secret;
     int token_refresh_before_s;
 
