@@ -75,6 +75,7 @@ static const gw_key_t gw_keys[] = {
     KI(recovery_max_publications, "300", 1, 100000),
     KI(recovery_max_bytes, "1048576", 1024, 64 * 1024 * 1024),
     KI(position_check_interval_ms, "30000", 100, 3600000),
+    KI(meta_read_ttl_s, "120", 1, 604800),
     KI(presence_ttl_ms, "90000", 1000, 3600000),
     KI(flush_window_ms, "0", 0, 100),
     KSECRET(api_key, ""),
@@ -376,6 +377,9 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
                        "keys 'drain_unready_ms' + 'drain_window_ms' exceed shutdown_timeout_ms");
     if (cfg->loop_stall_timeout_ms > 0 && cfg->loop_stall_timeout_ms < 1000)
         return gw_fail(err, errlen, "key 'loop_stall_timeout_ms' must be 0 (off) or >= 1000");
+    if ((int64_t)cfg->meta_read_ttl_s * 1000 < 2 * (int64_t)cfg->position_check_interval_ms)
+        return gw_fail(err, errlen,
+                       "key 'meta_read_ttl_s' is below twice position_check_interval_ms");
     if (cfg->command_burst < cfg->commands_per_second / 10)
         return gw_fail(err, errlen, "key 'command_burst' is below commands_per_second / 10");
     return 0;

@@ -215,6 +215,10 @@ void gw_proto_enc_connect_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_
 void gw_proto_enc_position_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
                               uint64_t offset, int has_recovered, int recovered,
                               const gw_pub_t *pubs, size_t npubs);
+/* The history reply: as gw_proto_enc_position_ok without recovered, and "more": true at the end
+ * when more publications were in range than the reply carries (a byte bound cut it). */
+void gw_proto_enc_history_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
+                             uint64_t offset, const gw_pub_t *pubs, size_t npubs, int more);
 /* {"id":id,"result":{"epoch":..,"offset":..}} */
 void gw_proto_enc_publish_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
                              uint64_t offset);

@@ -3,13 +3,15 @@ all of the user's connections on a node), the inbox stream's byte bound, history
 bounded in bytes inside the Lua script, the short life of a meta hash a read created, and the
 presence caps. Real redis-server, real nodes (ASan build), real clients."""
 import asyncio
-import json
+import os
+import threading
 import time
+import urllib.request
 
 import msgpack
 import pytest
 
-from conftest import connected_client, metric, run
+from conftest import ROOT, connected_client, run
 
 
 def refused(node, reason):
@@ -110,3 +112,172 @@ def test_inbox_stays_under_inbox_max_bytes(make_node, redis_server):
     assert used <= cap, (used, r.xlen("cardgw:inbox"))
     assert r.xlen("cardgw:inbox") >= 40  # still a useful backlog of the largest calls
     assert refused(node, "too_big") == 1
+
+
+# ---- 3. history and recovery bounded in bytes inside the script -------------------------------
+
+PUBLISH_LUA = open(os.path.join(ROOT, "scripts", "publish.lua")).read()
+MB = 1000 * 1000
+
+
+def publish_big(r, ch, n, size):
+    """n publications of `size` bytes of msgpack bin each through scripts/publish.lua."""
+    sha = r.script_load(PUBLISH_LUA)
+    keys = ["cardgw:{%s}:m" % ch, "cardgw:{%s}:x" % ch, "cardgw:{%s}" % ch]
+    for k in range(n):
+        r.evalsha(sha, 3, *keys, msgpack.packb(bytes([k % 256]) * size), "m", "", 100, 600,
+                  604800)
+    return r.hget(keys[0], "e").decode()
+
+
+class HealthProbe:
+    """A thread that GETs /healthz every 20 ms (a new connection each time) and keeps the
+    slowest answer."""
+
+    def __init__(self, port):
+        self.port, self.worst, self.n = port, 0.0, 0
+        self.stop_ev = threading.Event()
+        self.t = threading.Thread(target=self.loop, daemon=True)
+        self.t.start()
+
+    def loop(self):
+        while not self.stop_ev.is_set():
+            t0 = time.monotonic()
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.port,
+                                        timeout=10) as resp:
+                assert resp.status == 200
+            self.worst = max(self.worst, time.monotonic() - t0)
+            self.n += 1
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join()
+        return self.worst
+
+
+def test_history_and_recovery_of_50mb_answer_within_the_byte_budget(make_node, redis_server):
+    """A channel with 50 publications of 1 MB: history (newest / since) and a subscribe with
+    since are answered within recovery_max_bytes, read so by the script (the reply says `more`;
+    recovery says recovered: false), and /healthz keeps answering meanwhile."""
+    node = make_node()
+    r = redis_server.client()
+    epoch = publish_big(r, "public:big", 50, MB)
+
+    async def go():
+        c = await connected_client(node, "reader", enc="msgpack")
+        assert (await c.call("subscribe", channel="public:big"))["result"]["offset"] == 50
+        probe = HealthProbe(node.port)
+        try:
+            t0 = time.monotonic()
+            newest = await c.call("history", channel="public:big", timeout=20)
+            t_newest = time.monotonic() - t0
+            oldest = await c.call("history", channel="public:big", timeout=20,
+                                  since={"epoch": epoch, "offset": 0})
+            late = await connected_client(node, "late", enc="msgpack")
+            rec = await late.call("subscribe", channel="public:big", timeout=20,
+                                  since={"epoch": epoch, "offset": 0})
+            # several readers at once
+            many = await asyncio.gather(*(burst(x, "history", 3, channel="public:big")
+                                          for x in (c, late)))
+        finally:
+            worst = probe.stop()
+        res = newest["result"]
+        assert [p["offset"] for p in res["publications"]] == [50] and res["more"] is True, \
+            {k: v for k, v in res.items() if k != "publications"}
+        res = oldest["result"]
+        assert [p["offset"] for p in res["publications"]] == [1] and res["more"] is True
+        res = rec["result"]
+        assert res["recovered"] is False and "publications" not in res
+        assert (res["epoch"], res["offset"]) == (epoch, 50)
+        for x in sum(many, []):
+            assert len(x["result"]["publications"]) == 1 and x["result"]["more"] is True
+        return t_newest, worst, probe.n
+
+    t_newest, worst, n = run(go())
+    assert n >= 3, n
+    assert worst < 0.5, "healthz took %.3f s during the big reads" % worst
+    assert t_newest < 2.0, t_newest
+
+
+def test_history_more_flag_with_small_publications(make_node, redis_server):
+    """With small publications the byte bound cuts at the first that would pass it: history
+    with since returns the oldest that fit and `more`; asking again from the last offset goes
+    on, and the last page has no `more`."""
+    node = make_node({"recovery_max_bytes": 4096})
+    r = redis_server.client()
+    epoch = publish_big(r, "public:pages", 30, 1000)
+
+    async def go():
+        c = await connected_client(node, "reader", enc="msgpack")
+        await c.call("subscribe", channel="public:pages")
+        seen, last, pages = [], 0, 0
+        while True:
+            res = (await c.call("history", channel="public:pages",
+                                since={"epoch": epoch, "offset": last}))["result"]
+            offs = [p["offset"] for p in res.get("publications", [])]
+            assert len(offs) <= 4 and offs == list(range(last + 1, last + 1 + len(offs)))
+            seen += offs
+            pages += 1
+            if not res.get("more"):
+                break
+            last = offs[-1]
+        assert seen == list(range(1, 31)) and pages == 8
+        res = (await c.call("history", channel="public:pages", limit=2))["result"]
+        assert [p["offset"] for p in res["publications"]] == [29, 30] and "more" not in res
+
+    run(go())
+
+
+# ---- 4. meta hash created by a read -----------------------------------------------------------
+
+
+def test_meta_created_by_reads_gets_a_short_ttl(make_node, redis_server):
+    """Subscribing to 100 never-published channels leaves meta hashes that expire within
+    meta_read_ttl_s, not 7 days; a publish gives its channel the long lifetime as before."""
+    node = make_node({"meta_read_ttl_s": 60})
+    r = redis_server.client()
+
+    async def go():
+        c = await connected_client(node, "reader")
+        for i in range(100):
+            x = await c.call("subscribe", channel="public:never%d" % i)
+            assert x["result"]["offset"] == 0, x
+        x = await c.call("history", channel="public:never0")
+        assert "result" in x
+        x = await c.call("publish", channel="public:never1", data="first")
+        assert "result" in x
+
+    run(go())
+    ttls = [r.ttl("cardgw:{public:never%d}:m" % i) for i in range(100)]
+    assert all(0 < t <= 60 for i, t in enumerate(ttls) if i != 1), ttls
+    assert r.ttl("cardgw:{public:never1}:m") > 86400
+
+
+def test_read_meta_is_kept_while_subscribed_then_expires(make_node, redis_server):
+    """The epoch of a never-published channel stays while someone is subscribed (the position
+    check extends the short lifetime), so recovery with since still succeeds; once nobody is,
+    the hash expires and a later subscriber gets a new epoch (recovered: false)."""
+    node = make_node({"meta_read_ttl_s": 2, "position_check_interval_ms": 500})
+    r = redis_server.client()
+    key = "cardgw:{public:quiet}:m"
+
+    async def go():
+        c = await connected_client(node, "a")
+        epoch = (await c.call("subscribe", channel="public:quiet"))["result"]["epoch"]
+        await asyncio.sleep(4)
+        assert r.exists(key) and 0 < r.ttl(key) <= 2
+        d = await connected_client(node, "b")
+        res = (await d.call("subscribe", channel="public:quiet",
+                            since={"epoch": epoch, "offset": 0}))["result"]
+        assert res["recovered"] is True and res["epoch"] == epoch, res
+        await c.close()
+        await d.close()
+        await asyncio.sleep(3.5)
+        assert not r.exists(key)
+        e = await connected_client(node, "c")
+        res = (await e.call("subscribe", channel="public:quiet",
+                            since={"epoch": epoch, "offset": 0}))["result"]
+        assert res["recovered"] is False and res["epoch"] != epoch, res
+
+    run(go())
