@@ -77,6 +77,8 @@ static const gw_key_t gw_keys[] = {
     KI(position_check_interval_ms, "30000", 100, 3600000),
     KI(meta_read_ttl_s, "120", 1, 604800),
     KI(presence_ttl_ms, "90000", 1000, 3600000),
+    KI(presence_max_members, "1000", 1, 1000000),
+    KI(join_leave_max_members, "1000", 0, 10000000),
     KI(flush_window_ms, "0", 0, 100),
     KSECRET(api_key, ""),
     KS(rpc_methods, ""),

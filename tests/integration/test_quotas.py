@@ -281,3 +281,67 @@ def test_read_meta_is_kept_while_subscribed_then_expires(make_node, redis_server
         assert res["recovered"] is False and res["epoch"] != epoch, res
 
     run(go())
+
+
+# ---- 5. presence caps -------------------------------------------------------------------------
+
+
+def fake_presence(r, ch, n):
+    """n live presence entries written straight into the channel's sorted set (the schema of
+    docs/redis-schema.md): connections of other nodes, as far as this node can tell."""
+    expiry = int(time.time() * 1000) + 600000
+    key = "cardgw:{%s}:p" % ch
+    for i in range(0, n, 500):
+        r.zadd(key, {"fake%d c%d" % (k, k): expiry for k in range(i, min(n, i + 500))})
+
+
+def test_presence_reply_is_capped_and_says_partial(make_node, redis_server):
+    """3,000 connections in a channel's presence: presence and presence_users carry at most
+    presence_max_members of them with partial: true and the total; presence_stats counts them
+    all (users among the first only: partial)."""
+    node = make_node({"presence_max_members": 100})
+    r = redis_server.client()
+    fake_presence(r, "public:crowd", 3000)
+
+    async def go():
+        c = await connected_client(node, "me")
+        await c.call("subscribe", channel="public:crowd")
+        res = (await c.call("presence", channel="public:crowd"))["result"]
+        assert len(res["clients"]) == 100 and res["partial"] is True and res["total"] == 3001
+        res = (await c.call("presence_users", channel="public:crowd"))["result"]
+        assert len(res["users"]) == 100 and res["partial"] is True and res["total"] == 3001
+        res = (await c.call("presence_stats", channel="public:crowd"))["result"]
+        assert res == {"connections": 3001, "users": 100, "partial": True}, res
+        # a small channel is answered whole, without the flags
+        await c.call("subscribe", channel="public:small")
+        res = (await c.call("presence", channel="public:small"))["result"]
+        assert list(res) == ["clients"] and len(res["clients"]) == 1
+
+    run(go())
+
+
+def test_join_leave_stop_past_join_leave_max_members(make_node, redis_server):
+    """A channel whose presence set is over join_leave_max_members sends no join/leave pushes
+    (every join would reach thousands); a small channel still does."""
+    node = make_node({"join_leave_max_members": 1000})
+    r = redis_server.client()
+    fake_presence(r, "public:crowd", 2000)
+
+    async def go():
+        a = await connected_client(node, "a")
+        await a.call("subscribe", channel="public:crowd")
+        await a.call("subscribe", channel="public:small")
+        b = await connected_client(node, "b")
+        await b.call("subscribe", channel="public:small")
+        m = await a.next_push(5)
+        assert (m["push"], m["channel"], m["info"]["uid"]) == ("join", "public:small", "b"), m
+        await b.call("subscribe", channel="public:crowd")
+        await b.call("unsubscribe", channel="public:crowd")
+        await b.call("unsubscribe", channel="public:small")
+        m = await a.next_push(5)
+        assert (m["push"], m["channel"]) == ("leave", "public:small"), m
+        with pytest.raises(asyncio.TimeoutError):
+            m = await a.next_push(1)
+            raise AssertionError("a push of the crowded channel: %r" % m)
+
+    run(go())

@@ -319,7 +319,7 @@ static int encode(const json_t *v, gw_enc_t enc, int data_as_json, gw_buf_t *out
             ci[n].info = info_arg(c, data_as_json, &keep[n]);
             n++;
         }
-        gw_proto_enc_presence_ok(out, enc, id, ci, n);
+        gw_proto_enc_presence_ok(out, enc, id, ci, n, 0);
     } else if (strcmp(e, "presence_users_ok") == 0) {
         const json_t *us = json_object_get(a, "users"), *u;
         gw_user_info_t ui[8];
@@ -333,10 +333,10 @@ static int encode(const json_t *v, gw_enc_t enc, int data_as_json, gw_buf_t *out
             ui[n].info = info_arg(u, data_as_json, &keep[n]);
             n++;
         }
-        gw_proto_enc_presence_users_ok(out, enc, id, ui, n);
+        gw_proto_enc_presence_users_ok(out, enc, id, ui, n, 0);
     } else if (strcmp(e, "presence_stats_ok") == 0) {
         gw_proto_enc_presence_stats_ok(out, enc, id, (uint64_t)jint(a, "connections"),
-                                       (uint64_t)jint(a, "users"));
+                                       (uint64_t)jint(a, "users"), 0);
     } else if (strcmp(e, "rpc_ok") == 0) {
         gw_proto_enc_rpc_ok(out, enc, id, data_arg(json_object_get(a, "data"), data_as_json, keep));
     } else if (strcmp(e, "pub") == 0) {
