@@ -1,5 +1,6 @@
 /* admission.c — per-IP and per-user accounting: two chained hash tables that grow (IPv4 address
- * -> open sockets and a one-second rate window; uid -> open connections and an rpc token bucket). */
+ * -> open sockets and a one-second rate window; uid -> open connections and an rpc token bucket).
+ */
 #include "cardgw/admission.h"
 #include "cardgw/common.h"
 
@@ -247,8 +248,7 @@ void gw_admission_user_release(gw_admission_t *a, const char *uid)
     }
 }
 
-int gw_admission_user_rpc_take(gw_admission_t *a, const char *uid, uint64_t now_ms,
-                               uint32_t per_s)
+int gw_admission_user_rpc_take(gw_admission_t *a, const char *uid, uint64_t now_ms, uint32_t per_s)
 {
     gw_user_entry_t *e = *gw_user_find(a, uid, gw_uid_hash(uid));
     if (!per_s || !e)

@@ -251,9 +251,8 @@ static void gw_presence_answer(const gw_presence_cache_t *pc, gw_cmd_op_t *op)
         if (gw_schema_parse_presence_member(m, strlen(m), &ci[k]) == 0)
             k++;
     /* the read stopped at presence_max_members: say so, with the count of them all */
-    uint64_t total = pc->count >= (size_t)c->node->cfg->presence_max_members && pc->total > k
-                         ? pc->total
-                         : 0;
+    uint64_t total =
+        pc->count >= (size_t)c->node->cfg->presence_max_members && pc->total > k ? pc->total : 0;
     if (kind == GW_CMD_PRESENCE) {
         GW_CONN_SEND(c, gw_proto_enc_presence_ok, id, ci, k, total);
     } else {
@@ -281,7 +280,7 @@ static void gw_on_presence(void *priv, redisReply *r)
     int ok = r && r->type == REDIS_REPLY_ARRAY;
     pc->reading = 0;
     pc->total = ch->presence_n; /* the ZCOUNT sent just before this read was answered first */
-    if (ok) { /* copied: the reply is gone when this returns */
+    if (ok) {                   /* copied: the reply is gone when this returns */
         gw_buf_reset(&pc->members);
         pc->count = 0;
         for (size_t i = 0; i < r->elements; i++)

@@ -81,9 +81,8 @@ static void gw_rpc_xadd(gw_hub_t *hub, const gw_conn_t *c, const gw_cmd_t *cmd, 
 {
     char maxlen[24];
     snprintf(maxlen, sizeof(maxlen), "%ld", gw_inbox_maxlen(hub->cfg));
-    const char *argv[20] = {
-        "XADD", GW_SCHEMA_INBOX, "MAXLEN", "~",    maxlen, "*",
-        "uid",  c->uid,          "client", c->cid, "node", hub->node->node_id};
+    const char *argv[20] = {"XADD", GW_SCHEMA_INBOX, "MAXLEN", "~",    maxlen, "*",
+                            "uid",  c->uid,          "client", c->cid, "node", hub->node->node_id};
     size_t argvlen[20];
     int n = 12;
     argv[n++] = "method";

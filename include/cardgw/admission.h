@@ -49,8 +49,7 @@ void gw_admission_user_release(gw_admission_t *a, const char *uid);
  * this node: per_s a second sustained, a burst of 2 * per_s (per_s 0: no limit). Returns 0 (a
  * token taken) or -EAGAIN (over the rate, nothing taken). The bucket lives while the user has a
  * connection here: a user who closes every connection starts again with a full one. */
-int gw_admission_user_rpc_take(gw_admission_t *a, const char *uid, uint64_t now_ms,
-                               uint32_t per_s);
+int gw_admission_user_rpc_take(gw_admission_t *a, const char *uid, uint64_t now_ms, uint32_t per_s);
 
 /* Forgets IPs with no open socket whose rate window has passed; call every few seconds. */
 void gw_admission_sweep(gw_admission_t *a, uint64_t now_ms);

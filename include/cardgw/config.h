@@ -60,8 +60,8 @@ typedef struct {
     int recovery_max_publications;
     int recovery_max_bytes;
     int position_check_interval_ms;
-    int meta_read_ttl_s; /* lifetime of a meta hash a read created (kept while subscribed) */
-    int presence_ttl_ms; /* a presence entry lives this long unless its node refreshes it */
+    int meta_read_ttl_s;        /* lifetime of a meta hash a read created (kept while subscribed) */
+    int presence_ttl_ms;        /* a presence entry lives this long unless its node refreshes it */
     int presence_max_members;   /* connections in one presence reply; more: partial + total */
     int join_leave_max_members; /* more live presence connections: no join/leave pushes */
     int flush_window_ms;

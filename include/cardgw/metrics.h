@@ -138,9 +138,9 @@ typedef struct {
     uint64_t channels, subscriptions;
     uint64_t publications_in, deliveries;
     uint64_t api_requests, api_errors;
-    uint64_t rpc_pending;                     /* rpcs waiting for the backend's answer */
-    uint64_t rpc_waits[GW_RPC_OUT__COUNT];    /* waiting rpcs ended, by outcome */
-    uint64_t rpc_dropped[GW_RPC_DROP__COUNT]; /* reply-channel messages dropped, by reason */
+    uint64_t rpc_pending;                       /* rpcs waiting for the backend's answer */
+    uint64_t rpc_waits[GW_RPC_OUT__COUNT];      /* waiting rpcs ended, by outcome */
+    uint64_t rpc_dropped[GW_RPC_DROP__COUNT];   /* reply-channel messages dropped, by reason */
     uint64_t rpc_refused[GW_RPC_REFUSE__COUNT]; /* client rpcs refused, by reason */
     /* histograms (bounds set by the static initialiser in metrics.c) */
     gw_hist_t redis_rtt[GW_MAX_SHARDS + 1]; /* command round trips: [0] main, [1 + i] shard i */

@@ -118,9 +118,9 @@ TEST(user_rpc_rate_is_shared_and_refills)
     CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1199, 5), -EAGAIN);
     CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1200, 5), 0); /* 5/s: one per 200 ms */
     CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1200, 5), -EAGAIN);
-    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1200, 0), 0); /* 0: no limit */
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1200, 0), 0);     /* 0: no limit */
     CHECK_EQ_INT(gw_admission_user_rpc_take(a, "nobody", 1200, 5), 0); /* not connected */
-    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 60000, 5), 0); /* refilled to the burst */
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 60000, 5), 0);    /* refilled to the burst */
     for (int i = 0; i < 9; i++)
         CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 60000, 5), 0);
     CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 60000, 5), -EAGAIN);
