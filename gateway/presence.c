@@ -94,7 +94,7 @@ void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
     gw_presence_write(hub, s, join);
     gw_presence_invalidate(ch); /* a read after this one is queued behind the write */
     if (join && ch->ns->join_leave)
-        gw_presence_count(hub, ch); /* a crowd that grew stops join/leave here first */
+        gw_presence_count(hub, ch);        /* a crowd that grew stops join/leave here first */
     if (!announce || ch->presence_crowded) /* nobody would push it: not even sent */
         return;
     size_t fn = gw_schema_presence_frame(frame, sizeof(frame), join, c->uid, c->cid, c->info);
