@@ -8,7 +8,7 @@ BENCH_ARGS   ?=
 
 .PHONY: bench-build bench-connect bench-idle bench-fanout bench-cross-node bench-scale bench-floor \
         bench-peers bench-tsung bench-plot bench-all bench-profile bench-script \
-        bench-presence bench-sdk-storm
+        bench-presence bench-sdk-storm bench-history-bytes
 
 build/bench/loadgen: bench/loadgen.c bench/hist.h
 	@mkdir -p $(dir $@)
@@ -39,6 +39,11 @@ bench-scale: bench-build
 # presence on one 10,000-member group: Redis memory, refresh cost, presence replies
 bench-presence: bench-build
 	$(BENCH_RUN) presence $(BENCH_ARGS)
+
+# /healthz latency while readers ask history / recovery of 50 x 1 MB publications
+# (BENCH_ARGS="--bin OTHER_BUILD --rounds N --readers N" for a before/after comparison)
+bench-history-bytes: build/cardgw
+	$(BENCH_PY) bench/history_bytes.py $(BENCH_ARGS)
 
 # a reconnect storm of JavaScript clients after a node restart (BENCH_ARGS="--clients N --mode kill|term")
 bench-sdk-storm: build/cardgw

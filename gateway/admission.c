@@ -1,5 +1,6 @@
-/* admission.c — per-IP and per-user connection accounting: two chained hash tables that grow
- * (IPv4 address -> open sockets and a one-second rate window; uid -> open connections). */
+/* admission.c — per-IP and per-user accounting: two chained hash tables that grow (IPv4 address
+ * -> open sockets and a one-second rate window; uid -> open connections and an rpc token bucket).
+ */
 #include "cardgw/admission.h"
 #include "cardgw/common.h"
 
@@ -21,7 +22,9 @@ typedef struct gw_user_entry {
     struct gw_user_entry *next;
     uint32_t hash;
     uint32_t open;
-    char uid[]; /* NUL-terminated; lent to the connections that hold a count */
+    double rpc_tokens; /* max_rpcs_per_user_per_s bucket, shared by the user's connections */
+    uint64_t rpc_ms;   /* its last refill (monotonic ms; 0: full, never taken from) */
+    char uid[];        /* NUL-terminated; lent to the connections that hold a count */
 } gw_user_entry_t;
 
 /* A chained hash table of entries that start with a `next` pointer and whose hash is given by
@@ -223,6 +226,8 @@ const char *gw_admission_user_acquire(gw_admission_t *a, const char *uid)
         e->next = NULL;
         e->hash = h;
         e->open = 0;
+        e->rpc_tokens = 0;
+        e->rpc_ms = 0;
         memcpy(e->uid, uid, n + 1);
         a->users.n++;
         gw_table_grow(&a->users, 1);
@@ -241,4 +246,24 @@ void gw_admission_user_release(gw_admission_t *a, const char *uid)
         free(e); /* uid may be e->uid itself: not read after this */
         a->users.n--;
     }
+}
+
+int gw_admission_user_rpc_take(gw_admission_t *a, const char *uid, uint64_t now_ms, uint32_t per_s)
+{
+    gw_user_entry_t *e = *gw_user_find(a, uid, gw_uid_hash(uid));
+    if (!per_s || !e)
+        return 0;
+    double burst = 2.0 * per_s;
+    if (!e->rpc_ms) {
+        e->rpc_tokens = burst;
+    } else if (now_ms > e->rpc_ms) {
+        e->rpc_tokens += (double)(now_ms - e->rpc_ms) * per_s / 1000.0;
+        if (e->rpc_tokens > burst)
+            e->rpc_tokens = burst;
+    }
+    e->rpc_ms = now_ms ? now_ms : 1;
+    if (e->rpc_tokens < 1.0)
+        return -EAGAIN;
+    e->rpc_tokens -= 1.0;
+    return 0;
 }

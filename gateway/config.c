@@ -85,7 +85,10 @@ static const gw_key_t gw_keys[] = {
     KI(recovery_max_publications, "300", 1, 100000),
     KI(recovery_max_bytes, "1048576", 1024, 64 * 1024 * 1024),
     KI(position_check_interval_ms, "30000", 100, 3600000),
+    KI(meta_read_ttl_s, "120", 1, 604800),
     KI(presence_ttl_ms, "90000", 1000, 3600000),
+    KI(presence_max_members, "1000", 1, 1000000),
+    KI(join_leave_max_members, "1000", 0, 10000000),
     KI(flush_window_ms, "0", 0, 100),
     KSECRET(api_key, ""),
     KS(api_keys_file, ""),
@@ -96,6 +99,8 @@ static const gw_key_t gw_keys[] = {
     KS(rpc_reply_methods, ""),
     KI(rpc_timeout_ms, "5000", 100, 600000),
     KI(max_pending_rpcs_per_connection, "32", 1, 100000),
+    KI(max_rpcs_per_user_per_s, "20", 0, 1000000),
+    KI(inbox_max_bytes, "268435456", 65536, INT_MAX),
     KI(rpc_max_answer_bytes, "1048576", 1024, 64 * 1024 * 1024),
     KI(api_max_body_bytes, "1048576", 1024, 64 * 1024 * 1024),
     KSECRET(jwt_secret, ""),
@@ -480,6 +485,9 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
         return gw_fail(err, errlen, "key 'metrics_require_key' needs api_key or api_keys_file");
     if (cfg->admin_port && cfg->admin_port == cfg->port)
         return gw_fail(err, errlen, "key 'admin_port' is the same as port");
+    if ((int64_t)cfg->meta_read_ttl_s * 1000 < 2 * (int64_t)cfg->position_check_interval_ms)
+        return gw_fail(err, errlen,
+                       "key 'meta_read_ttl_s' is below twice position_check_interval_ms");
     if (cfg->command_burst < cfg->commands_per_second / 10)
         return gw_fail(err, errlen, "key 'command_burst' is below commands_per_second / 10");
     if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0])

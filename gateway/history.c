@@ -47,7 +47,7 @@ static void gw_on_history(void *priv, redisReply *r)
 {
     gw_hist_op_t *op = priv;
     gw_history_t h;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
         r->element[2]->type != REDIS_REPLY_ARRAY) {
         op->cb(op->priv, NULL);
@@ -59,6 +59,7 @@ static void gw_on_history(void *priv, redisReply *r)
     h.top = strtoull(r->element[1]->str, NULL, 10);
     h.pubs = gw_calloc(entries->elements ? entries->elements : 1, sizeof(*h.pubs));
     h.npubs = 0;
+    h.cut = r->elements > 3 && r->element[3]->type == REDIS_REPLY_INTEGER && r->element[3]->integer;
     for (size_t i = 0; i < entries->elements; i++)
         if (gw_history_entry(entries->element[i], &h.pubs[h.npubs]) == 0)
             h.npubs++;
@@ -71,21 +72,29 @@ int gw_history_read(const gw_redis_t *r, const char *ch, size_t n, gw_hist_mode_
                     uint64_t after, uint32_t count, uint32_t meta_ttl_s, gw_history_cb cb,
                     void *priv)
 {
-    char km[GW_SCHEMA_KEY_MAX], kx[GW_SCHEMA_KEY_MAX], a[24], c[16], t[16];
+    return gw_history_read_max(r, ch, n, mode, after, count, meta_ttl_s, 0, cb, priv);
+}
+
+int gw_history_read_max(const gw_redis_t *r, const char *ch, size_t n, gw_hist_mode_t mode,
+                        uint64_t after, uint32_t count, uint32_t meta_ttl_s, size_t max_bytes,
+                        gw_history_cb cb, void *priv)
+{
+    char km[GW_SCHEMA_KEY_MAX], kx[GW_SCHEMA_KEY_MAX], a[24], c[16], t[16], mb[24];
     size_t kmn = gw_schema_channel_key(km, sizeof(km), ch, n, GW_KEY_META);
     size_t kxn = gw_schema_channel_key(kx, sizeof(kx), ch, n, GW_KEY_STREAM);
     int an = snprintf(a, sizeof(a), "%" PRIu64, after);
     int cn = snprintf(c, sizeof(c), "%u", count ? count : 1);
     int tn = snprintf(t, sizeof(t), "%u", meta_ttl_s ? meta_ttl_s : 1);
     const char *m = mode == GW_HIST_AFTER ? "a" : mode == GW_HIST_TAIL ? "t" : "p";
-    const char *argv[] = {"2", km, kx, m, a, c, t};
-    size_t argvlen[] = {1, kmn, kxn, 1, (size_t)an, (size_t)cn, (size_t)tn};
+    int mbn = snprintf(mb, sizeof(mb), "%zu", max_bytes);
+    const char *argv[] = {"2", km, kx, m, a, c, t, mb};
+    size_t argvlen[] = {1, kmn, kxn, 1, (size_t)an, (size_t)cn, (size_t)tn, (size_t)mbn};
     gw_hist_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;
     if (!gw_history_script.src)
         gw_script_init(&gw_history_script, gw_history_lua);
-    if (gw_redis_eval(r, &gw_history_script, gw_on_history, op, 7, argv, argvlen) != 0) {
+    if (gw_redis_eval(r, &gw_history_script, gw_on_history, op, 8, argv, argvlen) != 0) {
         free(op);
         return -ENOTCONN;
     }
@@ -112,12 +121,31 @@ static void gw_on_position_reply(void *priv, redisReply *r)
     free(op);
 }
 
+static void gw_on_keep(void *priv, redisReply *r)
+{
+    (void)priv; /* an error (a Redis before 7.0 has no GT) leaves the lifetime as it was */
+    (void)r;
+}
+
 int gw_history_position(const gw_redis_t *r, const char *ch, size_t n, gw_position_cb cb,
                         void *priv)
 {
-    char key[GW_SCHEMA_KEY_MAX];
+    return gw_history_position_keep(r, ch, n, 0, cb, priv);
+}
+
+int gw_history_position_keep(const gw_redis_t *r, const char *ch, size_t n, uint32_t keep_ttl_s,
+                             gw_position_cb cb, void *priv)
+{
+    char key[GW_SCHEMA_KEY_MAX], t[16];
     const char *argv[] = {"HMGET", key, "e", "s"};
     size_t argvlen[] = {5, gw_schema_channel_key(key, sizeof(key), ch, n, GW_KEY_META), 1, 1};
+    if (keep_ttl_s) { /* pipelined before the read; nothing waits for it */
+        int tn = snprintf(t, sizeof(t), "%u", keep_ttl_s);
+        const char *ev[] = {"EXPIRE", key, t, "GT"};
+        size_t evlen[] = {6, argvlen[1], (size_t)tn, 2};
+        if (gw_redis_command(r, gw_on_keep, NULL, 4, ev, evlen) != 0)
+            return -ENOTCONN;
+    }
     gw_pos_op_t *op = gw_malloc(sizeof(*op));
     op->cb = cb;
     op->priv = priv;

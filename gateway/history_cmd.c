@@ -29,8 +29,8 @@ static void gw_on_history_cmd(void *priv, const gw_history_t *h)
     gw_buf_t b;
     gw_buf_init(&b, GW_FRAME_HEADROOM);
     for (;;) { /* and a reply the send queue takes now (halved until it does) */
-        gw_proto_enc_position_ok(&b, c->enc, id, (gw_slice_t){h->epoch, strlen(h->epoch)}, h->top,
-                                 0, 0, h->pubs + first, n);
+        gw_proto_enc_history_ok(&b, c->enc, id, (gw_slice_t){h->epoch, strlen(h->epoch)}, h->top,
+                                h->pubs + first, n, h->cut || n < h->npubs);
         if (n <= 1 || gw_conn_fits_buf(c, &b))
             break;
         size_t keep = n / 2;
@@ -54,9 +54,11 @@ void gw_hub_history(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
         limit = cmd->limit;
     gw_cmd_op_t *op = gw_cmd_op_new(c, cmd->id);
     op->arg = cmd->has_since;
-    if (gw_history_read(gw_hub_channel_redis(hub, cmd->channel.p, cmd->channel.n), cmd->channel.p,
-                        cmd->channel.n, cmd->has_since ? GW_HIST_AFTER : GW_HIST_TAIL,
-                        cmd->since_offset, limit ? limit : 1, gw_hub_meta_ttl(ns),
-                        gw_on_history_cmd, op) != 0)
+    /* the byte bound is applied by the script: no more than that leaves Redis */
+    if (gw_history_read_max(gw_hub_channel_redis(hub, cmd->channel.p, cmd->channel.n),
+                            cmd->channel.p, cmd->channel.n,
+                            cmd->has_since ? GW_HIST_AFTER : GW_HIST_TAIL, cmd->since_offset,
+                            limit ? limit : 1, (uint32_t)hub->cfg->meta_read_ttl_s,
+                            (size_t)hub->cfg->recovery_max_bytes, gw_on_history_cmd, op) != 0)
         gw_on_history_cmd(op, NULL);
 }

@@ -49,6 +49,8 @@ typedef struct gw_channel {
     uint64_t presence_ms;  /* last presence refresh */
     uint8_t suspect;       /* pub/sub was lost: fill as soon as Redis confirms the SUBSCRIBE */
     struct gw_presence_cache *pcache; /* presence.c: the last presence read, NULL before one */
+    uint32_t presence_n;              /* presence.c: live presence connections when last counted */
+    uint8_t presence_crowded; /* presence.c: presence_n > join_leave_max_members: no join/leave */
     gw_held_t *held, **held_tail;
     size_t n;
     char name[]; /* NUL-terminated */

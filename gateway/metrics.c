@@ -102,6 +102,7 @@ static const char *const gw_rpc_drop_names[GW_RPC_DROP__COUNT] = {
     "malformed",
     "too_big",
 };
+static const char *const gw_rpc_refuse_names[GW_RPC_REFUSE__COUNT] = {"user_rate", "too_big"};
 
 /* ---- histograms ---------------------------------------------------------------------------- */
 
@@ -390,6 +391,10 @@ void gw_metrics_render(gw_buf_t *out, const gw_config_t *cfg)
     gw_metric_by_reason(out, "cardgw_rpc_answers_dropped_total",
                         "Messages on the node's rpc reply channel dropped, by reason.",
                         gw_rpc_drop_names, m->rpc_dropped, GW_RPC_DROP__COUNT);
+    gw_metric_by_reason(out, "cardgw_rpc_refused_total",
+                        "Client rpc calls refused before the inbox: user_rate (over "
+                        "max_rpcs_per_user_per_s), too_big (data over max_frame_bytes as msgpack).",
+                        gw_rpc_refuse_names, m->rpc_refused, GW_RPC_REFUSE__COUNT);
     gw_metric(out, "cardgw_log_lines_dropped_total", "counter",
               "Log lines left out by rate limits (each limited line says how many).",
               gw_log_dropped);

@@ -13,6 +13,47 @@
  * the members of a node that died expire on their own. Join and leave travel on the channel as
  * relay frames without an offset (they are not publications and not in history). */
 
+/* ---- counting: a crowded channel gets no join/leave pushes ----------------------------------- */
+
+typedef struct {
+    gw_hub_t *hub;
+    gw_channel_t *ch;
+} gw_presence_count_t;
+
+static void gw_on_presence_count(void *priv, redisReply *r)
+{
+    gw_presence_count_t *pc = priv;
+    gw_hub_t *hub = pc->hub;
+    gw_channel_t *ch = pc->ch;
+    free(pc);
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
+        ch->presence_n = r->integer > UINT32_MAX ? UINT32_MAX : (uint32_t)r->integer;
+        ch->presence_crowded = ch->presence_n > (uint32_t)hub->cfg->join_leave_max_members;
+    }
+    ch->op_refs--;
+    gw_channel_maybe_release(hub, ch);
+}
+
+/* ZCOUNTs the channel's live presence connections (O(log n)) into ch->presence_n; a presence
+ * read sends it just before its ZRANGEBYSCORE, whose reply comes after. */
+static void gw_presence_count(gw_hub_t *hub, gw_channel_t *ch)
+{
+    char key[GW_SCHEMA_KEY_MAX], now[24];
+    size_t kn = gw_schema_channel_key(key, sizeof(key), ch->name, ch->n, GW_KEY_PRESENCE);
+    int nn = snprintf(now, sizeof(now), "%" PRIu64, gw_wall_ms());
+    const char *argv[] = {"ZCOUNT", key, now, "+inf"};
+    size_t argvlen[] = {6, kn, (size_t)nn, 4};
+    gw_presence_count_t *pc = gw_malloc(sizeof(*pc));
+    pc->hub = hub;
+    pc->ch = ch;
+    ch->op_refs++;
+    if (gw_redis_command(gw_channel_redis(hub, ch), gw_on_presence_count, pc, 4, argv, argvlen) !=
+        0) {
+        ch->op_refs--;
+        free(pc);
+    }
+}
+
 static void gw_on_presence_write(void *priv, redisReply *r)
 {
     (void)priv;
@@ -52,7 +93,9 @@ void gw_presence_update(gw_hub_t *hub, gw_sub_t *s, int join, int announce)
     const gw_redis_t *r = gw_channel_redis(hub, ch);
     gw_presence_write(hub, s, join);
     gw_presence_invalidate(ch); /* a read after this one is queued behind the write */
-    if (!announce)
+    if (join && ch->ns->join_leave)
+        gw_presence_count(hub, ch);        /* a crowd that grew stops join/leave here first */
+    if (!announce || ch->presence_crowded) /* nobody would push it: not even sent */
         return;
     size_t fn = gw_schema_presence_frame(frame, sizeof(frame), join, c->uid, c->cid, c->info);
     size_t kn = gw_schema_channel_key(key, sizeof(key), ch->name, ch->n, GW_KEY_PUBSUB);
@@ -70,6 +113,8 @@ void gw_presence_refresh(gw_hub_t *hub, gw_channel_t *ch)
         if (s->state == GW_SUB_LIVE)
             gw_presence_write(hub, s, 1);
     }
+    if (ch->ns->join_leave && ch->nsubs)
+        gw_presence_count(hub, ch); /* a crowd that shrank gets join/leave again */
 }
 
 void gw_presence_fanout(gw_channel_t *ch, const gw_client_info_t *who, int leave)
@@ -78,7 +123,8 @@ void gw_presence_fanout(gw_channel_t *ch, const gw_client_info_t *who, int leave
     gw_slice_t client = who->client;
     gw_list_t *it;
     gw_presence_invalidate(ch);
-    if (!ch->ns->presence || !ch->ns->join_leave)
+    /* past join_leave_max_members every join would reach thousands: presence is read instead */
+    if (!ch->ns->presence || !ch->ns->join_leave || ch->presence_crowded)
         return;
     gw_list_foreach(it, &ch->subs)
     {
@@ -120,8 +166,9 @@ typedef struct gw_presence_cache {
     uint32_t read_gen;
     int reading;
     gw_presence_wait_t *waiters, **tail;
-    gw_buf_t members; /* each member NUL-terminated, back to back */
+    gw_buf_t members; /* each member NUL-terminated, back to back (presence_max_members) */
     size_t count;
+    uint64_t total; /* live members counted just before the read (ZCOUNT) */
 } gw_presence_cache_t;
 
 typedef struct {
@@ -203,16 +250,19 @@ static void gw_presence_answer(const gw_presence_cache_t *pc, gw_cmd_op_t *op)
     for (; m && m < end; m += strlen(m) + 1)
         if (gw_schema_parse_presence_member(m, strlen(m), &ci[k]) == 0)
             k++;
+    /* the read stopped at presence_max_members: say so, with the count of them all */
+    uint64_t total =
+        pc->count >= (size_t)c->node->cfg->presence_max_members && pc->total > k ? pc->total : 0;
     if (kind == GW_CMD_PRESENCE) {
-        GW_CONN_SEND(c, gw_proto_enc_presence_ok, id, ci, k);
+        GW_CONN_SEND(c, gw_proto_enc_presence_ok, id, ci, k, total);
     } else {
         qsort(ci, k, sizeof(*ci), gw_cmp_uid);
         gw_user_info_t *users = gw_calloc(k ? k : 1, sizeof(*users));
         size_t nu = gw_presence_by_user(ci, k, users);
         if (kind == GW_CMD_PRESENCE_USERS)
-            GW_CONN_SEND(c, gw_proto_enc_presence_users_ok, id, users, nu);
+            GW_CONN_SEND(c, gw_proto_enc_presence_users_ok, id, users, nu, total);
         else
-            GW_CONN_SEND(c, gw_proto_enc_presence_stats_ok, id, k, nu);
+            GW_CONN_SEND(c, gw_proto_enc_presence_stats_ok, id, total ? total : k, nu, total > 0);
         free(users);
     }
     free(ci);
@@ -229,7 +279,8 @@ static void gw_on_presence(void *priv, redisReply *r)
     free(rd);
     int ok = r && r->type == REDIS_REPLY_ARRAY;
     pc->reading = 0;
-    if (ok) { /* copied: the reply is gone when this returns */
+    pc->total = ch->presence_n; /* the ZCOUNT sent just before this read was answered first */
+    if (ok) {                   /* copied: the reply is gone when this returns */
         gw_buf_reset(&pc->members);
         pc->count = 0;
         for (size_t i = 0; i < r->elements; i++)
@@ -277,16 +328,20 @@ static void gw_presence_read(gw_hub_t *hub, gw_channel_t *ch)
     gw_presence_cache_t *pc = ch->pcache;
     char kp[GW_SCHEMA_KEY_MAX], now[24];
     size_t kpn = gw_schema_channel_key(kp, sizeof(kp), ch->name, ch->n, GW_KEY_PRESENCE);
+    char lim[16];
     int nn = snprintf(now, sizeof(now), "%" PRIu64, gw_wall_ms());
-    const char *argv[] = {"ZRANGEBYSCORE", kp, now, "+inf"};
-    size_t argvlen[] = {13, kpn, (size_t)nn, 4};
+    int ln = snprintf(lim, sizeof(lim), "%d", hub->cfg->presence_max_members);
+    /* at most presence_max_members of them, and how many there are (for `total`) */
+    const char *argv[] = {"ZRANGEBYSCORE", kp, now, "+inf", "LIMIT", "0", lim};
+    size_t argvlen[] = {13, kpn, (size_t)nn, 4, 5, 1, (size_t)ln};
     gw_presence_read_t *rd = gw_malloc(sizeof(*rd));
     rd->hub = hub;
     rd->ch = ch;
     pc->reading = 1;
     pc->read_gen = pc->gen;
+    gw_presence_count(hub, ch);
     ch->op_refs++;
-    if (gw_redis_command(gw_channel_redis(hub, ch), gw_on_presence, rd, 4, argv, argvlen) != 0)
+    if (gw_redis_command(gw_channel_redis(hub, ch), gw_on_presence, rd, 7, argv, argvlen) != 0)
         gw_on_presence(rd, NULL);
 }
 

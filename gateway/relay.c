@@ -278,7 +278,8 @@ static void gw_channel_check(gw_hub_t *hub, gw_channel_t *ch)
     op->hub = hub;
     op->ch = ch;
     ch->op_refs++;
-    if (gw_history_position(gw_channel_redis(hub, ch), ch->name, ch->n, gw_on_check, op) != 0) {
+    if (gw_history_position_keep(gw_channel_redis(hub, ch), ch->name, ch->n,
+                                 (uint32_t)hub->cfg->meta_read_ttl_s, gw_on_check, op) != 0) {
         ch->op_refs--;
         free(op);
     }

@@ -3,6 +3,8 @@
  * methods in rpc_reply_methods wait for the backend's answer on the node's reply channel. */
 #include "hub_int.h"
 
+#include "cardgw/admission.h"
+
 #include "cardgw/log.h"
 #include "cardgw/metrics.h"
 #include "cardgw/schema.h"
@@ -56,15 +58,31 @@ static int gw_rpc_listed(const char *list, const char *method, size_t n, int emp
     return 0;
 }
 
+/* Bytes one inbox entry may take in Redis: data (at most max_frame_bytes as msgpack), the other
+ * fields (uid < 128, connection id, node id < 96, method <= 64, reply channel, req <= 48) and the
+ * stream's own overhead, with a quarter more for the allocator's size classes. */
+#define GW_INBOX_ENTRY_OVERHEAD 1024
+#define GW_INBOX_MAXLEN_CAP     1000000
+
+/* The inbox's MAXLEN: as many entries as inbox_max_bytes holds when every entry is as large as an
+ * entry can be (Redis trims streams by count only; this count bounds the bytes). */
+static long gw_inbox_maxlen(const gw_config_t *cfg)
+{
+    long entry = (long)cfg->max_frame_bytes + cfg->max_frame_bytes / 4 + GW_INBOX_ENTRY_OVERHEAD;
+    long n = (long)cfg->inbox_max_bytes / entry;
+    return n < 1 ? 1 : n > GW_INBOX_MAXLEN_CAP ? GW_INBOX_MAXLEN_CAP : n;
+}
+
 /* Appends the call to the inbox; with req (NUL-terminated, borrowed) the entry also names the
  * node's reply channel and the request id the answer must carry. cb(priv, reply) gets the XADD's
  * reply (NULL when Redis is unreachable, also when the command could not be sent). */
 static void gw_rpc_xadd(gw_hub_t *hub, const gw_conn_t *c, const gw_cmd_t *cmd, const char *req,
                         gw_redis_reply_cb cb, void *priv)
 {
-    const char *argv[20] = {
-        "XADD", GW_SCHEMA_INBOX, "MAXLEN", "~",    "1000000", "*",
-        "uid",  c->uid,          "client", c->cid, "node",    hub->node->node_id};
+    char maxlen[24];
+    snprintf(maxlen, sizeof(maxlen), "%ld", gw_inbox_maxlen(hub->cfg));
+    const char *argv[20] = {"XADD", GW_SCHEMA_INBOX, "MAXLEN", "~",    maxlen, "*",
+                            "uid",  c->uid,          "client", c->cid, "node", hub->node->node_id};
     size_t argvlen[20];
     int n = 12;
     argv[n++] = "method";
@@ -124,6 +142,20 @@ void gw_hub_rpc(gw_hub_t *hub, gw_conn_t *c, const gw_cmd_t *cmd)
 {
     if (!gw_rpc_listed(hub->cfg->rpc_methods, cmd->method.p, cmd->method.n, 1)) {
         gw_conn_reply_error(c, cmd->id, GW_ERR_METHOD_NOT_FOUND, "method not found");
+        return;
+    }
+    if (cmd->data.n > (size_t)hub->cfg->max_frame_bytes) { /* JSON floats grow as msgpack */
+        gw_metrics.rpc_refused[GW_RPC_REFUSE_TOO_BIG]++;
+        gw_conn_reply_error(c, cmd->id, GW_ERR_BAD_REQUEST,
+                            "rpc data over max_frame_bytes as msgpack");
+        return;
+    }
+    /* one user's connections share one rate: max_connections_per_user does not multiply it */
+    if (gw_admission_user_rpc_take(hub->node->admission, c->uid, gw_now_ms(),
+                                   (uint32_t)hub->cfg->max_rpcs_per_user_per_s) != 0) {
+        gw_metrics.rpc_refused[GW_RPC_REFUSE_USER_RATE]++;
+        gw_conn_reply_error(c, cmd->id, GW_ERR_TOO_MANY_REQUESTS,
+                            "rpc rate of this user exceeded (max_rpcs_per_user_per_s)");
         return;
     }
     if (gw_rpc_listed(hub->cfg->rpc_reply_methods, cmd->method.p, cmd->method.n, 0)) {

@@ -206,13 +206,15 @@ void gw_sub_start_positioning(gw_hub_t *hub, gw_sub_t *s)
     gw_channel_t *ch = s->ch;
     s->state = GW_SUB_POSITIONING;
     s->op_pending = 1;
-    int rc =
-        s->has_since
-            ? gw_history_read(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_AFTER,
-                              s->since_offset, (uint32_t)hub->cfg->recovery_max_publications + 1,
-                              gw_hub_meta_ttl(ch->ns), gw_on_position, s)
-            : gw_history_read(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_POSITION, 0, 0,
-                              gw_hub_meta_ttl(ch->ns), gw_on_position, s);
+    int rc = s->has_since
+                 /* no more than recovery_max_bytes leaves Redis: past it recovered is false */
+                 ? gw_history_read_max(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_AFTER,
+                                       s->since_offset,
+                                       (uint32_t)hub->cfg->recovery_max_publications + 1,
+                                       (uint32_t)hub->cfg->meta_read_ttl_s,
+                                       (size_t)hub->cfg->recovery_max_bytes, gw_on_position, s)
+                 : gw_history_read(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_POSITION, 0,
+                                   0, (uint32_t)hub->cfg->meta_read_ttl_s, gw_on_position, s);
     if (rc != 0)
         gw_on_position(s, NULL);
 }

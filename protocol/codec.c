@@ -695,14 +695,15 @@ static void gw_w_pub_fields(gw_proto_w_t *w, const gw_pub_t *pub)
     }
 }
 
-void gw_proto_enc_position_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
-                              uint64_t offset, int has_recovered, int recovered,
-                              const gw_pub_t *pubs, size_t npubs)
+/* The position result, with "more": true after the publications when more is set. */
+static void gw_enc_position(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
+                            uint64_t offset, int has_recovered, int recovered, const gw_pub_t *pubs,
+                            size_t npubs, int more)
 {
     gw_proto_w_t w;
     gw_w_init(&w, out, enc);
     gw_w_reply(&w, id, "result");
-    gw_w_open(&w, 2 + (has_recovered ? 1 : 0) + (npubs ? 1 : 0), 1);
+    gw_w_open(&w, 2 + (has_recovered ? 1 : 0) + (npubs ? 1 : 0) + (more ? 1 : 0), 1);
     gw_w_key(&w, "epoch");
     gw_w_slice(&w, epoch);
     gw_w_key(&w, "offset");
@@ -721,8 +722,25 @@ void gw_proto_enc_position_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice
         }
         gw_w_close(&w, 0);
     }
+    if (more) {
+        gw_w_key(&w, "more");
+        gw_w_bool(&w, 1);
+    }
     gw_w_close(&w, 1);
     gw_w_close(&w, 1);
+}
+
+void gw_proto_enc_position_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
+                              uint64_t offset, int has_recovered, int recovered,
+                              const gw_pub_t *pubs, size_t npubs)
+{
+    gw_enc_position(out, enc, id, epoch, offset, has_recovered, recovered, pubs, npubs, 0);
+}
+
+void gw_proto_enc_history_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
+                             uint64_t offset, const gw_pub_t *pubs, size_t npubs, int more)
+{
+    gw_enc_position(out, enc, id, epoch, offset, 0, 0, pubs, npubs, more);
 }
 
 void gw_proto_enc_publish_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
@@ -755,29 +773,41 @@ static void gw_w_info(gw_proto_w_t *w, const gw_client_info_t *ci)
     gw_w_close(w, 1);
 }
 
+/* A presence reply cut at presence_max_members ends with "partial": true, "total": connections. */
+static void gw_w_partial(gw_proto_w_t *w, uint64_t total)
+{
+    if (!total)
+        return;
+    gw_w_key(w, "partial");
+    gw_w_bool(w, 1);
+    gw_w_key(w, "total");
+    gw_w_uint(w, total);
+}
+
 void gw_proto_enc_presence_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
-                              const gw_client_info_t *clients, size_t n)
+                              const gw_client_info_t *clients, size_t n, uint64_t total)
 {
     gw_proto_w_t w;
     gw_w_init(&w, out, enc);
     gw_w_reply(&w, id, "result");
-    gw_w_open(&w, 1, 1);
+    gw_w_open(&w, total ? 3 : 1, 1);
     gw_w_key(&w, "clients");
     gw_w_open(&w, n, 0);
     for (size_t i = 0; i < n; i++)
         gw_w_info(&w, &clients[i]);
     gw_w_close(&w, 0);
+    gw_w_partial(&w, total);
     gw_w_close(&w, 1);
     gw_w_close(&w, 1);
 }
 
 void gw_proto_enc_presence_users_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
-                                    const gw_user_info_t *users, size_t n)
+                                    const gw_user_info_t *users, size_t n, uint64_t total)
 {
     gw_proto_w_t w;
     gw_w_init(&w, out, enc);
     gw_w_reply(&w, id, "result");
-    gw_w_open(&w, 1, 1);
+    gw_w_open(&w, total ? 3 : 1, 1);
     gw_w_key(&w, "users");
     gw_w_open(&w, n, 0);
     for (size_t i = 0; i < n; i++) {
@@ -793,21 +823,26 @@ void gw_proto_enc_presence_users_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
         gw_w_close(&w, 1);
     }
     gw_w_close(&w, 0);
+    gw_w_partial(&w, total);
     gw_w_close(&w, 1);
     gw_w_close(&w, 1);
 }
 
 void gw_proto_enc_presence_stats_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, uint64_t connections,
-                                    uint64_t users)
+                                    uint64_t users, int partial)
 {
     gw_proto_w_t w;
     gw_w_init(&w, out, enc);
     gw_w_reply(&w, id, "result");
-    gw_w_open(&w, 2, 1);
+    gw_w_open(&w, partial ? 3 : 2, 1);
     gw_w_key(&w, "connections");
     gw_w_uint(&w, connections);
     gw_w_key(&w, "users");
     gw_w_uint(&w, users);
+    if (partial) {
+        gw_w_key(&w, "partial");
+        gw_w_bool(&w, 1);
+    }
     gw_w_close(&w, 1);
     gw_w_close(&w, 1);
 }

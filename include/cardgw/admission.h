@@ -1,5 +1,6 @@
 /* admission.h — who may open a connection: per-IP caps on open sockets and on new sockets per
- * second (checked at accept), and a per-user cap on open connections (checked at connect). */
+ * second (checked at accept), a per-user cap on open connections (checked at connect), and a
+ * per-user rpc rate shared by that user's connections on the node. */
 #ifndef CARDGW_ADMISSION_H
 #define CARDGW_ADMISSION_H
 
@@ -44,6 +45,12 @@ const char *gw_admission_user_acquire(gw_admission_t *a, const char *uid);
 /* Releases one count of uid (may be the pointer acquire returned, which becomes invalid when the
  * last count goes). */
 void gw_admission_user_release(gw_admission_t *a, const char *uid);
+
+/* One rpc of uid (a connected user) at now_ms (monotonic), against a token bucket per user on
+ * this node: per_s a second sustained, a burst of 2 * per_s (per_s 0: no limit). Returns 0 (a
+ * token taken) or -EAGAIN (over the rate, nothing taken). The bucket lives while the user has a
+ * connection here: a user who closes every connection starts again with a full one. */
+int gw_admission_user_rpc_take(gw_admission_t *a, const char *uid, uint64_t now_ms, uint32_t per_s);
 
 /* Forgets IPs with no open socket whose rate window has passed; call every few seconds. */
 void gw_admission_sweep(gw_admission_t *a, uint64_t now_ms);

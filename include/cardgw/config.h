@@ -70,7 +70,10 @@ typedef struct {
     int recovery_max_publications;
     int recovery_max_bytes;
     int position_check_interval_ms;
-    int presence_ttl_ms; /* a presence entry lives this long unless its node refreshes it */
+    int meta_read_ttl_s;        /* lifetime of a meta hash a read created (kept while subscribed) */
+    int presence_ttl_ms;        /* a presence entry lives this long unless its node refreshes it */
+    int presence_max_members;   /* connections in one presence reply; more: partial + total */
+    int join_leave_max_members; /* more live presence connections: no join/leave pushes */
     int flush_window_ms;
 
     int max_connections;                  /* -1 = auto */
@@ -93,6 +96,8 @@ typedef struct {
     int rpc_timeout_ms;      /* a waiting rpc gets error 118 after this long */
     int max_pending_rpcs_per_connection; /* waiting rpcs per connection; past it error 115 */
     int rpc_max_answer_bytes;            /* larger answers are dropped (and counted) */
+    int max_rpcs_per_user_per_s;         /* per uid on this node, burst 2x; 0 = none (115) */
+    int inbox_max_bytes;                 /* cardgw:inbox bound: MAXLEN from it (rpc.c) */
     char *jwt_secret;      /* also read from jwt_secret_file (gw_config_load_secrets) */
     char *jwt_secret_file; /* "": none */
     char *jwt_audience;    /* "": a token with aud is refused; else aud must name it */

@@ -48,6 +48,13 @@ typedef enum {
     GW_RPC_DROP__COUNT
 } gw_rpc_drop_t;
 
+/* Why a client's rpc was refused before reaching the inbox (cardgw_rpc_refused_total). */
+typedef enum {
+    GW_RPC_REFUSE_USER_RATE = 0, /* over max_rpcs_per_user_per_s (115) */
+    GW_RPC_REFUSE_TOO_BIG,       /* data over max_frame_bytes once converted to msgpack (104) */
+    GW_RPC_REFUSE__COUNT
+} gw_rpc_refuse_t;
+
 /* ---- histograms ------------------------------------------------------------------------------ */
 
 /* Fixed, ascending bucket bounds in microseconds (rendered as seconds: le="0.001"). */
@@ -133,9 +140,10 @@ typedef struct {
     uint64_t channels, subscriptions;
     uint64_t publications_in, deliveries;
     uint64_t api_requests, api_errors;
-    uint64_t rpc_pending;                     /* rpcs waiting for the backend's answer */
-    uint64_t rpc_waits[GW_RPC_OUT__COUNT];    /* waiting rpcs ended, by outcome */
-    uint64_t rpc_dropped[GW_RPC_DROP__COUNT]; /* reply-channel messages dropped, by reason */
+    uint64_t rpc_pending;                       /* rpcs waiting for the backend's answer */
+    uint64_t rpc_waits[GW_RPC_OUT__COUNT];      /* waiting rpcs ended, by outcome */
+    uint64_t rpc_dropped[GW_RPC_DROP__COUNT];   /* reply-channel messages dropped, by reason */
+    uint64_t rpc_refused[GW_RPC_REFUSE__COUNT]; /* client rpcs refused, by reason */
     /* histograms (bounds set by the static initialiser in metrics.c) */
     gw_hist_t redis_rtt[GW_MAX_SHARDS + 1]; /* command round trips: [0] main, [1 + i] shard i */
     uint64_t redis_slot_ready[GW_MAX_SHARDS + 1]; /* relay ready, same index */

@@ -215,18 +215,25 @@ void gw_proto_enc_connect_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_
 void gw_proto_enc_position_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
                               uint64_t offset, int has_recovered, int recovered,
                               const gw_pub_t *pubs, size_t npubs);
+/* The history reply: as gw_proto_enc_position_ok without recovered, and "more": true at the end
+ * when more publications were in range than the reply carries (a byte bound cut it). */
+void gw_proto_enc_history_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
+                             uint64_t offset, const gw_pub_t *pubs, size_t npubs, int more);
 /* {"id":id,"result":{"epoch":..,"offset":..}} */
 void gw_proto_enc_publish_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_slice_t epoch,
                              uint64_t offset);
-/* {"id":id,"result":{"clients":[{"uid":..,"client":..[,"conn_info":..]}...]}} */
+/* {"id":id,"result":{"clients":[{"uid":..,"client":..[,"conn_info":..]}...][,"partial":true,
+ * "total":total]}}: total > 0 says the list was cut at presence_max_members of total. */
 void gw_proto_enc_presence_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
-                              const gw_client_info_t *clients, size_t n);
-/* {"id":id,"result":{"users":[{"uid":..,"connections":..[,"conn_info":..]}...]}} */
+                              const gw_client_info_t *clients, size_t n, uint64_t total);
+/* {"id":id,"result":{"users":[{"uid":..,"connections":..[,"conn_info":..]}...][,"partial":true,
+ * "total":total]}}: as gw_proto_enc_presence_ok (total counts connections). */
 void gw_proto_enc_presence_users_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id,
-                                    const gw_user_info_t *users, size_t n);
-/* {"id":id,"result":{"connections":..,"users":..}} */
+                                    const gw_user_info_t *users, size_t n, uint64_t total);
+/* {"id":id,"result":{"connections":..,"users":..[,"partial":true]}}: partial when users was
+ * counted among the first presence_max_members connections only. */
 void gw_proto_enc_presence_stats_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, uint64_t connections,
-                                    uint64_t users);
+                                    uint64_t users, int partial);
 /* {"id":id,"result":{"data":..}} */
 void gw_proto_enc_rpc_ok(gw_buf_t *out, gw_enc_t enc, uint32_t id, gw_data_t data);
 

@@ -200,8 +200,8 @@ static void check_member(const uint8_t *p, size_t n)
     for (int enc = 0; enc < 2; enc++) {
         gw_buf_t b;
         gw_buf_init(&b, 0);
-        gw_proto_enc_presence_ok(&b, (gw_enc_t)enc, 1, &ci, 1);
-        gw_proto_enc_presence_users_ok(&b, (gw_enc_t)enc, 1, &u, 1);
+        gw_proto_enc_presence_ok(&b, (gw_enc_t)enc, 1, &ci, 1, 0);
+        gw_proto_enc_presence_users_ok(&b, (gw_enc_t)enc, 1, &u, 1, 0);
         ASSERT(b.len > 0);
         gw_buf_free(&b);
     }

@@ -1,5 +1,5 @@
-/* test_admission.c — connection admission: per-IP open caps and rate windows, per-user caps,
- * the sweep that forgets idle addresses, and the uid grammar (no NUL smuggled into a uid). */
+/* test_admission.c — connection admission: per-IP open caps and rate windows, per-user caps and
+ * rpc rate, the sweep that forgets idle addresses, and the uid grammar (no NUL in a uid). */
 #include "cardgw/admission.h"
 #include "cardgw/auth.h"
 #include "testlib.h"
@@ -105,6 +105,28 @@ TEST(tables_grow_and_keep_every_entry)
     gw_admission_free(a);
 }
 
+TEST(user_rpc_rate_is_shared_and_refills)
+{
+    gw_admission_t *a = gw_admission_new(0, 0, 0);
+    const char *u = gw_admission_user_acquire(a, "u1");
+    gw_admission_user_acquire(a, "u1"); /* a second connection shares the bucket */
+    gw_admission_user_acquire(a, "u2");
+    for (int i = 0; i < 10; i++) /* burst: twice the rate */
+        CHECK_EQ_INT(gw_admission_user_rpc_take(a, i % 2 ? "u1" : u, 1000, 5), 0);
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1000, 5), -EAGAIN);
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u2", 1000, 5), 0); /* its own bucket */
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1199, 5), -EAGAIN);
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1200, 5), 0); /* 5/s: one per 200 ms */
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1200, 5), -EAGAIN);
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 1200, 0), 0);     /* 0: no limit */
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "nobody", 1200, 5), 0); /* not connected */
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 60000, 5), 0);    /* refilled to the burst */
+    for (int i = 0; i < 9; i++)
+        CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 60000, 5), 0);
+    CHECK_EQ_INT(gw_admission_user_rpc_take(a, "u1", 60000, 5), -EAGAIN);
+    gw_admission_free(a);
+}
+
 TEST(uid_with_nul_is_refused)
 {
     /* a session hash whose uid is "alice\0mallory" must not authenticate as "alice" */
@@ -124,6 +146,7 @@ int main(void)
     RUN(sweep_forgets_only_idle_addresses);
     RUN(user_cap);
     RUN(tables_grow_and_keep_every_entry);
+    RUN(user_rpc_rate_is_shared_and_refills);
     RUN(uid_with_nul_is_refused);
     return TL_DONE();
 }

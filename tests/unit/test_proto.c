@@ -302,8 +302,12 @@ static int encode(const json_t *v, gw_enc_t enc, int data_as_json, gw_buf_t *out
             np++;
         }
         const json_t *rec = json_object_get(a, "recovered");
-        gw_proto_enc_position_ok(out, enc, id, sl(a, "epoch"), (uint64_t)jint(a, "offset"),
-                                 !json_is_null(rec), json_is_true(rec), pubs, np);
+        if (json_is_true(json_object_get(a, "more"))) /* a history reply cut by its byte bound */
+            gw_proto_enc_history_ok(out, enc, id, sl(a, "epoch"), (uint64_t)jint(a, "offset"), pubs,
+                                    np, 1);
+        else
+            gw_proto_enc_position_ok(out, enc, id, sl(a, "epoch"), (uint64_t)jint(a, "offset"),
+                                     !json_is_null(rec), json_is_true(rec), pubs, np);
     } else if (strcmp(e, "publish_ok") == 0) {
         gw_proto_enc_publish_ok(out, enc, id, sl(a, "epoch"), (uint64_t)jint(a, "offset"));
     } else if (strcmp(e, "presence_ok") == 0) {
@@ -319,7 +323,7 @@ static int encode(const json_t *v, gw_enc_t enc, int data_as_json, gw_buf_t *out
             ci[n].info = info_arg(c, data_as_json, &keep[n]);
             n++;
         }
-        gw_proto_enc_presence_ok(out, enc, id, ci, n);
+        gw_proto_enc_presence_ok(out, enc, id, ci, n, (uint64_t)jint(a, "total"));
     } else if (strcmp(e, "presence_users_ok") == 0) {
         const json_t *us = json_object_get(a, "users"), *u;
         gw_user_info_t ui[8];
@@ -333,10 +337,11 @@ static int encode(const json_t *v, gw_enc_t enc, int data_as_json, gw_buf_t *out
             ui[n].info = info_arg(u, data_as_json, &keep[n]);
             n++;
         }
-        gw_proto_enc_presence_users_ok(out, enc, id, ui, n);
+        gw_proto_enc_presence_users_ok(out, enc, id, ui, n, (uint64_t)jint(a, "total"));
     } else if (strcmp(e, "presence_stats_ok") == 0) {
         gw_proto_enc_presence_stats_ok(out, enc, id, (uint64_t)jint(a, "connections"),
-                                       (uint64_t)jint(a, "users"));
+                                       (uint64_t)jint(a, "users"),
+                                       json_is_true(json_object_get(a, "partial")));
     } else if (strcmp(e, "rpc_ok") == 0) {
         gw_proto_enc_rpc_ok(out, enc, id, data_arg(json_object_get(a, "data"), data_as_json, keep));
     } else if (strcmp(e, "pub") == 0) {

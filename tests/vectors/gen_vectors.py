@@ -132,11 +132,17 @@ reply("history_ok", "position_ok",
       {"id": 12, "epoch": "k9x2", "offset": 19, "recovered": None,
        "publications": [{"offset": 19, "data": hx(P2["data"]), "from": "u9"}]},
       {"id": 12, "result": {"epoch": "k9x2", "offset": 19, "publications": [P2]}})
+reply("history_ok_more", "position_ok",
+      {"id": 12, "epoch": "k9x2", "offset": 19, "recovered": None, "more": True,
+       "publications": [{"offset": 19, "data": hx(P2["data"]), "from": "u9"}]},
+      {"id": 12, "result": {"epoch": "k9x2", "offset": 19, "publications": [P2], "more": True}})
 reply("publish_ok", "publish_ok", {"id": 5, "epoch": "k9x2", "offset": 20},
       {"id": 5, "result": {"epoch": "k9x2", "offset": 20}})
 reply("presence_ok", "presence_ok", {"id": 11, "clients": [{"uid": "u42", "client": "c-5f2a"}, {"uid": "u7", "client": "c-0b1e"}]},
       {"id": 11, "result": {"clients": [{"uid": "u42", "client": "c-5f2a"}, {"uid": "u7", "client": "c-0b1e"}]}})
 reply("presence_ok_empty", "presence_ok", {"id": 11, "clients": []}, {"id": 11, "result": {"clients": []}})
+reply("presence_ok_partial", "presence_ok", {"id": 11, "clients": [{"uid": "u42", "client": "c-5f2a"}], "total": 2500},
+      {"id": 11, "result": {"clients": [{"uid": "u42", "client": "c-5f2a"}], "partial": True, "total": 2500}})
 CARD = {"name": "李伟", "title": "CTO", "avatar": "https://img.example.com/u42.png"}
 reply("presence_ok_info", "presence_ok",
       {"id": 11, "clients": [{"uid": "u42", "client": "c-5f2a", "conn_info": hx(CARD)}, {"uid": "u7", "client": "c-0b1e"}]},
@@ -147,6 +153,8 @@ reply("presence_users_ok", "presence_users_ok",
 reply("presence_users_ok_empty", "presence_users_ok", {"id": 18, "users": []}, {"id": 18, "result": {"users": []}})
 reply("presence_stats_ok", "presence_stats_ok", {"id": 19, "connections": 3, "users": 2},
       {"id": 19, "result": {"connections": 3, "users": 2}})
+reply("presence_stats_ok_partial", "presence_stats_ok", {"id": 19, "connections": 2500, "users": 1000, "partial": True},
+      {"id": 19, "result": {"connections": 2500, "users": 1000, "partial": True}})
 reply("rpc_ok", "rpc_ok", {"id": 14, "data": hx({"status": "sent", "exchange": 991})},
       {"id": 14, "result": {"data": {"status": "sent", "exchange": 991}}})
 reply("rpc_ok_big", "rpc_ok", {"id": 14, "data": hx(BIG)}, {"id": 14, "result": {"data": BIG}}, roundtrip=False)

@@ -239,16 +239,25 @@ export interface HistoryResult {
   epoch: string;
   offset: number;
   publications?: Publication[];
+  /** true: cut by the node's byte bound (recovery_max_bytes); ask again from the last offset */
+  more?: boolean;
 }
 export interface PresenceResult {
   clients: PresenceInfo[];
+  /** true: at most presence_max_members of `total` connections are listed */
+  partial?: boolean;
+  total?: number;
 }
 export interface PresenceUsersResult {
   users: Array<{ uid: string; connections: number; conn_info?: any }>;
+  partial?: boolean;
+  total?: number;
 }
 export interface PresenceStatsResult {
   connections: number;
   users: number;
+  /** true: `users` was counted among the first presence_max_members connections only */
+  partial?: boolean;
 }
 
 export class Subscription {
