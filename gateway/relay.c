@@ -213,7 +213,7 @@ static void gw_on_fill(void *priv, const gw_history_t *h)
             ch->last = h->pubs[i].offset;
             gw_channel_fanout(hub, ch, &h->pubs[i], 0);
         }
-        if (ch->last < h->top && h->npubs == GW_FILL_MAX &&
+        if (ch->last < h->top && (h->npubs == GW_FILL_MAX || h->cut) && h->npubs &&
             h->pubs[h->npubs - 1].offset == ch->last) {
             ch->synced = 1;
             ch->op_refs--;
@@ -232,7 +232,10 @@ static void gw_on_fill(void *priv, const gw_history_t *h)
     gw_channel_maybe_release(hub, ch);
 }
 
-/* Reads the channel's history after ch->last; relay frames arriving meanwhile are held. */
+/* Reads the channel's history after ch->last, at most GW_FILL_MAX publications and
+ * recovery_max_bytes of data a read (the script stops there: a gap of large publications costs
+ * Redis and the node one bounded read at a time, and what was read is queued to subscribers
+ * before the next); relay frames arriving meanwhile are held. */
 void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch)
 {
     if (ch->filling && !ch->fill_retry)
@@ -243,8 +246,9 @@ void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch)
     op->ch = ch;
     ch->filling = 1;
     ch->op_refs++;
-    if (gw_history_read(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_AFTER, ch->last,
-                        GW_FILL_MAX, gw_hub_meta_ttl(ch->ns), gw_on_fill, op) != 0)
+    if (gw_history_read_max(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_AFTER, ch->last,
+                            GW_FILL_MAX, gw_hub_meta_ttl(ch->ns),
+                            (size_t)hub->cfg->recovery_max_bytes, gw_on_fill, op) != 0)
         gw_on_fill(op, NULL);
 }
 

@@ -393,6 +393,48 @@ TEST(out_of_order_offsets_are_filled_from_history)
     env_free(&e);
 }
 
+/* The same reply with the script's "cut" flag: its byte budget stopped the read. */
+static redisReply *r_history_cut(const char *epoch, uint64_t top, const uint64_t *offs, size_t n)
+{
+    redisReply *r = r_history(epoch, top, offs, n), *cut = gw_calloc(1, sizeof(*cut));
+    r->element = gw_realloc(r->element, 4 * sizeof(*r->element));
+    r->elements = 4;
+    cut->type = REDIS_REPLY_INTEGER;
+    cut->integer = 1;
+    r->element[3] = cut;
+    return r;
+}
+
+TEST(fill_reads_within_the_byte_budget_and_reads_on_when_cut)
+{
+    env_t e;
+    char sent[4096];
+    uint64_t first[] = {7}, rest[] = {8, 9};
+    env_init(&e);
+    gw_conn_t *c = live_conn(&e, "E1", 5);
+    relay(&e, "E1", 6);
+    relay(&e, "E1", 9); /* 7 and 8 missing */
+    take_sent(c, sent, sizeof(sent));
+    CHECK_STR(sent, pub_json(6));
+    fake_call_t k;
+    CHECK_EQ_INT(fake_take('e', &k), 0);
+    CHECK_EQ_INT(k.argv[3][0], 'a');
+    /* the read carries the byte budget (recovery_max_bytes) for the script */
+    char want[24];
+    snprintf(want, sizeof(want), "%d", e.cfg.recovery_max_bytes);
+    CHECK_STR(k.argv[7], want);
+    redisReply *r = r_history_cut("E1", 9, first, 1);
+    k.cb(k.priv, r); /* only 7 fitted: delivered, and the fill reads on after it */
+    r_free(r);
+    fake_call_free(&k);
+    check_sent_pubs(c, 7, 7);
+    uint64_t after = 0;
+    CHECK_EQ_INT(answer_history(r_history("E1", 9, rest, 2), &after), 'a');
+    CHECK_EQ_INT(after, 7);
+    check_sent_pubs(c, 8, 9); /* from history (the held 9 is a duplicate): nobody kicked */
+    env_free(&e);
+}
+
 TEST(failed_fill_is_retried_by_the_tick)
 {
     env_t e;
@@ -754,6 +796,7 @@ int main(void)
     gw_log_level = GW_LOG_ERROR;
     RUN(in_order_publications_go_out_once_each);
     RUN(out_of_order_offsets_are_filled_from_history);
+    RUN(fill_reads_within_the_byte_budget_and_reads_on_when_cut);
     RUN(failed_fill_is_retried_by_the_tick);
     RUN(epoch_change_during_fill_tells_subscribers_to_resubscribe);
     RUN(epoch_change_on_the_relay_tells_subscribers_to_resubscribe);
