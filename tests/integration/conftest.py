@@ -14,6 +14,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -133,6 +134,24 @@ class RedisServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def http_call(url, method="GET", body=None, key=API_KEY, timeout=5, context=None):
+    """One HTTP(S) request: (status, body text); (None, "") when no answer came (refused, reset,
+    timed out, TLS failed). body is sent as JSON; key as `Authorization: apikey <key>`."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if key:
+        req.add_header("Authorization", "apikey " + key)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (urllib.error.URLError, ConnectionError, socket.timeout, ssl.SSLError):
+        return None, ""
+
+
 class Node:
     """One cardgw process with its own config file."""
 
@@ -201,20 +220,7 @@ class Node:
         return "ws://127.0.0.1:%d/ws" % self.port
 
     def http(self, method, path, body=None, key=API_KEY, timeout=5):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path), data=data,
-                                     method=method)
-        if key:
-            req.add_header("Authorization", "apikey " + key)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except (urllib.error.URLError, ConnectionError, socket.timeout):
-            return None, ""
+        return http_call("http://127.0.0.1:%d%s" % (self.port, path), method, body, key, timeout)
 
     def api(self, path, body):
         st, text = self.http("POST", path, body)

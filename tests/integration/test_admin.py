@@ -8,14 +8,13 @@ import os
 import subprocess
 import time
 import urllib.error
-import urllib.request
 
 import pytest
 import websockets
 import websockets.exceptions
 
-from conftest import (API_KEY, NODE_BIN, ROOT, SUBPROTO, connected_client, free_port, metric, run,
-                      wait_port_closed)
+from conftest import (API_KEY, NODE_BIN, ROOT, SUBPROTO, connected_client, free_port, http_call,
+                      metric, run, wait_port_closed)
 
 PUB = "pub-key-0123456789abcdef"
 READ = "read-key-0123456789abcdef"
@@ -33,17 +32,7 @@ root       %s *
 
 
 def http(port, method, path, body=None, key=None, timeout=5):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), data=data, method=method)
-    if key:
-        req.add_header("Authorization", "apikey " + key)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
+    return http_call("http://127.0.0.1:%d%s" % (port, path), method, body, key, timeout)
 
 
 def write_keys(path, text):

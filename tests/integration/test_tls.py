@@ -3,8 +3,6 @@ client, TLS 1.1 refused, a plain-HTTP client on the TLS port does not wedge the 
 swaps the certificate for new handshakes while connected clients keep going, a bad reload keeps
 the old one, and bad files at start exit 2. Certificates are made here with the openssl CLI
 (a test CA and two server certificates with different serials); real nodes, real clients."""
-import asyncio
-import json
 import os
 import shutil
 import signal
@@ -20,7 +18,8 @@ import warnings
 import pytest
 import websockets
 
-from conftest import NODE_BIN, Client, Node, assert_clean_exit, jwt, metric, run, API_KEY
+from conftest import (API_KEY, NODE_BIN, Client, Node, assert_clean_exit, http_call, jwt, metric,
+                      run)
 
 
 class Pki:
@@ -73,20 +72,8 @@ class TlsNode(Node):
         return "wss://127.0.0.1:%d/ws" % self.port
 
     def http(self, method, path, body=None, key=API_KEY, timeout=5):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request("https://127.0.0.1:%d%s" % (self.port, path), data=data,
-                                     method=method)
-        if key:
-            req.add_header("Authorization", "apikey " + key)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout, context=self.ctx) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except (urllib.error.URLError, ConnectionError, socket.timeout, ssl.SSLError):
-            return None, ""
+        return http_call("https://127.0.0.1:%d%s" % (self.port, path), method, body, key,
+                         timeout, self.ctx)
 
 
 @pytest.fixture
