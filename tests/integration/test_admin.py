@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.error
 
 import pytest
 import websockets

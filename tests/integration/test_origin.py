@@ -2,13 +2,11 @@
 WebSocket exists (cardgw_connections_refused_total{reason="origin"}); exact origins and
 *.domain patterns; scheme, host and port compared strictly; an upgrade without Origin follows
 allow_missing_origin; no list = no check. Real nodes, a real WebSocket client and raw sockets."""
-import asyncio
 import re
 import shutil
 import socket
 import subprocess
 
-import pytest
 import websockets
 
 from conftest import NODE_BIN, SUBPROTO, Client, Node, jwt, run
