@@ -9,7 +9,7 @@ PKGS=(
   libjansson-dev libssl-dev
   redis-server redis-sentinel redis-tools curl haproxy nginx
   prometheus
-  python3 python3-websockets python3-msgpack python3-pytest python3-pytest-xdist python3-redis
+  python3 python3-websockets python3-msgpack python3-pytest python3-pytest-xdist python3-redis python3-pyflakes
   chromium chromium-driver
 )
 # Node.js for the JavaScript client (clients/js) and its tests: Debian's unless one is on PATH
