@@ -18,8 +18,8 @@ import warnings
 import pytest
 import websockets
 
-from conftest import (API_KEY, NODE_BIN, Client, Node, assert_clean_exit, http_call, jwt, metric,
-                      run)
+from conftest import (API_KEY, NODE_BIN, Client, Node, assert_clean_exit, free_port, http_call, jwt,
+                      metric, run)
 
 
 class Pki:
@@ -356,3 +356,19 @@ def test_an_ecdsa_certificate_works_too(make_tls_node, pki):
                         "-tls1_2", "-CAfile", pki.ca], stdin=subprocess.DEVNULL,
                        capture_output=True, text=True, timeout=10)
     assert "Cipher    : ECDHE-ECDSA-" in p.stdout, p.stdout
+
+
+def test_admin_port_speaks_tls_too(make_tls_node, pki):
+    """With TLS on, the admin port (API, /metrics) is TLS as well, with the same certificate:
+    keys never cross the network in clear text; plain HTTP there gets no answer."""
+    cert, key = pki.server("server-one", "0x1111")
+    admin = free_port()
+    node = make_tls_node(cert, key, {"admin_port": admin})
+    ctx = pki.client_context()
+    st, text = http_call("https://127.0.0.1:%d/metrics" % admin, context=ctx)
+    assert st == 200 and "cardgw_tls_certificate_expiry_timestamp_seconds" in text
+    st, _ = http_call("https://127.0.0.1:%d/api/v1/position?channel=public:a" % admin,
+                      context=ctx)
+    assert st == 200
+    assert http_call("http://127.0.0.1:%d/metrics" % admin, timeout=2)[0] is None
+    assert node.http("GET", "/metrics")[0] == 404  # not on the public port
