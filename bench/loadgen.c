@@ -70,7 +70,7 @@ static struct {
     .path = NULL,
     .secret = "bench-jwt-secret-of-at-least-32-bytes",
     .script = "scripts/publish.lua",
-    .api_key = "k",
+    .api_key = "bench-api-key-0123456789",
     .port = 18100,
     .conns = 100,
     .groups = 1,

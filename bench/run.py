@@ -174,7 +174,7 @@ class Node:
         self.cfg = os.path.join(TMP, "node-%d.conf" % self.port)
         with open(self.cfg, "w") as f:
             f.write("listen_address = 127.0.0.1\nport = %d\nredis_url = redis://127.0.0.1:%d/0\n"
-                    "api_key = k\njwt_secret = bench-jwt-secret-of-at-least-32-bytes\nlog_level = warn\n"
+                    "api_key = bench-api-key-0123456789\njwt_secret = bench-jwt-secret-of-at-least-32-bytes\nlog_level = warn\n"
                     "max_send_queue_bytes = 4194304\ncommands_per_second = 100000\n"
                     "command_burst = 100000\n"
                     # load comes from a few loopback addresses, thousands of sockets each

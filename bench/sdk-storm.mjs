@@ -63,7 +63,7 @@ if (process.argv[2] === '--child') {
   started.push(redis);
   const conf = path.join(tmp, 'node.conf');
   fs.writeFileSync(conf, [`port = ${port}`, 'listen_address = 127.0.0.1', `redis_url = redis://127.0.0.1:${rport}/0`,
-    'jwt_secret = bench-jwt-secret-of-at-least-32-bytes', 'api_key = k', 'log_level = warn', 'max_connections_per_ip = 0',
+    'jwt_secret = bench-jwt-secret-of-at-least-32-bytes', 'api_key = bench-api-key-0123456789', 'log_level = warn', 'max_connections_per_ip = 0',
     'max_new_connections_per_ip_per_s = 0', 'max_connections_per_user = 0', 'drain_unready_ms = 0'].join('\n') + '\n');
   let node;
   const startNode = async () => {

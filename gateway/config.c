@@ -3,6 +3,7 @@
  */
 #include "cardgw/config.h"
 #include "cardgw/common.h"
+#include "cardgw/apikeys.h"
 #include "cardgw/jwt.h"
 #include "cardgw/origin.h"
 
@@ -431,6 +432,11 @@ static int gw_config_validate_secrets(const gw_config_t *cfg, char *err, size_t 
                        "key 'jwt_secret': shorter than %d bytes (use a random one, e.g. "
                        "`openssl rand -base64 48`)",
                        GW_JWT_SECRET_MIN);
+    if (cfg->api_key[0] && strlen(cfg->api_key) < GW_APIKEY_MIN_LEN)
+        return gw_fail(err, errlen,
+                       "key 'api_key': shorter than %d bytes (use a random one, e.g. `openssl "
+                       "rand -hex 32`)",
+                       GW_APIKEY_MIN_LEN);
     if (strlen(cfg->redis_password) >= sizeof(((gw_redis_addr_t *)0)->password))
         return gw_fail(err, errlen, "key 'redis_password': longer than 255 bytes");
     if (cfg->redis_password[0]) {

@@ -26,7 +26,7 @@ rport=$(free_port)
 pids+=($!)
 for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-api_key=demo-api-key
+api_key=demo-api-key-not-secret
 secret=demo-jwt-secret-of-at-least-32-bytes
 ws=()
 for n in 1 2; do

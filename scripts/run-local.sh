@@ -31,8 +31,8 @@ fi
 
 # the server API needs a key: a local one unless the config or the environment has one
 if [ -z "$(build/cardgw --config "$CONFIG" --check-config | sed -n 's/^api_key = //p')" ]; then
-  export CARDGW_API_KEY=local-dev-key
-  echo "run: api_key is empty: using CARDGW_API_KEY=local-dev-key for this run"
+  export CARDGW_API_KEY=local-dev-key-not-secret
+  echo "run: api_key is empty: using CARDGW_API_KEY=local-dev-key-not-secret for this run"
 fi
 port=$(build/cardgw --config "$CONFIG" --check-config | sed -n 's/^port = //p')
 addr=$(build/cardgw --config "$CONFIG" --check-config | sed -n 's/^listen_address = //p')

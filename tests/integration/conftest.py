@@ -30,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 NODE_BIN = os.environ.get("CARDGW_TEST_BIN", os.path.join(ROOT, "build", "cardgw-asan"))
 # the release build, for the few tests that measure memory (ASan's quarantine inflates RSS)
 RELEASE_BIN = os.path.join(ROOT, "build", "cardgw")
-API_KEY = "test-api-key"
+API_KEY = "test-api-key-0123456789"
 JWT_SECRET = "test-jwt-secret-of-at-least-32-bytes"
 SUBPROTO = {"json": "cardgw.v1.json", "msgpack": "cardgw.v1.msgpack"}
 

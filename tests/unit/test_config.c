@@ -218,6 +218,12 @@ TEST(secret_files_and_minimum_length)
     CHECK(strstr(err, "'jwt_secret'") && strstr(err, "32") && !strstr(err, "short-secret"));
     CHECK_EQ_INT(gw_config_set(&c, "jwt_secret", s32, "t", err, sizeof(err)), 0);
     CHECK_EQ_INT(gw_config_validate(&c, err, sizeof(err)), 0);
+    /* api_key: at least 16 bytes (as the keys in api_keys_file); empty (API off) is fine */
+    CHECK_EQ_INT(gw_config_set(&c, "api_key", "short-api-key", "t", err, sizeof(err)), 0);
+    CHECK(gw_config_validate(&c, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "'api_key'") && strstr(err, "16") && !strstr(err, "short-api-key"));
+    CHECK_EQ_INT(gw_config_set(&c, "api_key", "0123456789abcdef", "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(gw_config_validate(&c, err, sizeof(err)), 0);
     /* both the secret and its file: refused */
     char *jf = write_secret("jwt", "fedcba9876543210fedcba9876543210xyz\n");
     CHECK_EQ_INT(gw_config_set(&c, "jwt_secret_file", jf, "t", err, sizeof(err)), 0);

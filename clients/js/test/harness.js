@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(HERE, '..', '..', '..');
 export const NODE_BIN = process.env.CARDGW_TEST_BIN || path.join(ROOT, 'build', 'cardgw-asan');
-export const API_KEY = 'test-api-key';
+export const API_KEY = 'test-api-key-0123456789';
 export const JWT_SECRET = 'test-jwt-secret-of-at-least-32-bytes';
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
