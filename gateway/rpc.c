@@ -9,6 +9,8 @@
 #include "cardgw/metrics.h"
 #include "cardgw/schema.h"
 
+#include "inbox_lua.h" /* generated from scripts/inbox.lua: gw_inbox_lua */
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -58,33 +60,26 @@ static int gw_rpc_listed(const char *list, const char *method, size_t n, int emp
     return 0;
 }
 
-/* Bytes one inbox entry may take in Redis: data (at most max_frame_bytes as msgpack), the other
- * fields (uid < 128, connection id, node id < 96, method <= 64, reply channel, req <= 48) and the
- * stream's own overhead, with a quarter more for the allocator's size classes. */
-#define GW_INBOX_ENTRY_OVERHEAD 1024
-#define GW_INBOX_MAXLEN_CAP     1000000
+/* Entries the inbox keeps at most (MAXLEN ~), whatever their size; inbox_max_bytes bounds the
+ * bytes (scripts/inbox.lua). */
+#define GW_INBOX_MAXLEN "1000000"
 
-/* The inbox's MAXLEN: as many entries as inbox_max_bytes holds when every entry is as large as an
- * entry can be (Redis trims streams by count only; this count bounds the bytes). */
-static long gw_inbox_maxlen(const gw_config_t *cfg)
-{
-    long entry = (long)cfg->max_frame_bytes + cfg->max_frame_bytes / 4 + GW_INBOX_ENTRY_OVERHEAD;
-    long n = (long)cfg->inbox_max_bytes / entry;
-    return n < 1 ? 1 : n > GW_INBOX_MAXLEN_CAP ? GW_INBOX_MAXLEN_CAP : n;
-}
+static gw_script_t gw_inbox_script;
 
-/* Appends the call to the inbox; with req (NUL-terminated, borrowed) the entry also names the
- * node's reply channel and the request id the answer must carry. cb(priv, reply) gets the XADD's
- * reply (NULL when Redis is unreachable, also when the command could not be sent). */
+/* Appends the call to the inbox with scripts/inbox.lua (which keeps the stream within
+ * GW_INBOX_MAXLEN entries and inbox_max_bytes of Redis memory); with req (NUL-terminated,
+ * borrowed) the entry also names the node's reply channel and the request id the answer must
+ * carry. cb(priv, reply) gets the new entry's id (NULL when Redis is unreachable, also when the
+ * command could not be sent). */
 static void gw_rpc_xadd(gw_hub_t *hub, const gw_conn_t *c, const gw_cmd_t *cmd, const char *req,
                         gw_redis_reply_cb cb, void *priv)
 {
-    char maxlen[24];
-    snprintf(maxlen, sizeof(maxlen), "%ld", gw_inbox_maxlen(hub->cfg));
-    const char *argv[20] = {"XADD", GW_SCHEMA_INBOX, "MAXLEN", "~",    maxlen, "*",
-                            "uid",  c->uid,          "client", c->cid, "node", hub->node->node_id};
+    char maxbytes[24];
+    snprintf(maxbytes, sizeof(maxbytes), "%d", hub->cfg->inbox_max_bytes);
+    const char *argv[20] = {"1",    GW_SCHEMA_INBOX, GW_INBOX_MAXLEN, maxbytes, "uid",
+                            c->uid, "client",        c->cid,          "node",   hub->node->node_id};
     size_t argvlen[20];
-    int n = 12;
+    int n = 10;
     argv[n++] = "method";
     argv[n++] = cmd->method.p;
     if (req) {
@@ -98,7 +93,9 @@ static void gw_rpc_xadd(gw_hub_t *hub, const gw_conn_t *c, const gw_cmd_t *cmd, 
         argvlen[i] = strlen(argv[i]);
     argv[n] = (const char *)cmd->data.p;
     argvlen[n++] = cmd->data.n;
-    if (gw_redis_command(hub->redis, cb, priv, n, argv, argvlen) != 0)
+    if (!gw_inbox_script.src)
+        gw_script_init(&gw_inbox_script, gw_inbox_lua);
+    if (gw_redis_eval(hub->redis, &gw_inbox_script, cb, priv, n, argv, argvlen) != 0)
         cb(priv, NULL);
 }
 

@@ -87,8 +87,9 @@ def test_rpc_rate_is_per_user_across_connections(make_node, redis_server):
 
 def test_inbox_stays_under_inbox_max_bytes(make_node, redis_server):
     """A flood of rpcs as large as a frame allows (from many users, the per-user rate off) keeps
-    cardgw:inbox under inbox_max_bytes as Redis measures it; JSON data that grows past
-    max_frame_bytes as msgpack (floats) is refused with 104."""
+    cardgw:inbox under inbox_max_bytes as Redis measures it (scripts/inbox.lua trims the oldest
+    entries by memory); JSON data that grows past max_frame_bytes as msgpack (floats) is refused
+    with 104; small calls are not trimmed while they fit."""
     cap = 4 * 1024 * 1024
     node = make_node({"inbox_max_bytes": cap, "max_frame_bytes": 65536,
                       "max_rpcs_per_user_per_s": 0, "commands_per_second": 1000,
@@ -112,6 +113,20 @@ def test_inbox_stays_under_inbox_max_bytes(make_node, redis_server):
     assert used <= cap, (used, r.xlen("cardgw:inbox"))
     assert r.xlen("cardgw:inbox") >= 40  # still a useful backlog of the largest calls
     assert refused(node, "too_big") == 1
+
+    # the bound is on bytes, not on a count derived from the largest entry: 4,000 small calls
+    # (about 0.6 MB in Redis) all stay in the same 4 MiB (a count for 64 KB entries would keep 50)
+    r.delete("cardgw:inbox")
+
+    async def small():
+        clients = [await connected_client(node, "s%d" % i, enc="msgpack") for i in range(8)]
+        for _ in range(5):
+            replies = sum(await asyncio.gather(*(burst(c, "rpc", 100, method="m", data=b"y" * 20)
+                                                 for c in clients)), [])
+            assert all("result" in x for x in replies), replies[0]
+    run(small())
+    assert r.xlen("cardgw:inbox") == 4000, r.xlen("cardgw:inbox")
+    assert r.memory_usage("cardgw:inbox", samples=0) <= cap
 
 
 # ---- 3. history and recovery bounded in bytes inside the script -------------------------------
