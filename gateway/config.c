@@ -383,11 +383,11 @@ int gw_config_shard_urls(const gw_config_t *cfg, char out[][GW_URL_MAX])
 static int gw_read_secret_file(const char *key, const char *path, char **out, char *err,
                                size_t errlen)
 {
-    char buf[GW_SECRET_MAX + 2];
+    char buf[GW_SECRET_MAX + 3]; /* the secret, "\r\n", and one byte to tell a longer file */
     FILE *f = fopen(path, "r");
     if (!f)
         return gw_fail(err, errlen, "key '%s': cannot read %s: %s", key, path, strerror(errno));
-    size_t n = fread(buf, 1, sizeof(buf), f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f); /* room for the NUL */
     int bad = ferror(f);
     fclose(f);
     if (bad)

@@ -312,20 +312,46 @@ static int gw_server_tls_ready(gw_node_t *node, void *ssl_ctx)
  * TLS connection still holds bytes OpenSSL decrypted ahead (fixed in lws 4.3.3, its PR #3008): no
  * socket event comes for them, so a request body or WebSocket frames over TLS stalled until the
  * client sent more. With TLS on, the node checks before each poll and, while lws says some
- * connection needs forced service, keeps the loop from blocking and services it. */
+ * connection needs forced service, keeps the loop from blocking and services it.
+ * lws also says so for a connection with unparsed bytes it will not take yet (an HTTP request
+ * followed by more bytes while its response is still being written to a client that does not
+ * read): servicing that makes no progress, and an unbounded idle would spin a core for as long as
+ * the client likes. So after GW_TLS_SPIN_MAX forced services in a row the node lets the loop
+ * block again for GW_TLS_BACKOFF_MS: decrypted bytes still wait at most that long, a stuck
+ * connection costs a few services per backoff (until http_timeout_ms or the client goes). */
+#define GW_TLS_SPIN_MAX   16
+#define GW_TLS_BACKOFF_MS 5
+
+static int gw_server_tls_due(gw_node_t *node)
+{
+    return node->lws && !uv_is_active((uv_handle_t *)node->tls_backoff) &&
+           lws_service_adjust_timeout(node->lws, 1, 0) == 0;
+}
+
+static void gw_server_tls_resume(uv_timer_t *t)
+{
+    (void)t; /* the loop turns: the prepare below looks again */
+}
+
 static void gw_server_tls_idle(uv_idle_t *h)
 {
     gw_node_t *node = h->data;
-    if (node->lws && lws_service_adjust_timeout(node->lws, 1, 0) == 0)
-        _lws_plat_service_forced_tsi(node->lws, 0);
-    else
+    if (!gw_server_tls_due(node)) {
         uv_idle_stop(h);
+        node->tls_spins = 0;
+    } else if (++node->tls_spins > GW_TLS_SPIN_MAX) {
+        uv_idle_stop(h);
+        node->tls_spins = 0;
+        uv_timer_start(node->tls_backoff, gw_server_tls_resume, GW_TLS_BACKOFF_MS, 0);
+    } else {
+        _lws_plat_service_forced_tsi(node->lws, 0);
+    }
 }
 
 static void gw_server_tls_check(uv_prepare_t *p)
 {
     gw_node_t *node = p->data;
-    if (node->lws && lws_service_adjust_timeout(node->lws, 1, 0) == 0)
+    if (gw_server_tls_due(node))
         uv_idle_start(node->tls_idle, gw_server_tls_idle);
 }
 
@@ -333,9 +359,11 @@ static void gw_server_tls_pump_start(gw_node_t *node)
 {
     node->tls_check = gw_calloc(1, sizeof(*node->tls_check));
     node->tls_idle = gw_calloc(1, sizeof(*node->tls_idle));
+    node->tls_backoff = gw_calloc(1, sizeof(*node->tls_backoff));
     uv_prepare_init(node->loop, node->tls_check);
     uv_idle_init(node->loop, node->tls_idle);
-    node->tls_check->data = node->tls_idle->data = node;
+    uv_timer_init(node->loop, node->tls_backoff);
+    node->tls_check->data = node->tls_idle->data = node->tls_backoff->data = node;
     uv_prepare_start(node->tls_check, gw_server_tls_check);
 }
 
@@ -349,8 +377,10 @@ void gw_server_close(gw_node_t *node)
     if (node->tls_check) {
         uv_close((uv_handle_t *)node->tls_check, gw_server_handle_free);
         uv_close((uv_handle_t *)node->tls_idle, gw_server_handle_free);
+        uv_close((uv_handle_t *)node->tls_backoff, gw_server_handle_free);
         node->tls_check = NULL;
         node->tls_idle = NULL;
+        node->tls_backoff = NULL;
     }
 }
 

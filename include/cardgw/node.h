@@ -32,6 +32,8 @@ typedef struct gw_node {
     void *tls_ctx;           /* the vhost's SSL_CTX (lws owns it) when TLS is on, else NULL */
     uv_prepare_t *tls_check; /* TLS on: services what OpenSSL read ahead (server.c) */
     uv_idle_t *tls_idle;
+    uv_timer_t *tls_backoff; /* running: forced service paused (a connection made no progress) */
+    int tls_spins;           /* forced services in a row without the loop blocking */
     int listen_fd;           /* -1 when not listening */
     uv_poll_t *listen_poll;  /* accepts, hands sockets to lws */
     uv_timer_t accept_timer; /* resumes accepting after a pause for want of descriptors */

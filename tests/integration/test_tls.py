@@ -372,3 +372,41 @@ def test_admin_port_speaks_tls_too(make_tls_node, pki):
     assert st == 200
     assert http_call("http://127.0.0.1:%d/metrics" % admin, timeout=2)[0] is None
     assert node.http("GET", "/metrics")[0] == 404  # not on the public port
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        parts = f.read().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_stuck_tls_request_does_not_spin_the_loop(make_tls_node, pki):
+    """A request followed by more bytes while its large response waits for a client that does not
+    read: lws keeps asking for forced service of the connection's unparsed bytes, which makes no
+    progress. The node services read-ahead in bounded bursts (backing off 5 ms) instead of
+    spinning a core until http_timeout_ms; other clients are served meanwhile."""
+    cert, key = pki.server("server-one", "0x1111")
+    root = pki.path("static")
+    os.mkdir(root)
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        f.write(os.urandom(4000000))
+    node = make_tls_node(cert, key, {"static_root": root, "http_timeout_ms": 20000})
+    ctx = pki.client_context()
+    socks = []
+    for _ in range(3):
+        raw = socket.create_connection(("127.0.0.1", node.port))
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\nX")
+        socks.append(s)
+    try:
+        time.sleep(0.5)
+        pid = node.proc.pid
+        a = cpu_seconds(pid)
+        time.sleep(3)
+        used = cpu_seconds(pid) - a
+        assert node.http("GET", "/healthz") == (200, "ok\n")
+    finally:
+        for s in socks:
+            s.close()
+    assert used < 1.0, "the node used %.2f s of CPU in 3 s for three stuck sockets" % used

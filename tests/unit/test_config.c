@@ -229,6 +229,19 @@ TEST(secret_files_and_minimum_length)
     CHECK_EQ_INT(gw_config_set(&c, "jwt_secret_file", jf, "t", err, sizeof(err)), 0);
     CHECK(gw_config_load_secrets(&c, err, sizeof(err)) != 0);
     CHECK(strstr(err, "jwt_secret_file") != NULL);
+    /* a file longer than a secret can be (a PEM bundle named by mistake): refused, read within
+     * bounds (ASan checks the one byte past the buffer that was written before) */
+    char big[5001];
+    memset(big, 'a', 5000);
+    big[5000] = '\0';
+    char *bf = write_secret("rbig", big); /* path[1]: jf (path[0]) is read again below */
+    gw_config_t c2;
+    gw_config_defaults(&c2);
+    CHECK_EQ_INT(gw_config_set(&c2, "jwt_secret_file", bf, "t", err, sizeof(err)), 0);
+    CHECK(gw_config_load_secrets(&c2, err, sizeof(err)) != 0);
+    CHECK(strstr(err, "one line") != NULL);
+    gw_config_free(&c2);
+    unlink(bf);
     /* the file alone: its one line, the newline dropped */
     CHECK_EQ_INT(gw_config_set(&c, "jwt_secret", "", "t", err, sizeof(err)), 0);
     char *rf = write_secret("redis", "p@ss word\r\n");
