@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "history_lua.h" /* generated from scripts/history.lua: gw_history_lua */
+#include "keep_lua.h"    /* generated from scripts/keep.lua: gw_keep_lua */
 
 typedef struct {
     gw_history_cb cb;
@@ -121,9 +122,11 @@ static void gw_on_position_reply(void *priv, redisReply *r)
     free(op);
 }
 
+static gw_script_t gw_keep_script;
+
 static void gw_on_keep(void *priv, redisReply *r)
 {
-    (void)priv; /* an error (a Redis before 7.0 has no GT) leaves the lifetime as it was */
+    (void)priv; /* nothing waits for it: an error leaves the lifetime as it was */
     (void)r;
 }
 
@@ -139,11 +142,13 @@ int gw_history_position_keep(const gw_redis_t *r, const char *ch, size_t n, uint
     char key[GW_SCHEMA_KEY_MAX], t[16];
     const char *argv[] = {"HMGET", key, "e", "s"};
     size_t argvlen[] = {5, gw_schema_channel_key(key, sizeof(key), ch, n, GW_KEY_META), 1, 1};
-    if (keep_ttl_s) { /* pipelined before the read; nothing waits for it */
+    if (keep_ttl_s) { /* scripts/keep.lua, pipelined before the read; nothing waits for it */
         int tn = snprintf(t, sizeof(t), "%u", keep_ttl_s);
-        const char *ev[] = {"EXPIRE", key, t, "GT"};
-        size_t evlen[] = {6, argvlen[1], (size_t)tn, 2};
-        if (gw_redis_command(r, gw_on_keep, NULL, 4, ev, evlen) != 0)
+        const char *ev[] = {"1", key, t};
+        size_t evlen[] = {1, argvlen[1], (size_t)tn};
+        if (!gw_keep_script.src)
+            gw_script_init(&gw_keep_script, gw_keep_lua);
+        if (gw_redis_eval(r, &gw_keep_script, gw_on_keep, NULL, 3, ev, evlen) != 0)
             return -ENOTCONN;
     }
     gw_pos_op_t *op = gw_malloc(sizeof(*op));

@@ -247,7 +247,7 @@ void gw_channel_fill(gw_hub_t *hub, gw_channel_t *ch)
     ch->filling = 1;
     ch->op_refs++;
     if (gw_history_read_max(gw_channel_redis(hub, ch), ch->name, ch->n, GW_HIST_AFTER, ch->last,
-                            GW_FILL_MAX, gw_hub_meta_ttl(ch->ns),
+                            GW_FILL_MAX, (uint32_t)hub->cfg->meta_read_ttl_s,
                             (size_t)hub->cfg->recovery_max_bytes, gw_on_fill, op) != 0)
         gw_on_fill(op, NULL);
 }

@@ -7,7 +7,8 @@
 -- ARGV[2] = offset (mode a: entries with a greater offset)
 -- ARGV[3] = most entries returned
 -- ARGV[4] = meta lifetime in seconds when this read creates the epoch; a meta hash with a shorter
---           time left is extended to it (EXPIRE GT: a publish's longer lifetime is never cut)
+--           time left is extended to it (a publish's longer lifetime, or none, is never cut; the
+--           same as EXPIRE GT, which Redis before 7.0 lacks)
 -- ARGV[5] = byte budget of the entries returned (data + publisher, as the node counts them);
 --           "0" or absent: none. Entries are read a few at a time and reading stops at the first
 --           entry that would pass it (the first entry is returned even when it alone does)
@@ -26,7 +27,10 @@ if not e then
   redis.call('HSET', KEYS[1], 'e', e, 's', 0, 'g', g)
   redis.call('EXPIRE', KEYS[1], ttl)
 else
-  redis.pcall('EXPIRE', KEYS[1], ttl, 'GT')
+  local left = redis.call('TTL', KEYS[1])
+  if left >= 0 and left < ttl then
+    redis.call('EXPIRE', KEYS[1], ttl)
+  end
 end
 local s = redis.call('HGET', KEYS[1], 's') or '0'
 local mode, count, max = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[5] or '0') or 0

@@ -62,6 +62,8 @@ end
 local meta_ttl = tonumber(ARGV[6])
 if meta_ttl > 0 then
   redis.call("EXPIRE", KEYS[1], meta_ttl)
+else
+  redis.call("PERSIST", KEYS[1]) -- 0 = never expires, also for a hash a read created short-lived
 end
 -- frame: version, [publish time in us,] epoch, offset, format, publisher, then the data (all but
 -- data are one line)

@@ -50,8 +50,8 @@ typedef void (*gw_position_cb)(void *priv, int err, const char *epoch, uint64_t 
 int gw_history_position(const gw_redis_t *r, const char *ch, size_t n, gw_position_cb cb,
                         void *priv);
 /* The same for a channel this node serves: keep_ttl_s > 0 also extends a meta hash with less time
- * left to keep_ttl_s (EXPIRE GT: a hash a read created lives while someone is subscribed; a
- * publish's longer lifetime is never cut; a missing hash is not created). */
+ * left to keep_ttl_s (scripts/keep.lua, as EXPIRE GT: a hash a read created lives while someone is
+ * subscribed; a publish's longer lifetime is never cut; a missing hash is not created). */
 int gw_history_position_keep(const gw_redis_t *r, const char *ch, size_t n, uint32_t keep_ttl_s,
                              gw_position_cb cb, void *priv);
 

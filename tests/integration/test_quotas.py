@@ -251,6 +251,33 @@ def test_history_more_flag_with_small_publications(make_node, redis_server):
 # ---- 4. meta hash created by a read -----------------------------------------------------------
 
 
+def test_meta_lifetimes_in_the_scripts(redis_server):
+    """The scripts' lifetime rules on a real Redis: keep.lua (the subscribed node's keep-alive)
+    extends a shorter lifetime, never cuts a longer one, never gives one to a key without, never
+    creates a key; history.lua extends a read-created meta hash the same way; publish.lua with a
+    meta lifetime of 0 ("never expires") removes a read-created short lifetime."""
+    r = redis_server.client()
+    keep = r.register_script(open(os.path.join(ROOT, "scripts", "keep.lua")).read())
+    hist = r.register_script(open(os.path.join(ROOT, "scripts", "history.lua")).read())
+    pub = r.register_script(PUBLISH_LUA)
+    r.set("k:short", 1, ex=50)
+    r.set("k:long", 1, ex=5000)
+    r.set("k:none", 1)
+    assert keep(keys=["k:short"], args=[120]) == 50 and 110 < r.ttl("k:short") <= 120
+    assert keep(keys=["k:long"], args=[120]) == 5000 and r.ttl("k:long") > 4000
+    assert keep(keys=["k:none"], args=[120]) == -1 and r.ttl("k:none") == -1
+    assert keep(keys=["k:missing"], args=[120]) == -2 and not r.exists("k:missing")
+    m, x, c = "cardgw:{public:lt}:m", "cardgw:{public:lt}:x", "cardgw:{public:lt}"
+    hist(keys=[m, x], args=["p", 0, 1, 30, 0])
+    assert 0 < r.ttl(m) <= 30
+    hist(keys=[m, x], args=["p", 0, 1, 120, 0])  # a later read extends it
+    assert 30 < r.ttl(m) <= 120
+    hist(keys=[m, x], args=["p", 0, 1, 60, 0])   # never cuts it
+    assert r.ttl(m) > 60
+    pub(keys=[m, x, c], args=[b"\x01", "m", "", 10, 600, 0, 0, 0, 0])
+    assert r.ttl(m) == -1, r.ttl(m)
+
+
 def test_meta_created_by_reads_gets_a_short_ttl(make_node, redis_server):
     """Subscribing to 100 never-published channels leaves meta hashes that expire within
     meta_read_ttl_s, not 7 days; a publish gives its channel the long lifetime as before."""
