@@ -56,6 +56,11 @@ TEST(grammar_and_scopes)
     CHECK_STR(gw_apikeys_scope_names(GW_SCOPE_PUBLISH | GW_SCOPE_METRICS, names, sizeof(names)),
               "publish,metrics");
     CHECK_STR(gw_apikeys_scope_names(GW_SCOPE_ALL, names, sizeof(names)), "*");
+    /* a file of comments only is valid: every named key revoked (README) */
+    CHECK_EQ_INT(parse(ks, "# all revoked\n", err), 0);
+    CHECK_EQ_INT(gw_apikeys_count(ks), 1);
+    CHECK_EQ_INT(scopes_of(ks, K1, NULL), 0);
+    CHECK_EQ_INT(scopes_of(ks, "legacy", NULL), GW_SCOPE_ALL);
     gw_apikeys_free(ks);
 }
 
