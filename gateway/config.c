@@ -383,7 +383,7 @@ int gw_config_shard_urls(const gw_config_t *cfg, char out[][GW_URL_MAX])
 static int gw_read_secret_file(const char *key, const char *path, char **out, char *err,
                                size_t errlen)
 {
-    char buf[GW_SECRET_MAX + 3]; /* the secret, "\r\n", and one byte to tell a longer file */
+    char buf[GW_SECRET_MAX + 4]; /* the secret, "\r\n", one byte to tell a longer file, NUL */
     FILE *f = fopen(path, "r");
     if (!f)
         return gw_fail(err, errlen, "key '%s': cannot read %s: %s", key, path, strerror(errno));
@@ -494,6 +494,10 @@ int gw_config_validate(const gw_config_t *cfg, char *err, size_t errlen)
     if ((int64_t)cfg->meta_read_ttl_s * 1000 < 2 * (int64_t)cfg->position_check_interval_ms)
         return gw_fail(err, errlen,
                        "key 'meta_read_ttl_s' is below twice position_check_interval_ms");
+    if ((int64_t)cfg->inbox_max_bytes < 4 * (int64_t)cfg->max_frame_bytes)
+        return gw_fail(err, errlen,
+                       "key 'inbox_max_bytes' is below 4 x max_frame_bytes (one large call would "
+                       "trim the whole backlog)");
     if (cfg->command_burst < cfg->commands_per_second / 10)
         return gw_fail(err, errlen, "key 'command_burst' is below commands_per_second / 10");
     if (!cfg->tls_cert_file[0] != !cfg->tls_key_file[0])

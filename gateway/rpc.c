@@ -60,26 +60,35 @@ static int gw_rpc_listed(const char *list, const char *method, size_t n, int emp
     return 0;
 }
 
-/* Entries the inbox keeps at most (MAXLEN ~), whatever their size; inbox_max_bytes bounds the
- * bytes (scripts/inbox.lua). */
+/* Entries the inbox keeps at most, whatever their size; inbox_max_bytes bounds the bytes
+ * (scripts/inbox.lua). */
 #define GW_INBOX_MAXLEN "1000000"
 
 static gw_script_t gw_inbox_script;
 
-/* Appends the call to the inbox with scripts/inbox.lua (which keeps the stream within
- * GW_INBOX_MAXLEN entries and inbox_max_bytes of Redis memory); with req (NUL-terminated,
- * borrowed) the entry also names the node's reply channel and the request id the answer must
- * carry. cb(priv, reply) gets the new entry's id (NULL when Redis is unreachable, also when the
- * command could not be sent). */
+/* Appends the call to the inbox with scripts/inbox.lua, which first trims the oldest entries so
+ * that the stream stays within GW_INBOX_MAXLEN entries and inbox_max_bytes of calls; with req
+ * (NUL-terminated, borrowed) the entry also names the node's reply channel and the request id the
+ * answer must carry. cb(priv, reply) gets the new entry's id (NULL when Redis is unreachable,
+ * also when the command could not be sent). */
 static void gw_rpc_xadd(gw_hub_t *hub, const gw_conn_t *c, const gw_cmd_t *cmd, const char *req,
                         gw_redis_reply_cb cb, void *priv)
 {
     char maxbytes[24];
     snprintf(maxbytes, sizeof(maxbytes), "%d", hub->cfg->inbox_max_bytes);
-    const char *argv[20] = {"1",    GW_SCHEMA_INBOX, GW_INBOX_MAXLEN, maxbytes, "uid",
-                            c->uid, "client",        c->cid,          "node",   hub->node->node_id};
+    const char *argv[20] = {"2",
+                            GW_SCHEMA_INBOX,
+                            GW_SCHEMA_INBOX_BYTES,
+                            GW_INBOX_MAXLEN,
+                            maxbytes,
+                            "uid",
+                            c->uid,
+                            "client",
+                            c->cid,
+                            "node",
+                            hub->node->node_id};
     size_t argvlen[20];
-    int n = 10;
+    int n = 11;
     argv[n++] = "method";
     argv[n++] = cmd->method.p;
     if (req) {

@@ -9,6 +9,8 @@
 
 #define GW_SCHEMA_CTL_CHANNEL "cardgw:ctl"   /* node control: disconnect / unsubscribe a user */
 #define GW_SCHEMA_INBOX       "cardgw:inbox" /* stream of client rpc calls for the backend */
+/* string: bytes of the inbox's entries as scripts/inbox.lua counts them */
+#define GW_SCHEMA_INBOX_BYTES "cardgw:inbox:bytes"
 #define GW_SCHEMA_NODES       "cardgw:nodes" /* hash: node id -> its entry (JSON), registry.c */
 /* stream on each channel's Redis: publications nobody was subscribed to (publish.lua) */
 #define GW_SCHEMA_OFFLINE "cardgw:offline"

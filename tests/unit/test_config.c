@@ -240,8 +240,21 @@ TEST(secret_files_and_minimum_length)
     CHECK_EQ_INT(gw_config_set(&c2, "jwt_secret_file", bf, "t", err, sizeof(err)), 0);
     CHECK(gw_config_load_secrets(&c2, err, sizeof(err)) != 0);
     CHECK(strstr(err, "one line") != NULL);
+    /* a longest secret, then "\r\n" and another line: the line after is seen, refused */
+    memset(big, 'a', GW_SECRET_MAX);
+    memcpy(big + GW_SECRET_MAX, "\r\nmore", 7);
+    big[GW_SECRET_MAX + 7] = '\0';
+    bf = write_secret("rbig", big);
+    CHECK(gw_config_load_secrets(&c2, err, sizeof(err)) != 0);
     gw_config_free(&c2);
     unlink(bf);
+    /* the inbox must hold a few of the largest calls */
+    gw_config_t c3;
+    gw_config_defaults(&c3);
+    CHECK_EQ_INT(gw_config_set(&c3, "max_frame_bytes", "1048576", "t", err, sizeof(err)), 0);
+    CHECK_EQ_INT(gw_config_set(&c3, "inbox_max_bytes", "1048576", "t", err, sizeof(err)), 0);
+    CHECK(gw_config_validate(&c3, err, sizeof(err)) != 0 && strstr(err, "inbox_max_bytes"));
+    gw_config_free(&c3);
     /* the file alone: its one line, the newline dropped */
     CHECK_EQ_INT(gw_config_set(&c, "jwt_secret", "", "t", err, sizeof(err)), 0);
     char *rf = write_secret("redis", "p@ss word\r\n");
