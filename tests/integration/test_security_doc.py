@@ -72,17 +72,39 @@ def test_keys_named_in_security_md_exist():
 
 
 def test_cited_tests_exist():
+    """Every `file::name` and every bare `name` after it in the same cell names a test that
+    exists: a Python test function, or a C unit test (TEST(name))."""
     files = {}
     for d in ("tests/integration", "tests/unit"):
         for f in os.listdir(os.path.join(ROOT, d)):
-            if not f.endswith((".py", ".c")):
-                continue
-            files[f] = open(os.path.join(ROOT, d, f)).read()
-    missing = []
-    for f, name in re.findall(r"`?(test_[a-z_0-9]+\.(?:py|c))`?(?:::|`, `|`::)?`?([a-z_0-9]*)",
-                              SECURITY):
-        if f not in files:
-            missing.append(f)
-        elif name and name.startswith("test_") and "def %s(" % name not in files[f]:
-            missing.append("%s::%s" % (f, name))
+            if f.endswith((".py", ".c")):
+                files[f] = open(os.path.join(ROOT, d, f)).read()
+
+    def defined(f, name):
+        text = files[f]
+        return ("def %s(" % name in text) if f.endswith(".py") else ("TEST(%s)" % name in text)
+
+    missing, checked = [], 0
+    for line in SECURITY.splitlines():
+        if not line.startswith("|"):
+            continue
+        for cell in line.split("|"):
+            current = None
+            for tok in re.findall(r"`([^`]+)`", cell):
+                m = re.fullmatch(r"(?:tests/(?:unit|integration)/)?(test_[a-z_0-9]+\.(?:py|c))"
+                                 r"(?:::([a-z_0-9]+))?", tok)
+                if m:
+                    current = m.group(1)
+                    if current not in files:
+                        missing.append(current)
+                        current = None
+                    elif m.group(2):
+                        checked += 1
+                        if not defined(current, m.group(2)):
+                            missing.append(tok)
+                elif current and re.fullmatch(r"[a-z_0-9]+", tok) and "_" in tok:
+                    checked += 1
+                    if not defined(current, tok):
+                        missing.append("%s::%s" % (current, tok))
+    assert checked >= 30, checked
     assert not missing, missing
