@@ -18,6 +18,7 @@
 
 #include "cardgw/api_body.h"
 #include "cardgw/jwt.h"
+#include "../unit/b64url.h"
 #include "cardgw/proto.h"
 #include "cardgw/schema.h"
 
@@ -252,23 +253,6 @@ static void check_rpc_answer(const uint8_t *p, size_t n)
             check_msgpack_data(a.result.p, a.result.n, 1);
     }
     gw_buf_free(&scratch);
-}
-
-static size_t b64url_encode(const uint8_t *in, size_t n, char *out)
-{
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = t[v >> 18 & 63];
-        out[o++] = t[v >> 12 & 63];
-        if (i + 1 < n)
-            out[o++] = t[v >> 6 & 63];
-        if (i + 2 < n)
-            out[o++] = t[v & 63];
-    }
-    return o;
 }
 
 #define FUZZ_NOW_MS 1700000000000ull

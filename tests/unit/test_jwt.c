@@ -2,6 +2,7 @@
  * time claims (exp, nbf, iat with leeway; absurd values refused), aud and iss. */
 #include "cardgw/auth.h"
 #include "cardgw/jwt.h"
+#include "b64url.h"
 #include "testlib.h"
 
 #include <errno.h>
@@ -15,19 +16,7 @@
 
 static void b64url(const uint8_t *in, size_t n, char *out)
 {
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) |
-                     (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = t[v >> 18 & 63];
-        out[o++] = t[v >> 12 & 63];
-        if (i + 1 < n)
-            out[o++] = t[v >> 6 & 63];
-        if (i + 2 < n)
-            out[o++] = t[v & 63];
-    }
-    out[o] = '\0';
+    b64url_encode(in, n, out);
 }
 
 /* Signs "<h>.<c>" (already encoded) and appends ".<signature>". */
