@@ -33,7 +33,7 @@ test('exactly once in order after 20 forced disconnects', async (t) => {
   for (let k = 0; k < CUTS; k++) {
     for (let i = 0; i < clients.length; i++) {
       // wait (bounded) until the client is back and subscribed, then cut at a random moment
-      await waitFor(() => clients[i].state === 'connected', 5000);
+      await waitFor(() => clients[i].state === 'connected' && transports[i].open(), 5000);
       await sleep(Math.random() * 60);
       if (transports[i].cut()) cuts[i]++;
     }

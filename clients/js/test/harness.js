@@ -369,6 +369,9 @@ export function breakableTransport() {
     return w;
   };
   t.current = null;
+  // the socket the client uses now is open (right after a cut the client may still say
+  // `connected` until the close event of the old one has run)
+  t.open = () => !!t.current && t.current.ws.readyState === WebSocket.OPEN;
   t.cut = () => {
     const w = t.current;
     if (w && w.ws.readyState === WebSocket.OPEN) {
