@@ -122,6 +122,7 @@ def test_roll_and_shard_failover_through_haproxy():
         assert "Sanitizer" not in logs and "runtime error" not in logs
     finally:
         cluster(d, "down")
+        os.rmdir(os.path.dirname(d))  # the mkdtemp around it (empty once down removed d)
     assert not os.path.exists(d)
 
 
@@ -197,3 +198,4 @@ def test_scale_clients_spread_over_nodes_publications_exactly_once_in_order():
               % (per_node, deliveries))
     finally:
         cluster(d, "down")
+        os.rmdir(os.path.dirname(d))

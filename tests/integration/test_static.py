@@ -5,7 +5,6 @@ a reason. Real nodes."""
 import os
 import shutil
 import subprocess
-import tempfile
 import urllib.request
 
 from conftest import NODE_BIN, Node
@@ -22,8 +21,9 @@ def get(node, path):
         return None, None, b""
 
 
-def test_static_files_are_served_from_memory_and_nothing_else(make_node, redis_server):
-    root = tempfile.mkdtemp(prefix="cardgw-static-")
+def test_static_files_are_served_from_memory_and_nothing_else(make_node, redis_server, tmp_path):
+    root = str(tmp_path / "static")  # pytest's tmp_path: removed with old runs, not left in /tmp
+    os.makedirs(root)
     os.makedirs(os.path.join(root, "js", "deep"))
     files = {"index.html": b"<!doctype html><p>hi</p>", "js/app.js": b"export const x = 1;\n",
              "js/deep/index.html": b"<p>deep</p>", ".secret": b"no", "js/.env": b"no",
@@ -58,10 +58,11 @@ def test_static_files_are_served_from_memory_and_nothing_else(make_node, redis_s
     assert node.http("GET", "/api/v1/info")[0] == 200
 
 
-def test_static_off_by_default_and_bad_roots_stop_the_start(make_node, redis_server):
+def test_static_off_by_default_and_bad_roots_stop_the_start(make_node, redis_server, tmp_path):
     node = make_node()
     assert get(node, "/")[0] == 404 and get(node, "/index.html")[0] == 404
-    many = tempfile.mkdtemp(prefix="cardgw-static-")
+    many = str(tmp_path / "many")
+    os.makedirs(many)
     for k in range(257):
         open(os.path.join(many, "f%d.txt" % k), "w").close()
     for root, why in (("/nonexistent/dir", "cannot read"), (many, "more than 256 files")):
