@@ -140,6 +140,13 @@ static void gw_hist_series(gw_buf_t *out, const char *name, const char *labels, 
     }
 }
 
+/* A histogram without labels: its HELP/TYPE header and its one series. */
+static void gw_hist_one(gw_buf_t *out, const char *name, const char *help, const gw_hist_t *h)
+{
+    gw_hist_header(out, name, help);
+    gw_hist_series(out, name, "", h);
+}
+
 static void gw_render_histograms(gw_buf_t *out, const gw_metrics_t *m)
 {
     char labels[96];
@@ -159,14 +166,14 @@ static void gw_render_histograms(gw_buf_t *out, const gw_metrics_t *m)
         snprintf(labels, sizeof(labels), "conn=\"shard\",shard=\"shard%u\"", i);
         gw_hist_series(out, "cardgw_redis_command_duration_seconds", labels, &m->redis_rtt[i + 1]);
     }
-    gw_hist_header(out, "cardgw_connect_duration_seconds",
-                   "Time to answer connect: command received to reply queued (session lookup "
-                   "included).");
-    gw_hist_series(out, "cardgw_connect_duration_seconds", "", &m->connect_time);
-    gw_hist_header(out, "cardgw_subscribe_duration_seconds",
-                   "Time to answer subscribe: command run to reply queued (membership check, "
-                   "position and recovery included).");
-    gw_hist_series(out, "cardgw_subscribe_duration_seconds", "", &m->subscribe_time);
+    gw_hist_one(out, "cardgw_connect_duration_seconds",
+                "Time to answer connect: command received to reply queued (session lookup "
+                "included).",
+                &m->connect_time);
+    gw_hist_one(out, "cardgw_subscribe_duration_seconds",
+                "Time to answer subscribe: command run to reply queued (membership check, "
+                "position and recovery included).",
+                &m->subscribe_time);
     gw_hist_header(out, "cardgw_api_request_duration_seconds",
                    "Server API requests: headers received to response queued, by endpoint and "
                    "status class (series appear with their first request).");
@@ -178,13 +185,12 @@ static void gw_render_histograms(gw_buf_t *out, const gw_metrics_t *m)
                      gw_api_endpoint_names[e], gw_api_status_names[st]);
             gw_hist_series(out, "cardgw_api_request_duration_seconds", labels, &m->api_time[e][st]);
         }
-    gw_hist_header(out, "cardgw_loop_lag_seconds",
-                   "How late a 100 ms event-loop timer fires (event-loop lag).");
-    gw_hist_series(out, "cardgw_loop_lag_seconds", "", &m->loop_lag);
-    gw_hist_header(out, "cardgw_delivery_latency_seconds",
-                   "Publication delivery latency: its publish time (the Redis clock in the relay "
-                   "frame) to the socket write that carries it, one delivery in 8 sampled.");
-    gw_hist_series(out, "cardgw_delivery_latency_seconds", "", &m->delivery_latency);
+    gw_hist_one(out, "cardgw_loop_lag_seconds",
+                "How late a 100 ms event-loop timer fires (event-loop lag).", &m->loop_lag);
+    gw_hist_one(out, "cardgw_delivery_latency_seconds",
+                "Publication delivery latency: its publish time (the Redis clock in the relay "
+                "frame) to the socket write that carries it, one delivery in 8 sampled.",
+                &m->delivery_latency);
 }
 
 /* ---- per namespace ------------------------------------------------------------------------- */
