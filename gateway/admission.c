@@ -22,6 +22,7 @@ typedef struct gw_user_entry {
     struct gw_user_entry *next;
     uint32_t hash;
     uint32_t open;
+    uint32_t online;   /* connections up (authenticated, not closed): open counts until release */
     double rpc_tokens; /* max_rpcs_per_user_per_s bucket, shared by the user's connections */
     uint64_t rpc_ms;   /* its last refill (monotonic ms; 0: full, never taken from) */
     char uid[];        /* NUL-terminated; lent to the connections that hold a count */
@@ -37,6 +38,7 @@ typedef struct {
 struct gw_admission {
     uint32_t max_per_ip, new_per_ip_per_s, max_per_user;
     gw_table_t ips, users;
+    size_t users_online; /* users with online > 0 */
 };
 
 static const char *const gw_refuse_names[GW_REFUSE__COUNT] = {
@@ -226,6 +228,7 @@ const char *gw_admission_user_acquire(gw_admission_t *a, const char *uid)
         e->next = NULL;
         e->hash = h;
         e->open = 0;
+        e->online = 0;
         e->rpc_tokens = 0;
         e->rpc_ms = 0;
         memcpy(e->uid, uid, n + 1);
@@ -242,10 +245,40 @@ void gw_admission_user_release(gw_admission_t *a, const char *uid)
     if (!e)
         return;
     if (--e->open == 0) {
+        if (e->online) /* released before closed: a bug elsewhere, but the count stays true */
+            a->users_online--;
         *pp = e->next;
         free(e); /* uid may be e->uid itself: not read after this */
         a->users.n--;
     }
+}
+
+int gw_admission_user_online(gw_admission_t *a, const char *uid, int up, uint32_t *count)
+{
+    gw_user_entry_t *e = *gw_user_find(a, uid, gw_uid_hash(uid));
+    if (!e || (!up && !e->online))
+        return -ENOENT;
+    if (up && e->online++ == 0)
+        a->users_online++;
+    else if (!up && --e->online == 0)
+        a->users_online--;
+    *count = e->online;
+    return 0;
+}
+
+size_t gw_admission_users_online(const gw_admission_t *a)
+{
+    return a->users_online;
+}
+
+int gw_admission_foreach_online(const gw_admission_t *a, gw_admission_user_cb cb, void *priv)
+{
+    int rc = 0;
+    for (size_t i = 0; i < a->users.nbuckets && rc == 0; i++)
+        for (const gw_user_entry_t *e = a->users.buckets[i]; e && rc == 0; e = e->next)
+            if (e->online)
+                rc = cb(priv, e->uid, e->online);
+    return rc;
 }
 
 int gw_admission_user_rpc_take(gw_admission_t *a, const char *uid, uint64_t now_ms, uint32_t per_s)

@@ -1,6 +1,8 @@
 /* online.c — online status per user across nodes and devices: this node's uid -> connection
- * count table, mirrored into its own Redis hash (set, not increment: every write is the truth). */
+ * count (kept in the admission table's per-user entries), mirrored into its own Redis hash (set,
+ * not increment: every write is the truth). */
 #include "cardgw/online.h"
+#include "cardgw/admission.h"
 #include "cardgw/log.h"
 #include "cardgw/node.h"
 #include "cardgw/registry.h"
@@ -14,60 +16,18 @@
 #define GW_ONLINE_CHUNK      512 /* uid/count pairs per HSET of a rewrite */
 #define GW_ONLINE_FIRST_TICK 200 /* ms after start: the first refresh (or the first rewrite) */
 
-typedef struct gw_online_user {
-    struct gw_online_user *next;
-    uint32_t hash;
-    uint32_t count; /* > 0: users without connections are removed */
-    char uid[];
-} gw_online_user_t;
-
 struct gw_online {
     gw_node_t *node;
     uv_timer_t timer;
     char key[GW_SCHEMA_KEY_MAX]; /* cardgw:online:<node id> */
     size_t keylen;
     char ttl[24]; /* the hash's lifetime in ms, as PEXPIRE takes it */
-    gw_online_user_t **buckets;
-    size_t nbuckets, nusers;
-    int dirty; /* a write failed or the hash was not found as written: rewrite it whole */
-    int left;  /* leaving or stopped: nothing more is written */
+    int dirty;    /* a write failed or the hash was not found as written: rewrite it whole */
+    int left;     /* leaving or stopped: nothing more is written */
     gw_online_left_cb left_cb;
     void *left_priv;
     gw_log_limit_t log;
 };
-
-/* ---- the table ------------------------------------------------------------------------------- */
-
-static uint32_t gw_online_hash(const char *uid)
-{
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *uid; uid++)
-        h = (h ^ (uint8_t)*uid) * 16777619u;
-    return h;
-}
-
-static gw_online_user_t **gw_online_find(gw_online_t *o, const char *uid, uint32_t h)
-{
-    gw_online_user_t **pp = &o->buckets[h & (o->nbuckets - 1)];
-    while (*pp && ((*pp)->hash != h || strcmp((*pp)->uid, uid) != 0))
-        pp = &(*pp)->next;
-    return pp;
-}
-
-static void gw_online_grow(gw_online_t *o)
-{
-    size_t nb = o->nbuckets * 2;
-    gw_online_user_t **b = gw_calloc(nb, sizeof(*b));
-    for (size_t i = 0; i < o->nbuckets; i++)
-        for (gw_online_user_t *u = o->buckets[i], *next; u; u = next) {
-            next = u->next;
-            u->next = b[u->hash & (nb - 1)];
-            b[u->hash & (nb - 1)] = u;
-        }
-    free(o->buckets);
-    o->buckets = b;
-    o->nbuckets = nb;
-}
 
 /* ---- writing this node's hash ---------------------------------------------------------------- */
 
@@ -123,37 +83,58 @@ static void gw_online_write_user(gw_online_t *o, const char *uid, uint32_t count
         gw_online_failed(o, NULL); /* Redis is down: the rewrite after it is back repairs */
 }
 
-/* Sends the table in HSETs of up to GW_ONLINE_CHUNK pairs (key = the hash, or GW_SCHEMA_SEEN
- * with value = now when seen is set). Returns 0 or -ENOTCONN. */
+/* A rewrite in progress: HSETs of up to GW_ONLINE_CHUNK uid/value pairs. */
+typedef struct {
+    gw_online_t *o;
+    gw_redis_reply_cb cb;
+    const char **argv;
+    size_t *argvlen;
+    char (*nums)[24];
+    char now[24];
+    int argc, nn, seen;
+} gw_online_batch_t;
+
+static int gw_online_batch_send(gw_online_batch_t *b)
+{
+    int rc = gw_online_cmd(b->o, b->cb, b->o, b->argc, b->argv, b->argvlen);
+    b->argc = 2;
+    return rc;
+}
+
+static int gw_online_batch_add(void *priv, const char *uid, uint32_t count)
+{
+    gw_online_batch_t *b = priv;
+    char *num = b->nums[(b->argc - 2) / 2];
+    b->argv[b->argc] = uid;
+    b->argvlen[b->argc++] = strlen(uid);
+    b->argv[b->argc] = b->seen ? b->now : num;
+    b->argvlen[b->argc++] =
+        b->seen ? (size_t)b->nn : (size_t)snprintf(num, sizeof(*b->nums), "%" PRIu32, count);
+    return b->argc == 2 + 2 * GW_ONLINE_CHUNK ? gw_online_batch_send(b) : 0;
+}
+
+/* Sends the users online in HSETs of up to GW_ONLINE_CHUNK pairs (key = the hash, value = the
+ * count; or GW_SCHEMA_SEEN with value = now when seen is set). Returns 0 or -ENOTCONN. */
 static int gw_online_send_table(gw_online_t *o, int seen, gw_redis_reply_cb cb)
 {
-    const char **argv = gw_malloc((2 + 2 * GW_ONLINE_CHUNK) * sizeof(*argv));
-    size_t *argvlen = gw_malloc((2 + 2 * GW_ONLINE_CHUNK) * sizeof(*argvlen));
-    char(*nums)[24] = gw_malloc(GW_ONLINE_CHUNK * sizeof(*nums));
-    char now[24];
-    int rc = 0, argc = 2, nn = snprintf(now, sizeof(now), "%" PRIu64, gw_wall_ms());
-    argv[0] = "HSET";
-    argvlen[0] = 4;
-    argv[1] = seen ? GW_SCHEMA_SEEN : o->key;
-    argvlen[1] = seen ? strlen(GW_SCHEMA_SEEN) : o->keylen;
-    for (size_t i = 0; i < o->nbuckets && rc == 0; i++)
-        for (gw_online_user_t *u = o->buckets[i]; u && rc == 0; u = u->next) {
-            char *num = nums[(argc - 2) / 2];
-            argv[argc] = u->uid;
-            argvlen[argc++] = strlen(u->uid);
-            argv[argc] = seen ? now : num;
-            argvlen[argc++] =
-                seen ? (size_t)nn : (size_t)snprintf(num, sizeof(*nums), "%" PRIu32, u->count);
-            if (argc == 2 + 2 * GW_ONLINE_CHUNK) {
-                rc = gw_online_cmd(o, cb, o, argc, argv, argvlen);
-                argc = 2;
-            }
-        }
-    if (rc == 0 && argc > 2)
-        rc = gw_online_cmd(o, cb, o, argc, argv, argvlen);
-    free(argv);
-    free(argvlen);
-    free(nums);
+    gw_online_batch_t b = {.o = o,
+                           .cb = cb,
+                           .argv = gw_malloc((2 + 2 * GW_ONLINE_CHUNK) * sizeof(*b.argv)),
+                           .argvlen = gw_malloc((2 + 2 * GW_ONLINE_CHUNK) * sizeof(*b.argvlen)),
+                           .nums = gw_malloc(GW_ONLINE_CHUNK * sizeof(*b.nums))};
+    b.nn = snprintf(b.now, sizeof(b.now), "%" PRIu64, gw_wall_ms());
+    b.seen = seen;
+    b.argc = 2;
+    b.argv[0] = "HSET";
+    b.argvlen[0] = 4;
+    b.argv[1] = seen ? GW_SCHEMA_SEEN : o->key;
+    b.argvlen[1] = seen ? strlen(GW_SCHEMA_SEEN) : o->keylen;
+    int rc = gw_admission_foreach_online(o->node->admission, gw_online_batch_add, &b);
+    if (rc == 0 && b.argc > 2)
+        rc = gw_online_batch_send(&b);
+    free(b.argv);
+    free(b.argvlen);
+    free(b.nums);
     return rc;
 }
 
@@ -165,7 +146,8 @@ static void gw_online_rewrite(gw_online_t *o)
     if (o->left)
         return;
     o->dirty = 0;
-    if (o->nusers == 0) {
+    size_t nusers = gw_admission_users_online(o->node->admission);
+    if (nusers == 0) {
         if (gw_online_cmd(o, gw_online_on_write, o, 2, del, dellen) != 0)
             gw_online_failed(o, NULL);
         return;
@@ -184,7 +166,7 @@ static void gw_online_rewrite(gw_online_t *o)
     gw_online_send_table(o, 0, gw_online_on_write);
     gw_online_cmd(o, gw_online_on_write, o, 3, exp, explen);
     gw_online_cmd(o, gw_online_on_exec, o, 1, exec, execlen);
-    gw_debug("online", "%s rewritten: %zu users", o->key, o->nusers);
+    gw_debug("online", "%s rewritten: %zu users", o->key, nusers);
 }
 
 typedef struct {
@@ -222,7 +204,7 @@ static void gw_online_tick(uv_timer_t *t)
     const char *exp[] = {"PEXPIRE", o->key, o->ttl}, *hlen[] = {"HLEN", o->key};
     size_t explen[] = {7, o->keylen, strlen(o->ttl)}, hlenlen[] = {4, o->keylen};
     gw_online_check_t *ck = gw_malloc(sizeof(*ck));
-    *ck = (gw_online_check_t){o, o->nusers};
+    *ck = (gw_online_check_t){o, gw_admission_users_online(o->node->admission)};
     if (gw_online_cmd(o, gw_online_on_write, o, 3, exp, explen) != 0 ||
         gw_online_cmd(o, gw_online_on_hlen, ck, 2, hlen, hlenlen) != 0) {
         free(ck);
@@ -239,8 +221,6 @@ gw_online_t *gw_online_new(gw_node_t *node)
     o->node = node;
     o->keylen = gw_schema_online_key(o->key, sizeof(o->key), node->node_id);
     snprintf(o->ttl, sizeof(o->ttl), "%" PRIu64, iv * GW_REGISTRY_TTL_FACTOR);
-    o->nbuckets = 64;
-    o->buckets = gw_calloc(o->nbuckets, sizeof(*o->buckets));
     o->dirty = 1; /* a node restarted with the same node_id may find its old hash */
     uv_timer_init(node->loop, &o->timer);
     o->timer.data = o;
@@ -250,39 +230,16 @@ gw_online_t *gw_online_new(gw_node_t *node)
 
 void gw_online_conn_up(gw_online_t *o, const char *uid)
 {
-    if (!o)
-        return;
-    uint32_t h = gw_online_hash(uid);
-    gw_online_user_t **pp = gw_online_find(o, uid, h), *u = *pp;
-    if (!u) {
-        size_t n = strlen(uid);
-        u = gw_malloc(sizeof(*u) + n + 1);
-        u->next = NULL;
-        u->hash = h;
-        u->count = 0;
-        memcpy(u->uid, uid, n + 1);
-        *pp = u;
-        if (++o->nusers > o->nbuckets)
-            gw_online_grow(o);
-    }
-    u->count++;
-    gw_online_write_user(o, uid, u->count);
+    uint32_t count;
+    if (o && gw_admission_user_online(o->node->admission, uid, 1, &count) == 0)
+        gw_online_write_user(o, uid, count);
 }
 
 void gw_online_conn_down(gw_online_t *o, const char *uid)
 {
-    if (!o)
-        return;
-    gw_online_user_t **pp = gw_online_find(o, uid, gw_online_hash(uid)), *u = *pp;
-    if (!u)
-        return; /* not counted: a bug elsewhere, but never a negative count */
-    uint32_t count = --u->count;
-    gw_online_write_user(o, uid, count); /* before the free: uid may be u's own copy */
-    if (count == 0) {
-        *pp = u->next;
-        free(u);
-        o->nusers--;
-    }
+    uint32_t count; /* -ENOENT: not counted (a bug elsewhere), never a negative count */
+    if (o && gw_admission_user_online(o->node->admission, uid, 0, &count) == 0)
+        gw_online_write_user(o, uid, count);
 }
 
 void gw_online_redis_ready(gw_online_t *o)
@@ -331,12 +288,6 @@ void gw_online_free(gw_online_t *o)
 {
     if (!o)
         return;
-    for (size_t i = 0; i < o->nbuckets; i++)
-        for (gw_online_user_t *u = o->buckets[i], *next; u; u = next) {
-            next = u->next;
-            free(u);
-        }
-    free(o->buckets);
     free(o);
 }
 

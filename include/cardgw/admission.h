@@ -4,6 +4,7 @@
 #ifndef CARDGW_ADMISSION_H
 #define CARDGW_ADMISSION_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Why a connection was refused (the reason label of cardgw_connections_refused_total). */
@@ -51,6 +52,17 @@ void gw_admission_user_release(gw_admission_t *a, const char *uid);
  * token taken) or -EAGAIN (over the rate, nothing taken). The bucket lives while the user has a
  * connection here: a user who closes every connection starts again with a full one. */
 int gw_admission_user_rpc_take(gw_admission_t *a, const char *uid, uint64_t now_ms, uint32_t per_s);
+
+/* Who is online (online.c mirrors it into Redis): a connection of uid, which holds an acquire,
+ * authenticated (up = 1) or closed (up = 0). *count gets the user's connections up after the
+ * change. Returns 0, or -ENOENT when uid holds no acquire (nothing counted). */
+int gw_admission_user_online(gw_admission_t *a, const char *uid, int up, uint32_t *count);
+/* Users with at least one connection up. */
+size_t gw_admission_users_online(const gw_admission_t *a);
+/* Calls cb(priv, uid, count) for each user online (uid borrowed for the call) until cb returns
+ * non-zero; returns that, or 0. */
+typedef int (*gw_admission_user_cb)(void *priv, const char *uid, uint32_t count);
+int gw_admission_foreach_online(const gw_admission_t *a, gw_admission_user_cb cb, void *priv);
 
 /* Forgets IPs with no open socket whose rate window has passed; call every few seconds. */
 void gw_admission_sweep(gw_admission_t *a, uint64_t now_ms);

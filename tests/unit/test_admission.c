@@ -127,6 +127,45 @@ TEST(user_rpc_rate_is_shared_and_refills)
     gw_admission_free(a);
 }
 
+static int collect(void *priv, const char *uid, uint32_t count)
+{
+    char *out = priv;
+    char one[64];
+    snprintf(one, sizeof(one), "%s=%u;", uid, count);
+    strcat(out, one);
+    return 0;
+}
+
+TEST(users_online_are_counted_in_the_user_entries)
+{
+    gw_admission_t *a = gw_admission_new(0, 0, 0);
+    uint32_t n = 99;
+    char seen[256] = "";
+    const char *u = gw_admission_user_acquire(a, "ann");
+    gw_admission_user_acquire(a, "ann");
+    gw_admission_user_acquire(a, "bob");
+    CHECK_EQ_INT(gw_admission_user_online(a, "zed", 1, &n), -ENOENT); /* holds no acquire */
+    CHECK_EQ_INT(gw_admission_user_online(a, "ann", 0, &n), -ENOENT); /* never up */
+    CHECK_EQ_INT(gw_admission_user_online(a, u, 1, &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(gw_admission_user_online(a, "ann", 1, &n), 0);
+    CHECK_EQ_INT(n, 2);
+    CHECK_EQ_INT(gw_admission_users_online(a), 1); /* bob acquired, not up */
+    CHECK_EQ_INT(gw_admission_foreach_online(a, collect, seen), 0);
+    CHECK_STR(seen, "ann=2;");
+    CHECK_EQ_INT(gw_admission_user_online(a, "ann", 0, &n), 0);
+    CHECK_EQ_INT(gw_admission_user_online(a, "ann", 0, &n), 0);
+    CHECK_EQ_INT(n, 0);
+    CHECK_EQ_INT(gw_admission_users_online(a), 0);
+    /* closed, not yet released (pending operations): still acquired, no longer online */
+    CHECK_EQ_INT(gw_admission_user_online(a, "bob", 1, &n), 0);
+    gw_admission_user_release(a, "bob"); /* released while up: the count stays true */
+    CHECK_EQ_INT(gw_admission_users_online(a), 0);
+    gw_admission_user_release(a, "ann");
+    gw_admission_user_release(a, "ann");
+    gw_admission_free(a);
+}
+
 TEST(uid_with_nul_is_refused)
 {
     /* a session hash whose uid is "alice\0mallory" must not authenticate as "alice" */
@@ -147,6 +186,7 @@ int main(void)
     RUN(user_cap);
     RUN(tables_grow_and_keep_every_entry);
     RUN(user_rpc_rate_is_shared_and_refills);
+    RUN(users_online_are_counted_in_the_user_entries);
     RUN(uid_with_nul_is_refused);
     return TL_DONE();
 }
