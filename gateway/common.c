@@ -2,6 +2,7 @@
  * every other module leans on (the logger is in log.c). */
 #include "cardgw/common.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,20 @@ uint64_t gw_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int gw_parse_u64(const char *p, size_t n, uint64_t *v)
+{
+    if (n == 0 || n > 19) /* 19 digits cannot overflow 64 bits */
+        return -EINVAL;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -EINVAL;
+        x = x * 10 + (uint64_t)(p[i] - '0');
+    }
+    *v = x;
+    return 0;
 }
 
 uint64_t gw_wall_us(void)

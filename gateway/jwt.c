@@ -2,6 +2,7 @@
  * comparison, alg HS256 only, and exp/nbf/iat/aud/iss refused unless well formed and in range. */
 #include "cardgw/jwt.h"
 #include "cardgw/common.h"
+#include "cardgw/proto.h"
 
 #include <errno.h>
 #include <math.h>
@@ -11,58 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int gw_b64url_value(char ch)
-{
-    if (ch >= 'A' && ch <= 'Z')
-        return ch - 'A';
-    if (ch >= 'a' && ch <= 'z')
-        return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9')
-        return ch - '0' + 52;
-    if (ch == '-')
-        return 62;
-    if (ch == '_')
-        return 63;
-    return -1;
-}
-
-long gw_jwt_b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap)
-{
-    if (n % 4 == 1) /* 6 bits: not even one byte */
-        return -EINVAL;
-    if (n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
-        return -E2BIG;
-    uint32_t acc = 0;
-    int bits = 0;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int v = gw_b64url_value(s[i]);
-        if (v < 0) /* also '=' padding, '+', '/', whitespace and NUL */
-            return -EINVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (acc != 0) /* unused trailing bits set: a second spelling of the same bytes */
-        return -EINVAL;
-    return (long)o;
-}
-
 int gw_jwt_parse_unix_s(const char *s, size_t n, uint64_t *out)
 {
-    uint64_t v = 0;
-    if (n == 0 || n > 12)
-        return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -EINVAL;
-        v = v * 10 + (uint64_t)(s[i] - '0');
-    }
-    if (v > GW_JWT_TIME_MAX)
+    uint64_t v;
+    if (n > 12 || gw_parse_u64(s, n, &v) != 0 || v > GW_JWT_TIME_MAX)
         return -EINVAL;
     *out = v;
     return 0;
@@ -92,7 +45,7 @@ static json_t *gw_jwt_part(const char *s, size_t n)
 {
     size_t cap = n / 4 * 3 + 3;
     uint8_t *buf = gw_malloc(cap);
-    long len = gw_jwt_b64url_decode(s, n, buf, cap);
+    long len = gw_proto_base64_decode(s, n, buf, cap, 1);
     json_t *j =
         len < 0 ? NULL : json_loadb((const char *)buf, (size_t)len, JSON_REJECT_DUPLICATES, NULL);
     free(buf);
@@ -215,7 +168,7 @@ int gw_jwt_verify(const char *token, size_t n, const gw_jwt_opts_t *o, uint64_t 
         GW_JWT_FAIL("not three dot-separated parts");
     if (!o->secret || !o->secret[0])
         GW_JWT_FAIL("no jwt_secret configured");
-    if (gw_jwt_b64url_decode(sp, sn, sig, sizeof(sig)) != (long)sizeof(sig))
+    if (gw_proto_base64_decode(sp, sn, sig, sizeof(sig), 1) != (long)sizeof(sig))
         GW_JWT_FAIL("signature not 32 bytes of canonical base64url");
     if (!HMAC(EVP_sha256(), o->secret, (int)strlen(o->secret), (const uint8_t *)token,
               (size_t)(d2 - token), mac, &maclen) ||

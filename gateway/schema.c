@@ -139,20 +139,6 @@ size_t gw_schema_online_key(char *out, size_t cap, const char *node_id)
     return gw_schema_len(snprintf(out, cap, "cardgw:online:%s", node_id), cap);
 }
 
-/* A decimal number of 1 to 19 digits (nothing else: no sign, no space); 0 or -EINVAL. */
-static int gw_schema_u64(const char *p, size_t n, uint64_t *v)
-{
-    if (n == 0 || n > 19)
-        return -EINVAL;
-    *v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -EINVAL;
-        *v = *v * 10 + (uint64_t)(p[i] - '0');
-    }
-    return 0;
-}
-
 int gw_schema_parse_relay(const char *p, size_t n, gw_relay_frame_t *w)
 {
     const char *f[4], *end = p + n;
@@ -160,7 +146,7 @@ int gw_schema_parse_relay(const char *p, size_t n, gw_relay_frame_t *w)
     w->time_us = 0;
     if (n >= 2 && p[0] == '2' && p[1] == '\n') { /* version 2: the publish time comes first */
         const char *nl = memchr(p + 2, '\n', n - 2);
-        if (!nl || gw_schema_u64(p + 2, (size_t)(nl - p - 2), &w->time_us) != 0)
+        if (!nl || gw_parse_u64(p + 2, (size_t)(nl - p - 2), &w->time_us) != 0)
             return -EINVAL;
         p = nl + 1;
     } else if (n >= 2 && p[0] == '1' && p[1] == '\n') {
@@ -177,7 +163,7 @@ int gw_schema_parse_relay(const char *p, size_t n, gw_relay_frame_t *w)
         p = nl + 1;
     }
     if (fl[0] > GW_PROTO_MAX_EPOCH || fl[2] != 1 || !f[2][0] || !strchr("mjJL", f[2][0]) ||
-        gw_schema_u64(f[1], fl[1], &w->pub.offset) != 0)
+        gw_parse_u64(f[1], fl[1], &w->pub.offset) != 0)
         return -EINVAL;
     w->kind = f[2][0];
     w->epoch = (gw_slice_t){f[0], fl[0]};

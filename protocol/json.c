@@ -239,7 +239,7 @@ void gw_proto_base64_enc(gw_buf_t *out, const uint8_t *p, size_t n)
     out->len += k;
 }
 
-static int gw_proto_b64_val(uint8_t c)
+static int gw_proto_b64_val(uint8_t c, int url)
 {
     if (c >= 'A' && c <= 'Z')
         return c - 'A';
@@ -247,43 +247,43 @@ static int gw_proto_b64_val(uint8_t c)
         return c - 'a' + 26;
     if (c >= '0' && c <= '9')
         return c - '0' + 52;
-    if (c == '+')
+    if (c == (url ? '-' : '+'))
         return 62;
-    if (c == '/')
+    if (c == (url ? '_' : '/'))
         return 63;
     return -1;
 }
 
-/* Decodes canonical base64 (standard alphabet, padded, unused bits zero: exactly what
- * gw_proto_base64_enc writes) into o, which has room for n / 4 * 3 bytes. Returns the decoded
- * length, or -EINVAL. */
-static long gw_proto_base64_dec(const uint8_t *s, size_t n, uint8_t *o)
+long gw_proto_base64_decode(const char *s, size_t n, uint8_t *out, size_t cap, int url)
 {
-    if (n % 4)
-        return -EINVAL;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        int pad = 0;
-        if (i + 4 == n)
-            pad = (s[n - 1] == '=') + (s[n - 2] == '=' && s[n - 1] == '=');
-        int v[4];
-        for (int j = 0; j < 4 - pad; j++)
-            if ((v[j] = gw_proto_b64_val(s[i + (size_t)j])) < 0)
-                return -EINVAL;
-        for (int j = 4 - pad; j < 4; j++)
-            v[j] = 0;
-        uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | v[3];
-        o[k++] = (uint8_t)(x >> 16);
-        if (pad == 2 && (x & 0xffff))
+    if (!url) { /* padded to a multiple of 4 with at most two '=' */
+        if (n % 4)
             return -EINVAL;
-        if (pad < 2)
-            o[k++] = (uint8_t)(x >> 8);
-        if (pad == 1 && (x & 0xff))
-            return -EINVAL;
-        if (pad == 0)
-            o[k++] = (uint8_t)x;
+        for (int k = 0; k < 2 && n && s[n - 1] == '='; k++)
+            n--;
     }
-    return (long)k;
+    if (n % 4 == 1) /* 6 bits: not even one byte */
+        return -EINVAL;
+    if (n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0) > cap)
+        return -E2BIG;
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int v = gw_proto_b64_val((uint8_t)s[i], url);
+        if (v < 0) /* also '=' inside, the other alphabet's two, whitespace and NUL */
+            return -EINVAL;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (uint8_t)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (acc != 0) /* unused trailing bits set: a second spelling of the same bytes */
+        return -EINVAL;
+    return (long)o;
 }
 
 /* ---- JSON -> msgpack ------------------------------------------------------------------------ */
@@ -360,7 +360,7 @@ static int gw_proto_json_pack_b64(const json_t *s, int is_ext, int type, msgpack
     size_t n = json_string_length(s);
     uint8_t small[48];
     uint8_t *o = n / 4 * 3 <= sizeof(small) ? small : gw_malloc(n / 4 * 3);
-    long k = gw_proto_base64_dec((const uint8_t *)json_string_value(s), n, o);
+    long k = gw_proto_base64_decode(json_string_value(s), n, o, n / 4 * 3, 0);
     if (k >= 0) {
         if (is_ext) {
             msgpack_pack_ext(pk, (size_t)k, (int8_t)type);

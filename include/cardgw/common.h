@@ -96,10 +96,13 @@ static inline uint8_t *gw_buf_data(const gw_buf_t *b)
 
 /* ---- time ------------------------------------------------------------------------------------ */
 
-uint64_t gw_now_ms(void);                     /* monotonic milliseconds */
-uint64_t gw_now_us(void);                     /* monotonic microseconds (durations) */
-uint64_t gw_wall_ms(void);                    /* wall clock milliseconds since the epoch */
-uint64_t gw_wall_us(void);                    /* wall clock microseconds since the epoch */
+uint64_t gw_now_ms(void);  /* monotonic milliseconds */
+uint64_t gw_now_us(void);  /* monotonic microseconds (durations) */
+uint64_t gw_wall_ms(void); /* wall clock milliseconds since the epoch */
+uint64_t gw_wall_us(void); /* wall clock microseconds since the epoch */
+/* p[0..n) as a decimal number of 1 to 19 digits and nothing else (no sign, space or fraction):
+ * 0 with *v set, or -EINVAL. */
+int gw_parse_u64(const char *p, size_t n, uint64_t *v);
 uint32_t gw_random_u32(void);                 /* non-cryptographic, seeded from /dev/urandom */
 void gw_random_hex(char *out, size_t nbytes); /* nbytes random bytes as 2*nbytes hex + NUL */
 

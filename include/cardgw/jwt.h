@@ -36,11 +36,6 @@ int gw_jwt_verify(const char *token, size_t n, const gw_jwt_opts_t *o, uint64_t 
                   gw_jwt_t *out, const char **why);
 void gw_jwt_free(gw_jwt_t *t);
 
-/* Decodes canonical base64url without padding: only [A-Za-z0-9_-], n % 4 != 1 and zero unused
- * trailing bits (so one byte string has one encoding). Returns the decoded length, or -EINVAL
- * (bad encoding) / -E2BIG (more than cap bytes). */
-long gw_jwt_b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap);
-
 /* Parses a unix time in seconds written as decimal digits (no sign, space or fraction) of at most
  * GW_JWT_TIME_MAX, as the session field expires_at holds it. 0 or -EINVAL. */
 int gw_jwt_parse_unix_s(const char *s, size_t n, uint64_t *out);

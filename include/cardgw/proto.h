@@ -146,6 +146,12 @@ const char *gw_cmd_name(gw_cmd_kind_t kind);
  * most GW_PROTO_MAX_CHANNEL bytes. Returns 1 when valid; *ns_len gets the namespace length. */
 int gw_proto_channel_valid(const char *ch, size_t n, size_t *ns_len);
 
+/* Decodes canonical base64 into out: url = 0, the standard alphabet padded with '=' to a multiple
+ * of 4 ($bin / $ext); url = 1, base64url without padding (JWTs). Either way n % 4 != 1 (unpadded)
+ * and the unused trailing bits are zero, so one byte string has one encoding. Returns the decoded
+ * length, or -EINVAL (bad encoding) / -E2BIG (more than cap bytes). */
+long gw_proto_base64_decode(const char *s, size_t n, uint8_t *out, size_t cap, int url);
+
 /* ---- data conversion ------------------------------------------------------------------------
  * Both append to out and return 0, or -EINVAL when the input is not one valid value within
  * GW_PROTO_MAX_DEPTH (and, for JSON, valid UTF-8). JSON rule for msgpack values JSON cannot hold:

@@ -90,22 +90,33 @@ TEST(jwt_verify_basics)
 TEST(b64url_is_canonical)
 {
     uint8_t out[16];
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QUJD", 4, out, sizeof(out)), 3);
+    CHECK_EQ_INT(gw_proto_base64_decode("QUJD", 4, out, sizeof(out), 1), 3);
     CHECK_EQ_MEM(out, 3, "ABC", 3);
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QQ", 2, out, sizeof(out)), 1);
+    CHECK_EQ_INT(gw_proto_base64_decode("QQ", 2, out, sizeof(out), 1), 1);
     CHECK_EQ_INT(out[0], 'A');
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QUI", 3, out, sizeof(out)), 2);
-    CHECK_EQ_INT(gw_jwt_b64url_decode("", 0, out, sizeof(out)), 0);
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QR", 2, out, sizeof(out)), -EINVAL);    /* bits left over */
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QUJ", 3, out, sizeof(out)), -EINVAL);   /* same */
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QQ==", 4, out, sizeof(out)), -EINVAL);  /* padding */
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QUJDQ", 5, out, sizeof(out)), -EINVAL); /* n % 4 == 1 */
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QU+D", 4, out, sizeof(out)), -EINVAL);  /* base64, not url */
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QU/D", 4, out, sizeof(out)), -EINVAL);
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QU D", 4, out, sizeof(out)), -EINVAL);
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QU\0D", 4, out, sizeof(out)), -EINVAL);
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QUJDQUJD", 8, out, 5), -E2BIG);
-    CHECK_EQ_INT(gw_jwt_b64url_decode("QUJDQUJD", 8, out, 6), 6);
+    CHECK_EQ_INT(gw_proto_base64_decode("QUI", 3, out, sizeof(out), 1), 2);
+    CHECK_EQ_INT(gw_proto_base64_decode("", 0, out, sizeof(out), 1), 0);
+    CHECK_EQ_INT(gw_proto_base64_decode("QR", 2, out, sizeof(out), 1),
+                 -EINVAL); /* bits left over */
+    CHECK_EQ_INT(gw_proto_base64_decode("QUJ", 3, out, sizeof(out), 1), -EINVAL);   /* same */
+    CHECK_EQ_INT(gw_proto_base64_decode("QQ==", 4, out, sizeof(out), 1), -EINVAL);  /* padding */
+    CHECK_EQ_INT(gw_proto_base64_decode("QUJDQ", 5, out, sizeof(out), 1), -EINVAL); /* n % 4 == 1 */
+    CHECK_EQ_INT(gw_proto_base64_decode("QU+D", 4, out, sizeof(out), 1),
+                 -EINVAL); /* base64, not url */
+    CHECK_EQ_INT(gw_proto_base64_decode("QU/D", 4, out, sizeof(out), 1), -EINVAL);
+    CHECK_EQ_INT(gw_proto_base64_decode("QU D", 4, out, sizeof(out), 1), -EINVAL);
+    CHECK_EQ_INT(gw_proto_base64_decode("QU\0D", 4, out, sizeof(out), 1), -EINVAL);
+    CHECK_EQ_INT(gw_proto_base64_decode("QUJDQUJD", 8, out, 5, 1), -E2BIG);
+    CHECK_EQ_INT(gw_proto_base64_decode("QUJDQUJD", 8, out, 6, 1), 6);
+    /* the same decoder, standard alphabet with padding ($bin / $ext in JSON) */
+    CHECK_EQ_INT(gw_proto_base64_decode("QQ==", 4, out, sizeof(out), 0), 1);
+    CHECK_EQ_INT(gw_proto_base64_decode("QUI=", 4, out, sizeof(out), 0), 2);
+    CHECK_EQ_INT(gw_proto_base64_decode("QU+/", 4, out, sizeof(out), 0), 3);
+    CHECK_EQ_INT(gw_proto_base64_decode("QR==", 4, out, sizeof(out), 0), -EINVAL); /* bits */
+    CHECK_EQ_INT(gw_proto_base64_decode("Q===", 4, out, sizeof(out), 0), -EINVAL);
+    CHECK_EQ_INT(gw_proto_base64_decode("QQ=A", 4, out, sizeof(out), 0), -EINVAL);
+    CHECK_EQ_INT(gw_proto_base64_decode("QUI", 3, out, sizeof(out), 0), -EINVAL); /* unpadded */
+    CHECK_EQ_INT(gw_proto_base64_decode("QU-_", 4, out, sizeof(out), 0), -EINVAL);
 }
 
 /* The same signature bytes spelt another way (unused bits set, padding) must not pass. */
