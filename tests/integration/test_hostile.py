@@ -13,7 +13,7 @@ import time
 import pytest
 import websockets
 
-from conftest import API_KEY, Client, connected_client, jwt, run
+from conftest import API_KEY, Client, connected_client, free_port, http_call, jwt, run
 
 CLK = os.sysconf("SC_CLK_TCK")
 
@@ -435,3 +435,20 @@ def test_supervisor_stops_while_a_restart_is_pending(make_node):
     log = node.read_log()
     assert "exited with 137: restarting it in 1000 ms" in log, log[-2000:]
     assert log.count("listening on") == 2  # nobody was restarted
+
+
+def test_admin_port_takes_the_same_hostile_http(make_node):
+    """Every malformed, pipelined or smuggling variant sent to admin_port: at most one response
+    each (closing the connection), within the deadline; the admin port and the public one keep
+    serving, and the node is idle afterwards."""
+    admin = free_port()
+    node = make_node({"http_timeout_ms": 2000, "admin_port": admin})
+    for name, (data, _want) in VARIANTS.items():
+        t0 = time.time()
+        resp = raw_exchange(admin, data, timeout=6)
+        assert len(statuses(resp)) <= 1, (name, resp[:400])
+        assert time.time() - t0 < 5, name
+        st, _ = http_call("http://127.0.0.1:%d/metrics" % admin, timeout=3)
+        assert st == 200, "after %s: admin /metrics %r" % (name, st)
+    assert_idle(node.proc.pid)
+    assert_serving(node)
